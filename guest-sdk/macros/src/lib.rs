@@ -1,0 +1,110 @@
+//! Attribute macros of the Flowgate guest SDK. Use them through the `flowgate-sdk` crate.
+#![deny(missing_docs)]
+
+use proc_macro::TokenStream;
+use quote::{format_ident, quote};
+use syn::parse::Parser;
+use syn::{ItemFn, Path, parse_macro_input};
+
+/// Marks `fn(&EventRef) -> Vec<u8> | String | Event` (or a `Result` of one) as a map stage.
+#[proc_macro_attribute]
+pub fn map(args: TokenStream, item: TokenStream) -> TokenStream {
+    stage("Map", args, item)
+}
+
+/// Marks `fn(&EventRef) -> bool` (or `Result<bool, E>`) as a filter stage.
+#[proc_macro_attribute]
+pub fn filter(args: TokenStream, item: TokenStream) -> TokenStream {
+    stage("Filter", args, item)
+}
+
+/// Marks `fn(&EventRef) -> Option<…>` (or a `Result` of one) as a filter-map stage.
+#[proc_macro_attribute]
+pub fn filter_map(args: TokenStream, item: TokenStream) -> TokenStream {
+    stage("FilterMap", args, item)
+}
+
+/// Marks `fn(&EventRef) -> Vec<…>` (or a `Result` of one) as a flat-map stage.
+#[proc_macro_attribute]
+pub fn flat_map(args: TokenStream, item: TokenStream) -> TokenStream {
+    stage("FlatMap", args, item)
+}
+
+/// Parses `init = path` (the only argument).
+fn parse_init(args: TokenStream) -> syn::Result<Option<Path>> {
+    let mut init = None;
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("init") {
+            init = Some(meta.value()?.parse::<Path>()?);
+            Ok(())
+        } else {
+            Err(meta.error("unknown argument: the only one is `init = your_init_fn`"))
+        }
+    });
+    parser.parse(args)?;
+    Ok(init)
+}
+
+fn stage(kind: &str, args: TokenStream, item: TokenStream) -> TokenStream {
+    let init = match parse_init(args) {
+        Ok(i) => i,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    let func = parse_macro_input!(item as ItemFn);
+    if func.sig.inputs.len() != 1 {
+        return syn::Error::new_spanned(
+            &func.sig,
+            "a stage function takes exactly one argument: `event: &flowgate_sdk::EventRef`",
+        )
+        .to_compile_error()
+        .into();
+    }
+    let name = &func.sig.ident;
+    let kind = format_ident!("{kind}");
+    let init = match init {
+        Some(path) => quote! { ::core::option::Option::Some(#path) },
+        None => quote! { ::core::option::Option::None },
+    };
+    quote! {
+        #func
+
+        #[doc(hidden)]
+        struct __FlowgateStage;
+
+        impl ::flowgate_sdk::__private::Stage for __FlowgateStage {
+            #[inline]
+            fn process<S: ::flowgate_sdk::Sink>(
+                input: &::flowgate_sdk::EventRef<'_>,
+                sink: &mut S,
+            ) -> ::core::result::Result<(), ::flowgate_sdk::Error> {
+                ::flowgate_sdk::Returned::emit(::flowgate_sdk::kind::#kind(#name(input)), input, sink)
+            }
+        }
+
+        impl ::flowgate_sdk::__private::Guest for __FlowgateStage {
+            fn init(
+                config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+            ) -> ::core::result::Result<(), ::flowgate_sdk::Error> {
+                ::flowgate_sdk::__private::run_init(config, #init)
+            }
+
+            fn on_event(
+                event: ::flowgate_sdk::Event,
+            ) -> ::core::result::Result<::std::vec::Vec<::flowgate_sdk::Event>, ::flowgate_sdk::Error> {
+                ::flowgate_sdk::__private::on_event::<Self>(event)
+            }
+
+            fn on_batch(
+                input: ::flowgate_sdk::__private::flowgate::plugin::types::Batch,
+            ) -> ::core::result::Result<
+                ::flowgate_sdk::__private::flowgate::plugin::types::BatchResult,
+                ::flowgate_sdk::Error,
+            > {
+                ::flowgate_sdk::__private::on_batch::<Self>(input)
+            }
+        }
+
+        ::flowgate_sdk::__private::export_stage!(__FlowgateStage with_types_in ::flowgate_sdk::__private);
+    }
+    .into()
+}

@@ -1,0 +1,149 @@
+//! The `flowgate` command line: one file per subcommand. The binary's `main` calls [`main`].
+
+mod plugin_inspect;
+mod plugin_test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::runtime::{Limits, Runtime, RuntimeConfig};
+use clap::{Parser, Subcommand};
+
+/// Flowgate: a WebAssembly plugin host for stream handlers.
+///
+/// Events on the command line are NDJSON, one event per line; the format is in docs/events.md.
+#[derive(Debug, Parser)]
+#[command(name = "flowgate", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `debug` or `flowgate=debug`.
+    #[arg(long, global = true, env = "FLOWGATE_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Runs a plugin over NDJSON events and prints its output events as NDJSON.
+    Test(plugin_test::Args),
+    /// Shows a plugin's world, imports, exports, size and hash.
+    Inspect(plugin_inspect::Args),
+}
+
+/// Options that set up the runtime and bound the plugin, shared by the plugin commands.
+#[derive(Debug, clap::Args)]
+struct RuntimeArgs {
+    /// Memory cap of the plugin instance (e.g. 64MiB, 512KiB, 1048576).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    memory: usize,
+    /// Time limit of one call (e.g. 1s, 250ms).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Most output events one input event may produce.
+    #[arg(long, default_value_t = Limits::default().max_outputs_per_event)]
+    max_outputs_per_event: usize,
+    /// Compiled-code cache directory [default: $FLOWGATE_CACHE_DIR, else ~/.cache/flowgate].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Compile without reading or writing the compiled-code cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl RuntimeArgs {
+    fn runtime(&self) -> anyhow::Result<Runtime> {
+        let mut config = RuntimeConfig::default();
+        if self.no_cache {
+            config.cache_dir = None;
+        } else if let Some(dir) = &self.cache_dir {
+            config.cache_dir = Some(dir.clone());
+        }
+        config.max_memory_bytes = config.max_memory_bytes.max(self.memory);
+        config.max_stage_instances = 4;
+        Ok(Runtime::new(config)?)
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            memory_bytes: self.memory,
+            call_timeout: self.timeout,
+            max_outputs_per_event: self.max_outputs_per_event,
+            ..Limits::default()
+        }
+    }
+}
+
+/// Parses a byte size: a number with an optional KiB/MiB/GiB (or K/M/G, KB/MB/GB) suffix.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size; write e.g. 64MiB or 1048576"))?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?}; use KiB, MiB or GiB")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Parses `key=value`.
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not key=value")),
+    }
+}
+
+/// Parses the command line, runs the command, and returns the process exit code:
+/// 0 on success, 1 when some events failed, 2 when the command could not run.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let result = match cli.command {
+        Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(args),
+        Command::Plugin(PluginCommand::Inspect(args)) => plugin_inspect::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_pairs_parse_or_explain() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("lots").unwrap_err().contains("64MiB"));
+        assert!(parse_size("3 parsecs").unwrap_err().contains("unit"));
+        assert_eq!(parse_pair("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(parse_pair("novalue").is_err());
+    }
+}

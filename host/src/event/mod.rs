@@ -1,0 +1,104 @@
+//! Events and batches as the host holds them.
+//!
+//! The types are the ones generated from the WIT contract, so an event or a batch is lowered into
+//! a plugin without conversion. [`Columns`] (from `flowgate-batch`) reads a batch's rows in place.
+
+pub mod ndjson;
+
+pub use crate::runtime::bindings::flowgate::plugin::types::{Batch, BytesColumn, Event, Header};
+pub use flowgate_batch::{BatchBuilder, BatchError, Columns, EventRef, Headers, Parts};
+
+/// Borrows the buffers of a batch.
+pub fn parts(batch: &Batch) -> Parts<'_> {
+    Parts {
+        values: &batch.values.data,
+        value_ends: &batch.values.ends,
+        keys: &batch.keys.data,
+        key_ends: &batch.keys.ends,
+        has_key: &batch.has_key,
+        timestamps: &batch.timestamps,
+        header_ends: &batch.header_ends,
+        header_names: &batch.header_names.data,
+        header_name_ends: &batch.header_names.ends,
+        header_values: &batch.header_values.data,
+        header_value_ends: &batch.header_values.ends,
+    }
+}
+
+/// Checks a batch (for example one a plugin returned) and views its rows.
+pub fn columns(batch: &Batch) -> Result<Columns<'_>, BatchError> {
+    Columns::new(parts(batch))
+}
+
+/// Moves a builder's buffers into a batch.
+pub fn finish(b: BatchBuilder) -> Batch {
+    Batch {
+        values: BytesColumn {
+            data: b.values,
+            ends: b.value_ends,
+        },
+        keys: BytesColumn {
+            data: b.keys,
+            ends: b.key_ends,
+        },
+        has_key: b.has_key,
+        timestamps: b.timestamps,
+        header_ends: b.header_ends,
+        header_names: BytesColumn {
+            data: b.header_names,
+            ends: b.header_name_ends,
+        },
+        header_values: BytesColumn {
+            data: b.header_values,
+            ends: b.header_value_ends,
+        },
+    }
+}
+
+/// Appends an owned event to a builder.
+pub fn push_event(b: &mut BatchBuilder, e: &Event) {
+    b.push(
+        e.key.as_deref(),
+        &e.value,
+        e.timestamp,
+        e.headers.iter().map(|h| (h.name.as_bytes(), &h.value[..])),
+    );
+}
+
+/// A batch holding `events`, in order.
+pub fn batch_of(events: &[Event]) -> Batch {
+    let bytes = events.iter().map(|e| e.value.len()).sum();
+    let mut b = BatchBuilder::with_capacity(events.len(), bytes);
+    for e in events {
+        push_event(&mut b, e);
+    }
+    finish(b)
+}
+
+/// An owned copy of a row.
+pub fn to_owned(e: &EventRef<'_>) -> Event {
+    Event {
+        key: e.key.map(<[u8]>::to_vec),
+        value: e.value.to_vec(),
+        timestamp: e.timestamp,
+        headers: e
+            .headers
+            .iter()
+            .map(|(n, v)| Header {
+                name: String::from_utf8_lossy(n).into_owned(),
+                value: v.to_vec(),
+            })
+            .collect(),
+    }
+}
+
+/// A borrowed view of an owned event. `pairs` holds the header slices the view points into.
+pub fn view<'a>(e: &'a Event, pairs: &'a mut Vec<(&'a [u8], &'a [u8])>) -> EventRef<'a> {
+    pairs.extend(e.headers.iter().map(|h| (h.name.as_bytes(), &h.value[..])));
+    EventRef {
+        key: e.key.as_deref(),
+        value: &e.value,
+        timestamp: e.timestamp,
+        headers: Headers::from_pairs(pairs),
+    }
+}

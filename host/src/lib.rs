@@ -1,0 +1,12 @@
+//! Flowgate: a WebAssembly plugin host for stream handlers.
+//!
+//! - [`runtime`]: the wasmtime embedding: one engine, plugins compiled once (and cached on disk),
+//!   one store per stage instance, every guest bounded by [`runtime::Limits`].
+//! - [`cli`]: the `flowgate` command, one file per subcommand.
+//! - [`event`]: events and columnar batches as the host holds them, and the NDJSON event format
+//!   every command reads and writes (`docs/events.md`).
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod event;
+pub mod runtime;

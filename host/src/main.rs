@@ -1,0 +1,5 @@
+//! The `flowgate` command.
+
+fn main() -> std::process::ExitCode {
+    flowgate::cli::main()
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real wasmtime runtime, real plugins built from `plugins/`, and the real
+//! `flowgate` command. One test binary, one module per area.
+
+mod cli;
+mod hostile;
+mod parity;
+mod runtime;

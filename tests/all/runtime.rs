@@ -1,0 +1,83 @@
+//! Loading: the compiled-code cache, and clear errors for files that are not stage plugins.
+
+use flowgate::runtime::{LoadError, Runtime, RuntimeConfig};
+use flowgate_tests::plugins::{ALL, SPLIT, UPPERCASE};
+use flowgate_tests::test_config;
+
+#[test]
+fn compiled_code_is_cached_by_content_hash_and_survives_a_bad_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = RuntimeConfig {
+        cache_dir: Some(dir.path().to_owned()),
+        ..test_config()
+    };
+    let rt = Runtime::new(config.clone()).unwrap();
+    let first = rt.load_file(SPLIT.as_ref()).unwrap();
+    assert!(!first.info().from_cache);
+    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert_eq!(entries.len(), 1);
+    let name = entries[0].file_name().to_string_lossy().into_owned();
+    assert!(name.starts_with(&first.info().hash), "{name}");
+
+    let again = Runtime::new(config.clone()).unwrap();
+    let second = again.load_file(SPLIT.as_ref()).unwrap();
+    assert!(second.info().from_cache);
+    assert_eq!(second.info().hash, first.info().hash);
+
+    // A damaged entry is not trusted: the plugin is compiled anew and works.
+    std::fs::write(entries[0].path(), b"garbage").unwrap();
+    let third = Runtime::new(config)
+        .unwrap()
+        .load_file(SPLIT.as_ref())
+        .unwrap();
+    assert!(!third.info().from_cache);
+    let mut inst = third.instantiate(Default::default(), Vec::new()).unwrap();
+    let out = inst.on_event(&flowgate_tests::text("a\nb", 1)).unwrap();
+    assert_eq!(out.len(), 2);
+}
+
+#[test]
+fn every_plugin_loads_as_a_stage_with_no_filesystem_or_network_grant() {
+    let rt = flowgate_tests::runtime();
+    for (name, path) in ALL {
+        let p = rt
+            .load_file(path.as_ref())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(p.info().world, "flowgate:plugin/stage@0.1.0");
+        for export in ["init (func)", "on-event (func)", "on-batch (func)"] {
+            assert!(
+                p.info().exports.iter().any(|e| e == export),
+                "{name}: {export}"
+            );
+        }
+    }
+}
+
+#[test]
+fn files_that_are_not_stage_components_get_errors_that_say_what_to_do() {
+    let rt = flowgate_tests::runtime();
+    let err = rt.load_bytes("junk", b"definitely not wasm").unwrap_err();
+    assert!(matches!(err, LoadError::Compile { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("not a valid WebAssembly component")
+    );
+
+    // A core module (the empty one) is told to become a component.
+    let err = rt.load_bytes("core", b"\0asm\x01\0\0\0").unwrap_err();
+    assert!(matches!(err, LoadError::NotAComponent { .. }), "{err}");
+    assert!(err.to_string().contains("rustup target add wasm32-wasip2"));
+
+    // An empty component exports nothing.
+    let err = rt.load_bytes("empty", b"\0asm\x0d\0\x01\0").unwrap_err();
+    assert!(matches!(err, LoadError::NotAStage { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("missing export(s) init, on-event, on-batch"),
+        "{err}"
+    );
+
+    let err = rt.load_file("no/such/plugin.wasm".as_ref()).unwrap_err();
+    assert!(err.to_string().contains("no/such/plugin.wasm"), "{err}");
+    let _ = UPPERCASE;
+}
