@@ -16,6 +16,7 @@ fn main() {
     for watched in [
         "plugins/Cargo.toml",
         "plugins/Cargo.lock",
+        "plugins/.cargo/config.toml",
         "plugins/rust",
         "guest-sdk",
         "wit",

@@ -60,10 +60,8 @@ fn filter_json(event: &EventRef) -> Result<bool, Error> {
     if at.is_null() {
         return Ok(false);
     }
-    if let Some(want) = &rule.equals {
-        if at != want {
-            return Ok(false);
-        }
+    if rule.equals.as_ref().is_some_and(|want| at != want) {
+        return Ok(false);
     }
     if rule.min.is_some() || rule.max.is_some() {
         let Some(n) = at.as_f64() else {
