@@ -311,10 +311,7 @@ pub type InitFn = fn(&Config) -> Result<(), Error>;
 
 /// Stores the config and runs the author's init function, if any.
 #[doc(hidden)]
-pub fn run_init(
-    pairs: Vec<(String, String)>,
-    user: Option<InitFn>,
-) -> Result<(), Error> {
+pub fn run_init(pairs: Vec<(String, String)>, user: Option<InitFn>) -> Result<(), Error> {
     let config = CONFIG.get_or_init(|| Config { pairs });
     match user {
         Some(f) => f(config),

@@ -74,7 +74,11 @@ fn per_batch(inst: &mut StageInstance, batches: &[Batch]) -> usize {
 
 /// Median events per second of `runs` timed runs after one warm-up.
 fn measure(events: usize, runs: usize, mut f: impl FnMut() -> usize) -> f64 {
-    assert_eq!(black_box(f()), events, "every event must produce one output");
+    assert_eq!(
+        black_box(f()),
+        events,
+        "every event must produce one output"
+    );
     let mut times: Vec<Duration> = (0..runs)
         .map(|_| {
             let t = Instant::now();
