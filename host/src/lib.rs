@@ -3,10 +3,13 @@
 //! - [`runtime`]: the wasmtime embedding: one engine, plugins compiled once (and cached on disk),
 //!   one store per stage instance, every guest bounded by [`runtime::Limits`].
 //! - [`cli`]: the `flowgate` command, one file per subcommand.
+//! - [`log`]: the event log: topics, partitions, segments with CRC-checked record batches,
+//!   group commit, crash recovery, consumer offsets; and its in-memory twin.
 //! - [`event`]: events and columnar batches as the host holds them, and the NDJSON event format
 //!   every command reads and writes (`docs/events.md`).
 #![deny(missing_docs)]
 
 pub mod cli;
 pub mod event;
+pub mod log;
 pub mod runtime;

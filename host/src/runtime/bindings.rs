@@ -11,4 +11,5 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "stage",
+    additional_derives: [PartialEq, Eq],
 });
