@@ -3,5 +3,6 @@
 
 mod cli;
 mod hostile;
+mod log;
 mod parity;
 mod runtime;

@@ -40,3 +40,37 @@ pub fn text(value: &str, timestamp: i64) -> Event {
         headers: Vec::new(),
     }
 }
+
+/// The value of test record `seq`: its number and a body whose length and bytes depend on it,
+/// so a record read back can be checked byte for byte.
+pub fn payload(seq: u64) -> Vec<u8> {
+    let mut v = format!("seq-{seq:010}-").into_bytes();
+    let len = (seq * 7919 % 300) as usize;
+    v.extend((0..len).map(|i| b'a' + ((seq as usize + i) % 26) as u8));
+    v
+}
+
+/// The sequence number a payload was made from, if it is one.
+pub fn payload_seq(value: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(value.get(4..14)?).ok()?;
+    let seq = s.parse().ok()?;
+    (payload(seq) == value).then_some(seq)
+}
+
+/// Test record `seq`: value [`payload`]`(seq)`, a key on two of three records, time
+/// `1000 + 10 × seq` ms, and a header on one of four.
+pub fn record(seq: u64) -> Event {
+    Event {
+        key: (!seq.is_multiple_of(3)).then(|| seq.to_le_bytes().to_vec()),
+        value: payload(seq),
+        timestamp: 1_000 + seq as i64 * 10,
+        headers: if seq.is_multiple_of(4) {
+            vec![flowgate::event::Header {
+                name: "n".into(),
+                value: seq.to_string().into_bytes(),
+            }]
+        } else {
+            Vec::new()
+        },
+    }
+}

@@ -1,13 +1,17 @@
 //! The `flowgate` command line: one file per subcommand. The binary's `main` calls [`main`].
 
+mod consume;
 mod plugin_inspect;
 mod plugin_test;
+mod produce;
+mod topic;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::runtime::{Limits, Runtime, RuntimeConfig};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// Flowgate: a WebAssembly plugin host for stream handlers.
@@ -28,6 +32,33 @@ enum Command {
     /// Work with plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Create, list and describe topics of the log.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Append NDJSON events to a topic; prints how many were acknowledged (durable).
+    Produce(produce::Args),
+    /// Print a topic's events as NDJSON.
+    Consume(consume::Args),
+}
+
+/// Where the log is, and how it syncs. Every command that touches the log takes these.
+#[derive(Debug, clap::Args)]
+struct LogArgs {
+    /// The log's data directory.
+    #[arg(long, env = "FLOWGATE_DATA_DIR", default_value = "flowgate-data")]
+    data_dir: PathBuf,
+    /// When appends are synced: always (each group commit), interval:<duration>, or never
+    /// (throwaway data only).
+    #[arg(long, default_value = "always")]
+    sync: crate::log::SyncPolicy,
+}
+
+impl LogArgs {
+    fn open(&self) -> anyhow::Result<crate::log::Log> {
+        let options = crate::log::LogOptions { sync: self.sync };
+        crate::log::Log::open(&self.data_dir, options)
+            .with_context(|| format!("opening the log in {}", self.data_dir.display()))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +153,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(args),
         Command::Plugin(PluginCommand::Inspect(args)) => plugin_inspect::run(args),
+        Command::Topic(cmd) => topic::run(cmd),
+        Command::Produce(args) => produce::run(args),
+        Command::Consume(args) => consume::run(args),
     };
     match result {
         Ok(code) => code,

@@ -29,6 +29,11 @@ pub(crate) fn segment_name(base: u64, ext: &str) -> String {
     format!("{base:020}.{ext}")
 }
 
+/// `(relative offset, position)` of some batch starts, ascending.
+type OffsetIndex = Vec<(u32, u32)>;
+/// `(largest timestamp so far, relative offset)`, when it grows.
+type TimeIndex = Vec<(i64, u32)>;
+
 /// One segment: a `.log` file and its sparse indexes (held in memory, written at roll).
 struct Segment {
     base: u64,
@@ -38,10 +43,8 @@ struct Segment {
     /// Offset after the last durable record.
     next: u64,
     max_timestamp: i64,
-    /// `(relative offset, position)` of some batch starts, ascending.
-    index: Vec<(u32, u32)>,
-    /// `(largest timestamp so far, relative offset)`, when it grows.
-    time_index: Vec<(i64, u32)>,
+    index: OffsetIndex,
+    time_index: TimeIndex,
     bytes_since_index: u64,
     /// Wall time of the first append, for roll by age.
     created: Option<Instant>,
@@ -95,7 +98,7 @@ pub(crate) struct Shared {
 }
 
 enum Request {
-    Append(Batch, oneshot::Sender<Result<Ack, LogError>>),
+    Append(Box<Batch>, oneshot::Sender<Result<Ack, LogError>>),
     Roll(oneshot::Sender<Result<(), LogError>>),
     Retention(i64, oneshot::Sender<Result<usize, LogError>>),
 }
@@ -178,7 +181,7 @@ impl Partition {
         batch: Batch,
     ) -> Result<oneshot::Receiver<Result<Ack, LogError>>, LogError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Request::Append(batch, tx))?;
+        self.send(Request::Append(Box::new(batch), tx))?;
         Ok(rx)
     }
 
@@ -494,13 +497,13 @@ fn load_indexes(
     dir: &Path,
     base: u64,
     log_len: u64,
-) -> Option<(Vec<(u32, u32)>, Vec<(i64, u32)>)> {
+) -> Option<(OffsetIndex, TimeIndex)> {
     let read = |ext| super::storage::read_all(storage, &dir.join(segment_name(base, ext))).ok();
     let (idx, tidx) = (read("index")?, read("timeindex")?);
     if idx.len() % INDEX_ENTRY != 0 || tidx.len() % TIME_ENTRY != 0 {
         return None;
     }
-    let index: Vec<(u32, u32)> = idx
+    let index: OffsetIndex = idx
         .chunks_exact(INDEX_ENTRY)
         .map(|c| {
             (
@@ -509,7 +512,7 @@ fn load_indexes(
             )
         })
         .collect();
-    let time_index: Vec<(i64, u32)> = tidx
+    let time_index: TimeIndex = tidx
         .chunks_exact(TIME_ENTRY)
         .map(|c| {
             (
@@ -604,7 +607,7 @@ impl Writer {
                 match req {
                     Request::Append(batch, reply) => {
                         bytes += batch.values.data.len() + batch.keys.data.len() + 64;
-                        group.push((batch, reply));
+                        group.push((*batch, reply));
                     }
                     Request::Roll(reply) => {
                         self.write_group(std::mem::take(&mut group));
@@ -742,7 +745,10 @@ impl Writer {
                 let a = st.segments.last().expect("active segment");
                 (a.size, a.next)
             };
-            let undo = file.set_len(durable).and_then(|_| file.sync_data());
+            // Cut the group off so the next write goes where it stood. The cut need not be synced
+            // now: the next group's sync covers it, and if the machine dies first, recovery keeps
+            // at most this whole (unacknowledged) group or cuts it as a torn tail.
+            let undo = file.set_len(durable);
             self.written = durable;
             self.next = next;
             let err = LogError::Io {

@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A file of the log.
+#[expect(
+    clippy::len_without_is_empty,
+    reason = "mirrors std::fs::File, which has no is_empty either"
+)]
 pub trait StorageFile: Send + Sync {
     /// Current length.
     fn len(&self) -> io::Result<u64>;
@@ -189,8 +193,12 @@ struct Faults {
     space_left: Option<u64>,
     /// Syncs fail with EIO while set.
     fail_sync: bool,
-    /// Operations counted, for deterministic fault points.
+    /// Syncs done.
     syncs: u64,
+    /// A crash to take right after this many more writes, and how.
+    crash_after: Option<(u64, CrashMode, u64)>,
+    /// The state that crash left, and the unsynced bytes there were when it happened.
+    crashed: Option<(FaultyStorage, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -258,8 +266,32 @@ impl StorageFile for FaultyFile {
             f.data.resize(end, 0);
         }
         f.data[start..end].copy_from_slice(&buf[..allowed]);
+        drop(f);
         if full {
             return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        let crash = {
+            let mut fs = lock(&self.fs);
+            match fs.faults.crash_after.as_mut() {
+                Some((1, mode, noise)) => {
+                    let at = (*mode, *noise);
+                    fs.faults.crash_after = None;
+                    Some(at)
+                }
+                Some((n, _, _)) => {
+                    *n -= 1;
+                    None
+                }
+                None => None,
+            }
+        };
+        if let Some((mode, noise)) = crash {
+            let before = FaultyStorage {
+                fs: self.fs.clone(),
+            };
+            let unsynced = before.unsynced_bytes();
+            let after = before.crash(mode, noise);
+            lock(&self.fs).faults.crashed = Some((after, unsynced));
         }
         Ok(())
     }
@@ -302,6 +334,30 @@ impl FaultyStorage {
     /// Syncs done so far.
     pub fn syncs(&self) -> u64 {
         lock(&self.fs).faults.syncs
+    }
+
+    /// Arranges a crash right after the `writes`-th next write, before anything syncs it: the
+    /// state it leaves is taken with [`crash`](Self::crash) and kept for [`crashed`](Self::crashed).
+    pub fn crash_after_writes(&self, writes: u64, mode: CrashMode, noise: u64) {
+        lock(&self.fs).faults.crash_after = Some((writes.max(1), mode, noise));
+    }
+
+    /// The state left by the crash arranged with [`crash_after_writes`](Self::crash_after_writes),
+    /// once it happened, and how many bytes were unsynced at that moment.
+    pub fn crashed(&self) -> Option<(FaultyStorage, u64)> {
+        lock(&self.fs).faults.crashed.clone()
+    }
+
+    /// Bytes written but not synced, over all files.
+    pub fn unsynced_bytes(&self) -> u64 {
+        let fs = lock(&self.fs);
+        fs.files
+            .values()
+            .map(|f| {
+                let f = lock(f);
+                f.data.len().saturating_sub(f.durable.len()) as u64
+            })
+            .sum()
     }
 
     /// What a machine crash would leave: a new storage whose files hold their durable bytes,

@@ -1,0 +1,120 @@
+//! `flowgate produce`: appends NDJSON events to a topic and reports how many were acknowledged.
+//!
+//! Events with a key go to the partition `crc32c(key) % partitions`, so a key always lands in
+//! the same partition; events without one are spread round-robin. An event counts as
+//! acknowledged only once it is durable (per the log's sync policy).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::event::{self, BatchBuilder, Event, ndjson};
+use crate::log::{EventLog, Pending};
+
+use super::LogArgs;
+
+/// Events read and appended per round.
+const CHUNK: usize = 8192;
+
+/// Arguments of `flowgate produce`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The topic.
+    topic: String,
+    /// NDJSON events (docs/events.md); `-` or absent for stdin.
+    #[arg(long, short)]
+    input: Option<PathBuf>,
+    /// Put every event in this partition instead of choosing by key.
+    #[arg(long)]
+    partition: Option<u32>,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// The partition of an event: by key hash, else round-robin.
+pub(crate) fn partition_for(e: &Event, partitions: u32, counter: &mut u64) -> u32 {
+    match &e.key {
+        Some(k) => crc32c::crc32c(k) % partitions,
+        None => {
+            *counter += 1;
+            (*counter % u64::from(partitions)) as u32
+        }
+    }
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let reader: Box<dyn BufRead> = match &args.input {
+        None => Box::new(std::io::stdin().lock()),
+        Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdin().lock()),
+        Some(p) => Box::new(BufReader::new(
+            File::open(p).with_context(|| format!("cannot open input {}", p.display()))?,
+        )),
+    };
+    let log = args.log.open()?;
+    let partitions = log.describe(&args.topic)?.partitions.len() as u32;
+    if let Some(p) = args.partition
+        && p >= partitions
+    {
+        anyhow::bail!(
+            "--partition {p}: topic `{}` has partitions 0..{partitions}",
+            args.topic
+        );
+    }
+    let now = ndjson::now_ms();
+    let mut acknowledged = 0u64;
+    let mut counter = 0u64;
+    let mut lines = reader.lines().enumerate();
+    loop {
+        let mut per_partition: Vec<BatchBuilder> =
+            vec![BatchBuilder::default(); partitions as usize];
+        let mut read = 0;
+        for (i, line) in lines.by_ref() {
+            let line = line.context("reading events")?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let e = ndjson::parse_event(&line, now).map_err(|m| {
+                anyhow::anyhow!(
+                    "line {}: {m} ({acknowledged} events before it were acknowledged)",
+                    i + 1
+                )
+            })?;
+            let p = args
+                .partition
+                .unwrap_or_else(|| partition_for(&e, partitions, &mut counter));
+            event::push_event(&mut per_partition[p as usize], &e);
+            read += 1;
+            if read == CHUNK {
+                break;
+            }
+        }
+        if read == 0 {
+            break;
+        }
+        let pending: Vec<(u32, Pending)> = per_partition
+            .into_iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(p, b)| {
+                Ok((
+                    p as u32,
+                    log.submit(&args.topic, p as u32, event::finish(b))?,
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        for (p, pending) in pending {
+            let ack = pending.wait().with_context(|| {
+                format!(
+                    "appending to {}/{p} ({acknowledged} events acknowledged before)",
+                    args.topic
+                )
+            })?;
+            acknowledged += u64::from(ack.count);
+        }
+    }
+    writeln!(std::io::stdout(), "acknowledged {acknowledged} events")?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,137 @@
+//! `flowgate topic create|list|describe`.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::log::{EventLog, TopicConfig};
+
+use super::{LogArgs, parse_size};
+
+/// Topic commands.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum TopicCommand {
+    /// Creates a topic.
+    Create {
+        /// Topic name: letters, digits, '.', '_' or '-'.
+        name: String,
+        /// Number of partitions.
+        #[arg(long, short, default_value_t = 1)]
+        partitions: u32,
+        /// Roll a segment at this size (e.g. 128MiB).
+        #[arg(long, default_value = "128MiB", value_parser = parse_size)]
+        segment_bytes: usize,
+        /// Roll a segment this long after its first record (e.g. 1d, 6h).
+        #[arg(long, default_value = "1d", value_parser = humantime::parse_duration)]
+        segment_age: Duration,
+        /// Delete old segments while a partition holds more than this (e.g. 10GiB).
+        #[arg(long, value_parser = parse_size)]
+        retention_bytes: Option<usize>,
+        /// Delete segments whose newest record is older than this (e.g. 7d); `forever` keeps all.
+        #[arg(long, default_value = "7d")]
+        retention: String,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// Lists topics with their partition count and record count.
+    List {
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// Shows a topic's settings and each partition's offsets and size.
+    Describe {
+        /// Topic name.
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+}
+
+pub(crate) fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        TopicCommand::Create {
+            name,
+            partitions,
+            segment_bytes,
+            segment_age,
+            retention_bytes,
+            retention,
+            log,
+        } => {
+            let retention_age = match retention.as_str() {
+                "forever" => None,
+                r => Some(humantime::parse_duration(r).map_err(|e| {
+                    anyhow::anyhow!("--retention {r:?}: {e} (write e.g. 7d, 12h, or forever)")
+                })?),
+            };
+            let config = TopicConfig {
+                partitions,
+                segment_bytes: segment_bytes as u64,
+                segment_age: Some(segment_age),
+                retention_bytes: retention_bytes.map(|b| b as u64),
+                retention_age,
+                ..TopicConfig::default()
+            };
+            let log = log.open()?;
+            log.create_topic(&name, config)?;
+            writeln!(
+                out,
+                "created topic {name} with {partitions} partition(s) in {}",
+                log.dir().display()
+            )?;
+        }
+        TopicCommand::List { log } => {
+            let log = log.open()?;
+            for name in log.topics() {
+                let info = log.describe(&name)?;
+                let records: u64 = info
+                    .partitions
+                    .iter()
+                    .map(|p| p.end_offset - p.start_offset)
+                    .sum();
+                writeln!(
+                    out,
+                    "{name}\tpartitions={}\trecords={records}",
+                    info.partitions.len()
+                )?;
+            }
+        }
+        TopicCommand::Describe { name, json, log } => {
+            let info = log.open()?.describe(&name)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&info)?)?;
+            } else {
+                let c = &info.config;
+                writeln!(out, "topic:       {}", info.name)?;
+                writeln!(out, "partitions:  {}", c.partitions)?;
+                writeln!(
+                    out,
+                    "segment:     {} bytes, {:?} age",
+                    c.segment_bytes, c.segment_age
+                )?;
+                writeln!(
+                    out,
+                    "retention:   {} bytes, {} age",
+                    c.retention_bytes
+                        .map_or("unlimited".into(), |b| b.to_string()),
+                    c.retention_age
+                        .map_or("unlimited".into(), |a| humantime::format_duration(a)
+                            .to_string())
+                )?;
+                writeln!(out, "partition\tstart\tend\tbytes\tsegments")?;
+                for p in &info.partitions {
+                    writeln!(
+                        out,
+                        "{}\t{}\t{}\t{}\t{}",
+                        p.partition, p.start_offset, p.end_offset, p.bytes, p.segments
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
