@@ -123,6 +123,7 @@ impl EventLog for MemoryLog {
                     end_offset: s.end,
                     bytes: s.bytes,
                     segments: 1,
+                    syncs: 0,
                 }
             })
             .collect();

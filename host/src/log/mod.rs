@@ -150,6 +150,8 @@ pub struct PartitionInfo {
     pub bytes: u64,
     /// Segments held (1 for the memory log).
     pub segments: usize,
+    /// Data syncs since the log was opened (0 for the memory log).
+    pub syncs: u64,
 }
 
 /// A topic and its partitions.
@@ -628,6 +630,7 @@ impl EventLog for Log {
                     end_offset: end,
                     bytes,
                     segments,
+                    syncs: p.syncs(),
                 }
             })
             .collect();

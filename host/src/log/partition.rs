@@ -6,6 +6,7 @@
 //! reader saw can be lost to a crash.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -95,6 +96,8 @@ pub(crate) struct Shared {
     dir: PathBuf,
     config: TopicConfig,
     name: String,
+    /// Successful data syncs, for metrics.
+    pub(crate) syncs: AtomicU64,
 }
 
 enum Request {
@@ -154,6 +157,7 @@ impl Partition {
             dir,
             config,
             name,
+            syncs: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
         let writer_shared = shared.clone();
@@ -195,6 +199,11 @@ impl Partition {
         let (tx, rx) = oneshot::channel();
         self.send(Request::Retention(now_ms, tx))?;
         rx.blocking_recv().map_err(|_| LogError::Closed)?
+    }
+
+    /// Successful syncs so far.
+    pub(crate) fn syncs(&self) -> u64 {
+        self.shared.syncs.load(Ordering::Relaxed)
     }
 
     /// `(start offset, end offset, bytes, segments)`.
@@ -734,7 +743,9 @@ impl Writer {
         let file = self.active_file();
         let result = match self.sync {
             SyncPolicy::Never => Ok(()),
-            _ => file.sync_data(),
+            _ => file.sync_data().inspect(|()| {
+                self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+            }),
         };
         self.last_sync = Instant::now();
         let replies = std::mem::take(&mut self.unsynced.replies);
