@@ -131,3 +131,161 @@ fn plugin_inspect_shows_world_exports_imports_size_and_hash() {
     assert_eq!(sha.len(), 64);
     assert_eq!(doc["size"].as_u64(), Some(size));
 }
+
+fn with_dir(args: &[&str], dir: &std::path::Path, stdin: &str) -> Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.push("--data-dir");
+    all.push(dir.to_str().unwrap());
+    flowgate(&all, stdin)
+}
+
+const EVENTS: &str = r#"{"key":"a","value":{"n":1},"timestamp":1000}
+{"key":"b","value":"two","timestamp":2000,"headers":{"h":"x"}}
+{"value_b64":"/wA=","timestamp":3000}
+"#;
+
+#[test]
+fn produce_then_consume_round_trips_events_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = with_dir(&["topic", "create", "orders"], dir.path(), "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_dir(&["produce", "orders"], dir.path(), EVENTS);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "acknowledged 3 events\n");
+
+    let out = with_dir(&["consume", "orders", "--from-beginning"], dir.path(), "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), EVENTS);
+
+    let out = with_dir(&["consume", "orders", "--offset", "2"], dir.path(), "");
+    assert_eq!(
+        text(&out.stdout),
+        EVENTS.lines().nth(2).unwrap().to_owned() + "\n"
+    );
+    let out = with_dir(&["consume", "orders", "--since", "1500"], dir.path(), "");
+    assert_eq!(text(&out.stdout).lines().count(), 2);
+
+    // A group resumes where it left off.
+    let out = with_dir(
+        &["consume", "orders", "--group", "g", "--max", "2"],
+        dir.path(),
+        "",
+    );
+    assert_eq!(text(&out.stdout).lines().count(), 2);
+    let out = with_dir(&["consume", "orders", "--group", "g"], dir.path(), "");
+    assert_eq!(
+        text(&out.stdout),
+        EVENTS.lines().nth(2).unwrap().to_owned() + "\n"
+    );
+    let out = with_dir(&["consume", "orders", "--group", "g"], dir.path(), "");
+    assert_eq!(text(&out.stdout), "");
+
+    let out = with_dir(&["topic", "describe", "orders", "--json"], dir.path(), "");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["partitions"][0]["end_offset"], 3);
+    let out = with_dir(&["topic", "list"], dir.path(), "");
+    assert_eq!(text(&out.stdout), "orders\tpartitions=1\trecords=3\n");
+}
+
+#[test]
+fn keys_pick_a_stable_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    with_dir(
+        &["topic", "create", "k", "--partitions", "4"],
+        dir.path(),
+        "",
+    );
+    let input: String = (0..40)
+        .map(|i| format!("{{\"key\":\"user-{}\",\"value\":{i}}}\n", i % 5))
+        .collect();
+    let out = with_dir(&["produce", "k"], dir.path(), &input);
+    assert_eq!(text(&out.stdout), "acknowledged 40 events\n");
+    let mut seen = std::collections::HashMap::new();
+    for p in 0..4 {
+        let out = with_dir(
+            &["consume", "k", "--partition", &p.to_string()],
+            dir.path(),
+            "",
+        );
+        for line in text(&out.stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let key = v["key"].as_str().unwrap().to_owned();
+            assert_eq!(
+                *seen.entry(key).or_insert(p),
+                p,
+                "a key landed in two partitions"
+            );
+        }
+    }
+    assert_eq!(seen.len(), 5);
+}
+
+#[test]
+fn log_commands_explain_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = with_dir(&["produce", "missing"], dir.path(), EVENTS);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("flowgate topic create missing"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    with_dir(&["topic", "create", "t"], dir.path(), "");
+    let out = with_dir(
+        &["produce", "t"],
+        dir.path(),
+        "{\"value\":1}\n{\"value\":2,\"extra\":3}\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("line 2: unknown field `extra`"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    with_dir(&["produce", "t"], dir.path(), EVENTS);
+    let out = with_dir(&["consume", "t", "--offset", "99"], dir.path(), "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("holds offsets 0..3"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = with_dir(&["topic", "create", "t"], dir.path(), "");
+    assert!(text(&out.stderr).contains("exists already"));
+    let out = with_dir(&["produce", "t", "--sync", "sometimes"], dir.path(), EVENTS);
+    assert!(
+        text(&out.stderr).contains("interval:<duration>"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn consume_follow_prints_events_another_process_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    with_dir(&["topic", "create", "live"], dir.path(), "");
+    let child = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"))
+        .args(["consume", "live", "--follow", "--max", "6", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The consumer reads without the lock, so producers can run meanwhile.
+    for _ in 0..2 {
+        let out = with_dir(&["produce", "live"], dir.path(), EVENTS);
+        assert_eq!(
+            text(&out.stdout),
+            "acknowledged 3 events\n",
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{EVENTS}{EVENTS}"));
+}

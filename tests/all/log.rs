@@ -185,7 +185,7 @@ fn a_second_process_cannot_open_the_same_directory() {
     let dir = tempfile::tempdir().unwrap();
     let _log = Log::open(dir.path(), LogOptions::default()).unwrap();
     let err = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"))
-        .args(["topic", "list", "--data-dir"])
+        .args(["topic", "create", "another", "--data-dir"])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -196,6 +196,45 @@ fn a_second_process_cannot_open_the_same_directory() {
         msg.contains(&std::process::id().to_string()),
         "names the holder: {msg}"
     );
+}
+
+#[test]
+fn a_read_only_log_follows_the_owner_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = Log::open(dir.path(), LogOptions::default()).unwrap();
+    owner.create_topic("t", small_segments()).unwrap();
+    owner
+        .append("t", 0, event::batch_of(&records(0..10)))
+        .unwrap();
+    let reader = Log::open(
+        dir.path(),
+        LogOptions {
+            read_only: true,
+            ..LogOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(read_all(&reader, "t", 0, 0).len(), 10);
+    // New batches and new segments of the owner show up; retention's deletions too.
+    for i in 1..20 {
+        owner
+            .append("t", 0, event::batch_of(&records(i * 10..i * 10 + 10)))
+            .unwrap();
+    }
+    assert!(
+        reader
+            .wait_for("t", 0, 150, Duration::from_secs(5))
+            .unwrap()
+    );
+    let all = read_all(&reader, "t", 0, 0);
+    assert_eq!(all.len(), 200);
+    assert!(all.iter().all(|(o, e)| *e == record(*o)));
+    assert!(reader.describe("t").unwrap().partitions[0].segments > 1);
+    let err = reader
+        .append("t", 0, event::batch_of(&records(0..1)))
+        .unwrap_err();
+    assert!(matches!(err, LogError::ReadOnly(_)), "{err}");
+    assert!(reader.create_topic("u", TopicConfig::default()).is_err());
 }
 
 #[test]
@@ -373,7 +412,10 @@ fn crash_case(seed: u64, torn: &AtomicU64) {
         0 => SyncPolicy::Interval(Duration::from_millis(1)),
         _ => SyncPolicy::Always,
     };
-    let options = LogOptions { sync };
+    let options = LogOptions {
+        sync,
+        ..LogOptions::default()
+    };
     let config = TopicConfig {
         partitions: 1,
         segment_bytes: 4096,

@@ -5,6 +5,8 @@
 //! `--batch B` events per append, `--dir PATH` for the data directory, default a temp dir under
 //! target/). The data directory must be on the disk you want to measure.
 
+#![expect(clippy::print_stdout, reason = "a benchmark prints its table")]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

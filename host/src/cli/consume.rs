@@ -3,6 +3,8 @@
 //! Where it starts, per partition: `--offset N`, `--since TIME`, `--from-beginning`; otherwise
 //! the group's committed offset (with `--group`), otherwise the beginning. With `--group` it
 //! commits what it printed. `--follow` keeps waiting for new events.
+//!
+//! It opens the log read-only (no lock), so it runs beside the process that owns the log.
 
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
@@ -63,7 +65,7 @@ fn parse_since(s: &str) -> anyhow::Result<i64> {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let log = args.log.open()?;
+    let log = args.log.open_read_only()?;
     let info = log.describe(&args.topic)?;
     let parts: Vec<u32> = match args.partition {
         Some(p) if p as usize >= info.partitions.len() => {

@@ -54,8 +54,22 @@ struct LogArgs {
 }
 
 impl LogArgs {
+    /// Opens the log to write: takes the data directory's lock.
     fn open(&self) -> anyhow::Result<crate::log::Log> {
-        let options = crate::log::LogOptions { sync: self.sync };
+        self.open_with(false)
+    }
+
+    /// Opens the log to read, without the lock, so it works while another process (such as
+    /// `flowgate run`) owns the log.
+    fn open_read_only(&self) -> anyhow::Result<crate::log::Log> {
+        self.open_with(true)
+    }
+
+    fn open_with(&self, read_only: bool) -> anyhow::Result<crate::log::Log> {
+        let options = crate::log::LogOptions {
+            sync: self.sync,
+            read_only,
+        };
         crate::log::Log::open(&self.data_dir, options)
             .with_context(|| format!("opening the log in {}", self.data_dir.display()))
     }

@@ -85,7 +85,7 @@ pub(crate) fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
             )?;
         }
         TopicCommand::List { log } => {
-            let log = log.open()?;
+            let log = log.open_read_only()?;
             for name in log.topics() {
                 let info = log.describe(&name)?;
                 let records: u64 = info
@@ -101,7 +101,7 @@ pub(crate) fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
             }
         }
         TopicCommand::Describe { name, json, log } => {
-            let info = log.open()?.describe(&name)?;
+            let info = log.open_read_only()?.describe(&name)?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&info)?)?;
             } else {

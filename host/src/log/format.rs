@@ -280,6 +280,14 @@ pub fn decode(bytes: &[u8]) -> Result<(BatchHeader, Batch), FormatError> {
     };
     flowgate_batch::Columns::new(builder.parts())
         .map_err(|e| FormatError::Malformed(e.to_string()))?;
+    let lo = builder.timestamps.iter().copied().min().unwrap_or(i64::MAX);
+    let hi = builder.timestamps.iter().copied().max().unwrap_or(i64::MIN);
+    if (lo, hi) != (header.min_timestamp, header.max_timestamp) {
+        return Err(FormatError::Malformed(format!(
+            "header says timestamps {}..={}, records hold {lo}..={hi}",
+            header.min_timestamp, header.max_timestamp
+        )));
+    }
     Ok((header, event::finish(builder)))
 }
 

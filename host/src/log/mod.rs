@@ -254,6 +254,11 @@ pub enum LogError {
     /// The log is closed.
     #[error("the log is closed")]
     Closed,
+    /// The log was opened read-only.
+    #[error(
+        "`{0}` is open read-only here (another process owns the log); write through that process"
+    )]
+    ReadOnly(String),
 }
 
 impl LogError {
@@ -425,12 +430,16 @@ fn check_config(c: &TopicConfig) -> Result<(), LogError> {
 pub struct LogOptions {
     /// When appends are synced.
     pub sync: SyncPolicy,
+    /// Open without the directory lock, repairing and writing nothing, so that another
+    /// process can own the log meanwhile: for reading (and committing consumer offsets).
+    pub read_only: bool,
 }
 
 impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
             sync: SyncPolicy::Always,
+            read_only: false,
         }
     }
 }
@@ -476,19 +485,32 @@ impl Log {
         dir: &Path,
         options: LogOptions,
     ) -> Result<Log, LogError> {
-        storage
-            .create_dir_all(&dir.join("topics"))
-            .map_err(io(format!("creating the data directory {}", dir.display())))?;
-        let lock = storage.lock_dir(dir).map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock => LogError::Locked {
-                dir: dir.to_owned(),
-                holder: e.to_string(),
-            },
-            _ => LogError::Io {
-                context: format!("locking {}", dir.display()),
-                source: e,
-            },
-        })?;
+        if options.read_only {
+            if !storage.exists(&dir.join("topics")) {
+                return Err(LogError::Invalid(format!(
+                    "there is no log in {}: create a topic there first, or pass --data-dir",
+                    dir.display()
+                )));
+            }
+        } else {
+            storage
+                .create_dir_all(&dir.join("topics"))
+                .map_err(io(format!("creating the data directory {}", dir.display())))?;
+        }
+        let lock: Box<dyn Send + Sync> = if options.read_only {
+            Box::new(())
+        } else {
+            storage.lock_dir(dir).map_err(|e| match e.kind() {
+                std::io::ErrorKind::WouldBlock => LogError::Locked {
+                    dir: dir.to_owned(),
+                    holder: e.to_string(),
+                },
+                _ => LogError::Io {
+                    context: format!("locking {}", dir.display()),
+                    source: e,
+                },
+            })?
+        };
         let log = Log {
             storage,
             dir: dir.to_owned(),
@@ -535,7 +557,7 @@ impl Log {
                     self.dir.join("topics").join(name).join(p.to_string()),
                     format!("{name}/{p}"),
                     config.clone(),
-                    self.options.sync,
+                    (!self.options.read_only).then_some(self.options.sync),
                 )
             })
             .collect::<Result<_, _>>()?;
@@ -591,6 +613,9 @@ impl EventLog for Log {
     fn create_topic(&self, name: &str, config: TopicConfig) -> Result<(), LogError> {
         check_name("topic", name)?;
         check_config(&config)?;
+        if self.options.read_only {
+            return Err(LogError::ReadOnly(name.into()));
+        }
         let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
         if topics.contains_key(name) {
             return Err(LogError::TopicExists(name.into()));
@@ -734,6 +759,9 @@ impl EventLog for Log {
 
     fn save_checkpoint(&self, name: &str, data: &[u8]) -> Result<(), LogError> {
         check_name("checkpoint", name)?;
+        if self.options.read_only {
+            return Err(LogError::ReadOnly(name.into()));
+        }
         let dir = self.dir.join("checkpoints");
         self.storage
             .create_dir_all(&dir)

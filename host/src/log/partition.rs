@@ -119,16 +119,20 @@ fn io_err(context: String) -> impl FnOnce(std::io::Error) -> LogError {
 
 impl Partition {
     /// Opens (recovering) or creates the partition in `dir`.
+    /// With `sync` `None` the partition is opened read-only: nothing is repaired or written, and
+    /// reads pick up what the process that owns the log appends (see [`Partition::refresh`]).
     pub(crate) fn open(
         storage: Arc<dyn Storage>,
         dir: PathBuf,
         name: String,
         config: TopicConfig,
-        sync: SyncPolicy,
+        sync: Option<SyncPolicy>,
     ) -> Result<Partition, LogError> {
-        storage
-            .create_dir_all(&dir)
-            .map_err(io_err(format!("creating {}", dir.display())))?;
+        if sync.is_some() {
+            storage
+                .create_dir_all(&dir)
+                .map_err(io_err(format!("creating {}", dir.display())))?;
+        }
         let mut bases: Vec<u64> = storage
             .list(&dir)
             .map_err(io_err(format!("listing {}", dir.display())))?
@@ -140,7 +144,13 @@ impl Partition {
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
             segments.push(recover_segment(
-                &*storage, &dir, &name, base, last, &config,
+                &*storage,
+                &dir,
+                &name,
+                base,
+                last,
+                sync.is_some(),
+                &config,
             )?);
         }
         if segments.is_empty() {
@@ -159,6 +169,13 @@ impl Partition {
             name,
             syncs: AtomicU64::new(0),
         });
+        let Some(sync) = sync else {
+            return Ok(Partition {
+                shared,
+                tx: None,
+                writer: None,
+            });
+        };
         let (tx, rx) = mpsc::channel();
         let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
@@ -172,11 +189,70 @@ impl Partition {
         })
     }
 
+    fn read_only(&self) -> bool {
+        self.tx.is_none()
+    }
+
+    /// For a read-only partition: picks up batches and segments the owning process added since,
+    /// and forgets segments it deleted. Batches count once complete and valid (written, not
+    /// necessarily synced yet). A no-op for the owner, which knows its own writes.
+    fn refresh(&self) -> Result<(), LogError> {
+        if !self.read_only() {
+            return Ok(());
+        }
+        let sh = &self.shared;
+        let mut bases: Vec<u64> = sh
+            .storage
+            .list(&sh.dir)
+            .map_err(io_err(format!("listing {}", sh.dir.display())))?
+            .iter()
+            .filter_map(|n| n.strip_suffix(".log").and_then(|b| b.parse().ok()))
+            .collect();
+        bases.sort_unstable();
+        let mut st = sh.state.write().unwrap_or_else(|p| p.into_inner());
+        let keep_from = bases.first().copied().unwrap_or(0);
+        if st.segments.len() > 1 {
+            st.segments.retain(|s| s.base >= keep_from);
+        }
+        loop {
+            let last = st.segments.last_mut().expect("a partition has a segment");
+            let path = sh.dir.join(segment_name(last.base, "log"));
+            let len = last
+                .file
+                .len()
+                .map_err(io_err(format!("reading {}", path.display())))?;
+            if len > last.size {
+                // An incomplete batch at the end is one being written: it stops the scan.
+                scan_tail(last, len, &path, &sh.config)?;
+            }
+            let last_base = last.base;
+            let Some(&next) = bases.iter().find(|&&b| b > last_base) else {
+                break;
+            };
+            let seg = recover_segment(
+                &*sh.storage,
+                &sh.dir,
+                &sh.name,
+                next,
+                true,
+                false,
+                &sh.config,
+            )?;
+            st.segments.push(seg);
+        }
+        let end = st.segments.last().map_or(0, |s| s.next);
+        drop(st);
+        let (lock, cv) = &sh.notify;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = end;
+        cv.notify_all();
+        Ok(())
+    }
+
     fn send(&self, req: Request) -> Result<(), LogError> {
-        self.tx
-            .as_ref()
-            .and_then(|tx| tx.send(req).ok())
-            .ok_or(LogError::Closed)
+        let Some(tx) = &self.tx else {
+            return Err(LogError::ReadOnly(self.shared.name.clone()));
+        };
+        tx.send(req).map_err(|_| LogError::Closed)
     }
 
     /// Queues an append; the receiver yields the acknowledgement once the records are durable.
@@ -208,6 +284,9 @@ impl Partition {
 
     /// `(start offset, end offset, bytes, segments)`.
     pub(crate) fn watermarks(&self) -> (u64, u64, u64, usize) {
+        if let Err(e) = self.refresh() {
+            tracing::warn!(topic = %self.shared.name, error = %e, "could not pick up new log data");
+        }
         let st = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
         let start = st.segments.first().map_or(0, |s| s.base);
         let end = st.segments.last().map_or(0, |s| s.next);
@@ -368,6 +447,20 @@ impl Partition {
 
     /// Waits until the end offset passes `offset` or `timeout` elapses; true if it did.
     pub(crate) fn wait_for(&self, offset: u64, timeout: Duration) -> bool {
+        if self.read_only() {
+            // Another process writes: look at the files every 50 ms.
+            let until = Instant::now() + timeout;
+            loop {
+                if self.watermarks().1 > offset {
+                    return true;
+                }
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                std::thread::sleep(left.min(Duration::from_millis(50)));
+            }
+        }
         let (lock, cv) = &self.shared.notify;
         let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let (guard, _) = cv
@@ -408,15 +501,16 @@ fn new_segment(storage: &dyn Storage, dir: &Path, base: u64) -> Result<Segment, 
 }
 
 /// Opens a segment. The last (active) one is scanned from its start: every batch's length, CRC
-/// and offset is checked, and the file is cut at the first bad one. Earlier segments were synced
-/// before the roll that sealed them; their indexes are loaded (or rebuilt if unusable) and
-/// only their tail past the last index entry is scanned.
+/// and offset is checked, and (with `repair`) the file is cut at the first bad one. Earlier
+/// segments were synced before the roll that sealed them; their indexes are loaded (or rebuilt
+/// if unusable) and only their tail past the last index entry is scanned.
 fn recover_segment(
     storage: &dyn Storage,
     dir: &Path,
     name: &str,
     base: u64,
     last: bool,
+    repair: bool,
     config: &TopicConfig,
 ) -> Result<Segment, LogError> {
     let path = dir.join(segment_name(base, "log"));
@@ -437,9 +531,8 @@ fn recover_segment(
         bytes_since_index: 0,
         created: None,
     };
-    let mut pos = 0u64;
     if !last && let Some((index, time_index)) = load_indexes(storage, dir, base, len) {
-        pos = index.last().map_or(0, |&(_, p)| u64::from(p));
+        seg.size = index.last().map_or(0, |&(_, p)| u64::from(p));
         seg.next = base + index.last().map_or(0, |&(r, _)| u64::from(r));
         seg.max_timestamp = time_index.last().map_or(i64::MIN, |&(t, _)| t);
         seg.index = index;
@@ -447,17 +540,52 @@ fn recover_segment(
         seg.index.pop(); // re-added by the scan below
         seg.bytes_since_index = config.index_interval_bytes;
     }
-    let mut buf = vec![0; (len - pos) as usize];
-    file.read_exact_at(&mut buf, pos)
+    let Some(reason) = scan_tail(&mut seg, len, &path, config)? else {
+        return Ok(seg);
+    };
+    if !last {
+        return Err(LogError::Corrupt {
+            topic: name.to_owned(),
+            position: seg.size,
+            reason: format!("{reason} in sealed segment {}", path.display()),
+        });
+    }
+    if repair {
+        tracing::warn!(
+            topic = name,
+            segment = %path.display(),
+            position = seg.size,
+            bytes_cut = len - seg.size,
+            reason,
+            "recovery: truncating the log at the first invalid batch"
+        );
+        file.set_len(seg.size)
+            .and_then(|_| file.sync_data())
+            .map_err(io_err(format!("truncating {}", path.display())))?;
+    }
+    Ok(seg)
+}
+
+/// Adds the valid batches between `seg.size` and `len` to the segment; returns why it stopped
+/// before `len`, if it did.
+fn scan_tail(
+    seg: &mut Segment,
+    len: u64,
+    path: &Path,
+    config: &TopicConfig,
+) -> Result<Option<String>, LogError> {
+    let mut buf = vec![0; len.saturating_sub(seg.size) as usize];
+    seg.file
+        .read_exact_at(&mut buf, seg.size)
         .map_err(io_err(format!("reading {}", path.display())))?;
     let mut at = 0usize;
-    let cut_reason = loop {
+    let reason = loop {
         if at == buf.len() {
             break None;
         }
         match format::check(&buf[at..]) {
             Ok(h) if h.base_offset == seg.next && h.count > 0 => {
-                seg.note_batch(&h, pos + at as u64, config.index_interval_bytes);
+                seg.note_batch(&h, seg.size + at as u64, config.index_interval_bytes);
                 at += h.total_len;
             }
             Ok(h) => {
@@ -468,36 +596,15 @@ fn recover_segment(
             }
             Err(FormatError::NewerVersion(v)) => {
                 return Err(LogError::NewerFormat {
-                    path: path.clone(),
+                    path: path.to_owned(),
                     version: v,
                 });
             }
             Err(e) => break Some(e.to_string()),
         }
     };
-    seg.size = pos + at as u64;
-    if let Some(reason) = cut_reason {
-        let cut = len - seg.size;
-        if !last {
-            return Err(LogError::Corrupt {
-                topic: name.to_owned(),
-                position: seg.size,
-                reason: format!("{reason} in sealed segment {}", path.display()),
-            });
-        }
-        tracing::warn!(
-            topic = name,
-            segment = %path.display(),
-            position = seg.size,
-            bytes_cut = cut,
-            reason,
-            "recovery: truncating the log at the first invalid batch"
-        );
-        file.set_len(seg.size)
-            .and_then(|_| file.sync_data())
-            .map_err(io_err(format!("truncating {}", path.display())))?;
-    }
-    Ok(seg)
+    seg.size += at as u64;
+    Ok(reason)
 }
 
 /// Loads a sealed segment's index files; `None` if missing or inconsistent (then rebuilt).
