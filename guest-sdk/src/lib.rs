@@ -40,7 +40,7 @@ use std::sync::OnceLock;
 pub use flowgate_batch::{EventRef, Headers};
 pub use flowgate_sdk_macros::{filter, filter_map, flat_map, map};
 
-use flowgate_batch::{BatchBuilder, Columns, Parts};
+use flowgate_batch::{BatchBuilder, Columns};
 
 #[doc(hidden)]
 #[expect(
@@ -404,27 +404,11 @@ impl Sink for BatchSink {
     }
 }
 
-fn column(data: Vec<u8>, ends: Vec<u32>) -> BytesColumn {
-    BytesColumn { data, ends }
-}
-
 /// `on-batch` for any stage: reads rows in place, writes outputs into flat buffers.
 #[doc(hidden)]
 pub fn on_batch<T: Stage>(input: Batch) -> Result<BatchResult, Error> {
-    let cols = Columns::new(Parts {
-        values: &input.values.data,
-        value_ends: &input.values.ends,
-        keys: &input.keys.data,
-        key_ends: &input.keys.ends,
-        has_key: &input.has_key,
-        timestamps: &input.timestamps,
-        header_ends: &input.header_ends,
-        header_names: &input.header_names.data,
-        header_name_ends: &input.header_names.ends,
-        header_values: &input.header_values.data,
-        header_value_ends: &input.header_values.ends,
-    })
-    .map_err(|e| Error::fatal(format!("host sent a malformed batch: {e}")))?;
+    let cols = Columns::new(flowgate_batch::parts_of!(input))
+        .map_err(|e| Error::fatal(format!("host sent a malformed batch: {e}")))?;
 
     let mut sink = BatchSink {
         out: BatchBuilder::with_capacity(cols.len(), input.values.data.len()),
@@ -449,17 +433,8 @@ pub fn on_batch<T: Stage>(input: Batch) -> Result<BatchResult, Error> {
             }
         }
     }
-    let b = sink.out;
     Ok(BatchResult {
-        output: Batch {
-            values: column(b.values, b.value_ends),
-            keys: column(b.keys, b.key_ends),
-            has_key: b.has_key,
-            timestamps: b.timestamps,
-            header_ends: b.header_ends,
-            header_names: column(b.header_names, b.header_name_ends),
-            header_values: column(b.header_values, b.header_value_ends),
-        },
+        output: flowgate_batch::batch_from!(Batch, BytesColumn, sink.out),
         origins: sink.origins,
         failures,
     })
@@ -503,15 +478,7 @@ mod tests {
                 e.headers.iter().map(|h| (h.name.as_bytes(), &h.value[..])),
             );
         }
-        let batch = Batch {
-            values: column(b.values, b.value_ends),
-            keys: column(b.keys, b.key_ends),
-            has_key: b.has_key,
-            timestamps: b.timestamps,
-            header_ends: b.header_ends,
-            header_names: column(b.header_names, b.header_name_ends),
-            header_values: column(b.header_values, b.header_value_ends),
-        };
+        let batch = flowgate_batch::batch_from!(Batch, BytesColumn, b);
         let result = on_batch::<Shout>(batch).unwrap();
         assert_eq!(result.origins, vec![0, 0, 2, 2]);
         assert_eq!(result.failures.len(), 1);

@@ -13,15 +13,6 @@ use std::time::{Duration, Instant};
 use flowgate::event::{self, Batch, Event};
 use flowgate::log::{EventLog, Log, LogOptions, TopicConfig};
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// A batch of `n` events with 100-byte values.
 fn batch(n: usize, seed: u64) -> Batch {
     let events: Vec<Event> = (0..n)
@@ -40,9 +31,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let events = arg("--events", 4_000_000);
-    let producers = arg("--producers", 4);
-    let per_append = arg("--batch", 1000) as usize;
+    let events = flowgate_tests::bench_arg("--events", 4_000_000);
+    let producers = flowgate_tests::bench_arg("--producers", 4);
+    let per_append = flowgate_tests::bench_arg("--batch", 1000) as usize;
     let inflight = 8;
     let base = std::env::args()
         .skip_while(|a| a != "--dir")

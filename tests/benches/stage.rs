@@ -12,15 +12,6 @@ use flowgate::event::{self, Batch, BatchBuilder, Event};
 use flowgate::runtime::{Limits, StageInstance};
 use flowgate_tests::plugins::UPPERCASE;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// `n` events with 64-byte lowercase ASCII values.
 fn make_events(n: usize) -> Vec<Event> {
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -92,8 +83,8 @@ fn measure(events: usize, runs: usize, mut f: impl FnMut() -> usize) -> f64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is expected.
-    let n = arg("--events", 1_000_000);
-    let runs = arg("--runs", 5).max(1);
+    let n = flowgate_tests::bench_arg("--events", 1_000_000) as usize;
+    let runs = (flowgate_tests::bench_arg("--runs", 5) as usize).max(1);
     let events = make_events(n);
     let rt = flowgate_tests::runtime();
     let plugin = rt.load_file(UPPERCASE.as_ref()).expect("load uppercase");

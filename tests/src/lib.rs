@@ -74,3 +74,14 @@ pub fn record(seq: u64) -> Event {
         },
     }
 }
+
+/// The number after `name` on the command line (`--events 1000`), or `default`: the options of
+/// the bench binaries.
+pub fn bench_arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

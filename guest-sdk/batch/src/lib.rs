@@ -51,6 +51,58 @@ pub struct Parts<'a> {
     pub header_value_ends: &'a [u32],
 }
 
+/// Borrows the buffers of a value of a generated WIT `batch` type (host or guest bindings alike)
+/// as [`Parts`]: `parts_of!(batch)`.
+#[macro_export]
+macro_rules! parts_of {
+    ($b:expr) => {{
+        let b = &$b;
+        $crate::Parts {
+            values: &b.values.data,
+            value_ends: &b.values.ends,
+            keys: &b.keys.data,
+            key_ends: &b.keys.ends,
+            has_key: &b.has_key,
+            timestamps: &b.timestamps,
+            header_ends: &b.header_ends,
+            header_names: &b.header_names.data,
+            header_name_ends: &b.header_names.ends,
+            header_values: &b.header_values.data,
+            header_value_ends: &b.header_values.ends,
+        }
+    }};
+}
+
+/// Moves a [`BatchBuilder`]'s buffers into a generated WIT `batch` type:
+/// `batch_from!(Batch, BytesColumn, builder)`, with both types in scope.
+#[macro_export]
+macro_rules! batch_from {
+    ($batch:ident, $column:ident, $builder:expr) => {{
+        let b: $crate::BatchBuilder = $builder;
+        $batch {
+            values: $column {
+                data: b.values,
+                ends: b.value_ends,
+            },
+            keys: $column {
+                data: b.keys,
+                ends: b.key_ends,
+            },
+            has_key: b.has_key,
+            timestamps: b.timestamps,
+            header_ends: b.header_ends,
+            header_names: $column {
+                data: b.header_names,
+                ends: b.header_name_ends,
+            },
+            header_values: $column {
+                data: b.header_values,
+                ends: b.header_value_ends,
+            },
+        }
+    }};
+}
+
 /// Why a set of buffers is not a valid batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

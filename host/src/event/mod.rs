@@ -10,19 +10,7 @@ pub use flowgate_batch::{BatchBuilder, BatchError, Columns, EventRef, Headers, P
 
 /// Borrows the buffers of a batch.
 pub fn parts(batch: &Batch) -> Parts<'_> {
-    Parts {
-        values: &batch.values.data,
-        value_ends: &batch.values.ends,
-        keys: &batch.keys.data,
-        key_ends: &batch.keys.ends,
-        has_key: &batch.has_key,
-        timestamps: &batch.timestamps,
-        header_ends: &batch.header_ends,
-        header_names: &batch.header_names.data,
-        header_name_ends: &batch.header_names.ends,
-        header_values: &batch.header_values.data,
-        header_value_ends: &batch.header_values.ends,
-    }
+    flowgate_batch::parts_of!(batch)
 }
 
 /// Checks a batch (for example one a plugin returned) and views its rows.
@@ -32,27 +20,7 @@ pub fn columns(batch: &Batch) -> Result<Columns<'_>, BatchError> {
 
 /// Moves a builder's buffers into a batch.
 pub fn finish(b: BatchBuilder) -> Batch {
-    Batch {
-        values: BytesColumn {
-            data: b.values,
-            ends: b.value_ends,
-        },
-        keys: BytesColumn {
-            data: b.keys,
-            ends: b.key_ends,
-        },
-        has_key: b.has_key,
-        timestamps: b.timestamps,
-        header_ends: b.header_ends,
-        header_names: BytesColumn {
-            data: b.header_names,
-            ends: b.header_name_ends,
-        },
-        header_values: BytesColumn {
-            data: b.header_values,
-            ends: b.header_value_ends,
-        },
-    }
+    flowgate_batch::batch_from!(Batch, BytesColumn, b)
 }
 
 /// Appends an owned event to a builder.

@@ -4,12 +4,12 @@
 //! out shared references to the batches, so nothing is copied.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{
-    Ack, EventLog, LogError, PartitionInfo, Pending, ReadBatch, TopicConfig, TopicInfo,
-    check_config, check_name, no_such_topic,
+    Ack, EventLog, LogError, PartitionInfo, Pending, ReadBatch, Registry, TopicConfig, TopicInfo,
+    check_config, check_name,
 };
 use crate::event::{self, Batch};
 
@@ -35,7 +35,7 @@ struct Topic {
 /// A log held in memory. Cheap to create; gone when dropped.
 #[derive(Default)]
 pub struct MemoryLog {
-    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    topics: Registry<Topic>,
     offsets: Mutex<BTreeMap<(String, String, u32), u64>>,
     checkpoints: Mutex<BTreeMap<String, Vec<u8>>>,
 }
@@ -68,10 +68,7 @@ impl MemoryLog {
         partition: u32,
         f: impl FnOnce(&Part, &TopicConfig) -> R,
     ) -> Result<R, LogError> {
-        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
-        let t = topics
-            .get(topic)
-            .ok_or_else(|| no_such_topic(&topics, topic))?;
+        let t = self.topics.get(topic)?;
         let p = t
             .parts
             .get(partition as usize)
@@ -88,29 +85,18 @@ impl EventLog for MemoryLog {
     fn create_topic(&self, name: &str, config: TopicConfig) -> Result<(), LogError> {
         check_name("topic", name)?;
         check_config(&config)?;
-        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        if topics.contains_key(name) {
-            return Err(LogError::TopicExists(name.into()));
-        }
-        let parts = (0..config.partitions).map(|_| Part::default()).collect();
-        topics.insert(name.into(), Arc::new(Topic { config, parts }));
-        Ok(())
+        self.topics.insert_new(name, || {
+            let parts = (0..config.partitions).map(|_| Part::default()).collect();
+            Ok(Topic { config, parts })
+        })
     }
 
     fn topics(&self) -> Vec<String> {
-        self.topics
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.topics.names()
     }
 
     fn describe(&self, topic: &str) -> Result<TopicInfo, LogError> {
-        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
-        let t = topics
-            .get(topic)
-            .ok_or_else(|| no_such_topic(&topics, topic))?;
+        let t = self.topics.get(topic)?;
         let partitions = t
             .parts
             .iter()
@@ -227,15 +213,8 @@ impl EventLog for MemoryLog {
     }
 
     fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
-        let topics: Vec<Arc<Topic>> = self
-            .topics
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
         let mut deleted = 0;
-        for t in topics {
+        for t in self.topics.all() {
             for p in &t.parts {
                 let mut s = lock(&p.state);
                 while s.batches.len() > 1 {

@@ -376,15 +376,65 @@ pub trait EventLog: Send + Sync {
     fn load_checkpoint(&self, name: &str) -> Result<Option<Vec<u8>>, LogError>;
 }
 
-/// The error for a missing topic, listing those that exist.
-fn no_such_topic<T>(topics: &BTreeMap<String, T>, name: &str) -> LogError {
-    LogError::NoSuchTopic {
-        topic: name.into(),
-        existing: if topics.is_empty() {
-            "none".into()
-        } else {
-            topics.keys().cloned().collect::<Vec<_>>().join(", ")
-        },
+/// The topics of a log by name; shared by [`Log`] and [`MemoryLog`].
+pub(crate) struct Registry<T>(RwLock<BTreeMap<String, Arc<T>>>);
+
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        Registry(RwLock::new(BTreeMap::new()))
+    }
+}
+
+impl<T> Registry<T> {
+    /// Topic names, sorted.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Every topic.
+    pub(crate) fn all(&self) -> Vec<Arc<T>> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The topic called `name`, or an error listing those that exist.
+    pub(crate) fn get(&self, name: &str) -> Result<Arc<T>, LogError> {
+        let topics = self.0.read().unwrap_or_else(|p| p.into_inner());
+        topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LogError::NoSuchTopic {
+                topic: name.into(),
+                existing: if topics.is_empty() {
+                    "none".into()
+                } else {
+                    topics.keys().cloned().collect::<Vec<_>>().join(", ")
+                },
+            })
+    }
+
+    /// Adds a topic made by `make`, unless one of that name exists (checked and added under
+    /// one lock, so two creations cannot race).
+    pub(crate) fn insert_new(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> Result<T, LogError>,
+    ) -> Result<(), LogError> {
+        let mut topics = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if topics.contains_key(name) {
+            return Err(LogError::TopicExists(name.into()));
+        }
+        topics.insert(name.into(), Arc::new(make()?));
+        Ok(())
     }
 }
 
@@ -454,7 +504,7 @@ pub struct Log {
     storage: Arc<dyn Storage>,
     dir: PathBuf,
     options: LogOptions,
-    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    topics: Registry<Topic>,
     /// Serialises read-modify-write of group offset files.
     groups: Mutex<()>,
     _lock: Box<dyn Send + Sync>,
@@ -515,7 +565,7 @@ impl Log {
             storage,
             dir: dir.to_owned(),
             options,
-            topics: RwLock::new(BTreeMap::new()),
+            topics: Registry::default(),
             groups: Mutex::new(()),
             _lock: lock,
         };
@@ -535,11 +585,8 @@ impl Log {
             let config: TopicConfig = serde_json::from_slice(&bytes).map_err(|e| {
                 LogError::Invalid(format!("{} is not a valid topic file: {e}", meta.display()))
             })?;
-            let topic = log.open_topic(&name, config)?;
             log.topics
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(name, Arc::new(topic));
+                .insert_new(&name, || log.open_topic(&name, config))?;
         }
         Ok(log)
     }
@@ -565,11 +612,7 @@ impl Log {
     }
 
     fn topic(&self, name: &str) -> Result<Arc<Topic>, LogError> {
-        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
-        topics
-            .get(name)
-            .cloned()
-            .ok_or_else(|| no_such_topic(&topics, name))
+        self.topics.get(name)
     }
 
     fn with_partition<R>(
@@ -616,29 +659,21 @@ impl EventLog for Log {
         if self.options.read_only {
             return Err(LogError::ReadOnly(name.into()));
         }
-        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        if topics.contains_key(name) {
-            return Err(LogError::TopicExists(name.into()));
-        }
-        let dir = self.dir.join("topics").join(name);
-        self.storage
-            .create_dir_all(&dir)
-            .map_err(io(format!("creating {}", dir.display())))?;
-        let topic = self.open_topic(name, config.clone())?;
-        let json = serde_json::to_vec_pretty(&config).expect("config serialises");
-        storage::write_atomic(&*self.storage, &dir.join("topic.json"), &json)
-            .map_err(io(format!("writing {}", dir.join("topic.json").display())))?;
-        topics.insert(name.into(), Arc::new(topic));
-        Ok(())
+        self.topics.insert_new(name, || {
+            let dir = self.dir.join("topics").join(name);
+            self.storage
+                .create_dir_all(&dir)
+                .map_err(io(format!("creating {}", dir.display())))?;
+            let topic = self.open_topic(name, config.clone())?;
+            let json = serde_json::to_vec_pretty(&config).expect("config serialises");
+            storage::write_atomic(&*self.storage, &dir.join("topic.json"), &json)
+                .map_err(io(format!("writing {}", dir.join("topic.json").display())))?;
+            Ok(topic)
+        })
     }
 
     fn topics(&self) -> Vec<String> {
-        self.topics
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.topics.names()
     }
 
     fn describe(&self, topic: &str) -> Result<TopicInfo, LogError> {
@@ -701,15 +736,8 @@ impl EventLog for Log {
     }
 
     fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
-        let topics: Vec<Arc<Topic>> = self
-            .topics
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
         let mut deleted = 0;
-        for t in topics {
+        for t in self.topics.all() {
             for p in &t.partitions {
                 deleted += p.enforce_retention(now_ms)?;
             }

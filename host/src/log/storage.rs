@@ -146,17 +146,26 @@ impl Storage for OsStorage {
             .create(true)
             .truncate(false)
             .open(&path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                return Err(io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    format!("held by process {}", holder.trim()),
-                ));
+        // A lock just released can still be held for a moment by a child process forked
+        // (and not yet exec'd) while it was held, so a busy lock is retried briefly before it
+        // counts as another owner's.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let mut holder = String::new();
+                    let _ = file.read_to_string(&mut holder);
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("held by process {}", holder.trim()),
+                    ));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
         file.set_len(0)?;
         file.seek(io::SeekFrom::Start(0))?;
