@@ -27,7 +27,7 @@ pub(crate) enum TopicCommand {
         /// Delete old segments while a partition holds more than this (e.g. 10GiB).
         #[arg(long, value_parser = parse_size)]
         retention_bytes: Option<usize>,
-        /// Delete segments whose newest record is older than this (e.g. 7d); `forever` keeps all.
+        /// Delete segments last written longer ago than this (e.g. 7d); `forever` keeps all.
         #[arg(long, default_value = "7d")]
         retention: String,
         #[command(flatten)]

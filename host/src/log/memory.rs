@@ -16,6 +16,8 @@ use crate::event::{self, Batch};
 #[derive(Default)]
 struct PartState {
     batches: Vec<ReadBatch>,
+    /// When each batch was appended, ms since the Unix epoch (retention by age).
+    appended: Vec<i64>,
     start: u64,
     end: u64,
     bytes: u64,
@@ -137,6 +139,7 @@ impl EventLog for MemoryLog {
                     base_offset,
                     batch: Arc::new(batch),
                 });
+                s.appended.push(event::ndjson::now_ms());
                 s.end += u64::from(rows);
                 p.grew.notify_all();
             }

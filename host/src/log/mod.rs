@@ -83,7 +83,8 @@ pub struct TopicConfig {
     pub segment_age: Option<Duration>,
     /// Oldest segments are deleted while a partition holds more than this, if set.
     pub retention_bytes: Option<u64>,
-    /// Segments whose newest record is older than this are deleted, if set.
+    /// Segments last written longer ago than this are deleted, if set (write time, not event
+    /// time, so replayed old events are kept).
     #[serde(with = "opt_ms", rename = "retention_age_ms")]
     pub retention_age: Option<Duration>,
     /// Bytes of log between two offset-index entries.

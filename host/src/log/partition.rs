@@ -17,8 +17,10 @@ use tokio::sync::oneshot;
 use super::format::{self, BatchHeader, FormatError};
 use super::storage::{Storage, StorageFile};
 use super::{Ack, LogError, ReadBatch, SyncPolicy, TopicConfig};
-use crate::event::{self, Batch};
+use crate::event::{self, Batch, ndjson};
 
+/// How often an idle writer applies retention by age (it also runs after every roll).
+const RETENTION_CHECK: Duration = Duration::from_secs(60);
 /// Largest group written at once; more waits for the next group.
 const MAX_GROUP_BYTES: usize = 8 << 20;
 /// Bytes of an offset-index entry: relative offset u32, position u32.
@@ -701,21 +703,25 @@ impl Writer {
     }
 
     fn run(mut self, rx: Receiver<Request>) {
+        let mut last_retention = Instant::now();
         loop {
-            let first = match (self.sync, self.unsynced.replies.is_empty()) {
-                (SyncPolicy::Interval(d), false) => {
-                    let wait = d.saturating_sub(self.last_sync.elapsed());
-                    match rx.recv_timeout(wait) {
-                        Ok(r) => Some(r),
-                        Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
-                }
-                _ => match rx.recv() {
-                    Ok(r) => Some(r),
-                    Err(_) => break,
-                },
+            // Wake for the next interval sync, or at least once per retention period.
+            let mut wait = RETENTION_CHECK.saturating_sub(last_retention.elapsed());
+            if let (SyncPolicy::Interval(d), false) = (self.sync, self.unsynced.replies.is_empty())
+            {
+                wait = wait.min(d.saturating_sub(self.last_sync.elapsed()));
+            }
+            let first = match rx.recv_timeout(wait) {
+                Ok(r) => Some(r),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
             };
+            if last_retention.elapsed() >= RETENTION_CHECK {
+                last_retention = Instant::now();
+                if let Err(e) = self.retention(ndjson::now_ms()) {
+                    tracing::warn!(topic = %self.shared.name, error = %e, "retention failed");
+                }
+            }
             let mut group = Vec::new();
             let mut bytes = 0usize;
             let mut next_req = first;
@@ -966,9 +972,12 @@ impl Writer {
             let mut doomed = Vec::new();
             for s in &st.segments[..st.segments.len() - 1] {
                 let too_big = config.retention_bytes.is_some_and(|max| total > max);
-                let too_old = config.retention_age.is_some_and(|age| {
-                    s.max_timestamp < now_ms.saturating_sub(age.as_millis() as i64)
-                });
+                // Age is write time (the file's last change), not event time: replaying old
+                // events must not get them deleted on the next roll.
+                let written = s.file.modified_ms().unwrap_or(now_ms);
+                let too_old = config
+                    .retention_age
+                    .is_some_and(|age| written < now_ms.saturating_sub(age.as_millis() as i64));
                 if !(too_big || too_old) {
                     break;
                 }

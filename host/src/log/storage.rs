@@ -28,6 +28,15 @@ pub trait StorageFile: Send + Sync {
     fn sync_data(&self) -> io::Result<()>;
     /// Truncates or extends the file.
     fn set_len(&self, len: u64) -> io::Result<()>;
+    /// When the file's data last changed, in milliseconds since the Unix epoch.
+    fn modified_ms(&self) -> io::Result<i64>;
+}
+
+/// Milliseconds since the Unix epoch of a system time.
+fn epoch_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// A directory tree the log lives in.
@@ -97,6 +106,10 @@ impl StorageFile for OsFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
+    }
+
+    fn modified_ms(&self) -> io::Result<i64> {
+        Ok(epoch_ms(self.0.metadata()?.modified()?))
     }
 }
 
@@ -191,6 +204,8 @@ pub enum CrashMode {
 
 #[derive(Debug, Default)]
 struct MemFile {
+    /// Wall time of the last change, ms.
+    modified: i64,
     data: Vec<u8>,
     /// The contents as of the last sync: what survives a crash.
     durable: Vec<u8>,
@@ -275,6 +290,7 @@ impl StorageFile for FaultyFile {
             f.data.resize(end, 0);
         }
         f.data[start..end].copy_from_slice(&buf[..allowed]);
+        f.modified = epoch_ms(std::time::SystemTime::now());
         drop(f);
         if full {
             return Err(io::Error::from_raw_os_error(28)); // ENOSPC
@@ -321,6 +337,10 @@ impl StorageFile for FaultyFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         lock(&self.file).data.resize(len as usize, 0);
         Ok(())
+    }
+
+    fn modified_ms(&self) -> io::Result<i64> {
+        Ok(lock(&self.file).modified)
     }
 }
 
@@ -402,6 +422,7 @@ impl FaultyStorage {
             files.insert(
                 path.clone(),
                 Arc::new(Mutex::new(MemFile {
+                    modified: f.modified,
                     durable: data.clone(),
                     data,
                 })),
