@@ -23,6 +23,29 @@ struct PartState {
     bytes: u64,
 }
 
+impl PartState {
+    /// Drops the oldest batches (never the newest) past the retention limits; returns how many.
+    /// Age is append time, as the disk log's is write time.
+    fn trim(&mut self, config: &TopicConfig, now_ms: i64) -> usize {
+        let mut deleted = 0;
+        while self.batches.len() > 1 {
+            let too_big = config.retention_bytes.is_some_and(|m| self.bytes > m);
+            let too_old = config.retention_age.is_some_and(|age| {
+                self.appended[0] < now_ms.saturating_sub(age.as_millis() as i64)
+            });
+            if !(too_big || too_old) {
+                break;
+            }
+            self.appended.remove(0);
+            let gone = self.batches.remove(0);
+            self.bytes -= batch_bytes(&gone.batch);
+            self.start = self.batches[0].base_offset;
+            deleted += 1;
+        }
+        deleted
+    }
+}
+
 #[derive(Default)]
 struct Part {
     state: Mutex<PartState>,
@@ -126,7 +149,7 @@ impl EventLog for MemoryLog {
         let rows = event::columns(&batch)
             .map_err(|e| LogError::Invalid(format!("bad batch: {e}")))?
             .len() as u32;
-        self.part(topic, partition, |p, _| {
+        self.part(topic, partition, |p, config| {
             let mut s = lock(&p.state);
             let ack = Ack {
                 base_offset: s.end,
@@ -141,6 +164,7 @@ impl EventLog for MemoryLog {
                 });
                 s.appended.push(event::ndjson::now_ms());
                 s.end += u64::from(rows);
+                s.trim(config, event::ndjson::now_ms());
                 p.grew.notify_all();
             }
             Pending::ready(Ok(ack))
@@ -219,25 +243,7 @@ impl EventLog for MemoryLog {
         let mut deleted = 0;
         for t in self.topics.all() {
             for p in &t.parts {
-                let mut s = lock(&p.state);
-                while s.batches.len() > 1 {
-                    let oldest = &s.batches[0];
-                    let max_ts = event::columns(&oldest.batch)
-                        .map(|c| c.rows().map(|r| r.timestamp).max().unwrap_or(i64::MIN))
-                        .unwrap_or(i64::MIN);
-                    let too_big = t.config.retention_bytes.is_some_and(|m| s.bytes > m);
-                    let too_old = t
-                        .config
-                        .retention_age
-                        .is_some_and(|age| max_ts < now_ms.saturating_sub(age.as_millis() as i64));
-                    if !(too_big || too_old) {
-                        break;
-                    }
-                    let gone = s.batches.remove(0);
-                    s.bytes -= batch_bytes(&gone.batch);
-                    s.start = s.batches[0].base_offset;
-                    deleted += 1;
-                }
+                deleted += lock(&p.state).trim(&t.config, now_ms);
             }
         }
         Ok(deleted)

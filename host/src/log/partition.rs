@@ -928,11 +928,14 @@ impl Writer {
             .config
             .segment_age
             .is_some_and(|max| age.is_some_and(|a| a >= max));
-        if by_size || by_age {
-            self.roll()
-        } else {
-            Ok(())
+        if !(by_size || by_age) {
+            return Ok(());
         }
+        self.roll()?;
+        if let Err(e) = self.retention(ndjson::now_ms()) {
+            tracing::warn!(topic = %self.shared.name, error = %e, "retention failed");
+        }
+        Ok(())
     }
 
     /// Seals the active segment (synced, indexes written) and starts a new one.
