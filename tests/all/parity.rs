@@ -4,7 +4,9 @@
 
 use flowgate::event::{self, Event, Header, ndjson};
 use flowgate::runtime::{Limits, StageInstance};
-use flowgate_tests::plugins::{FILTER_JSON, JSON_PROJECT, SPLIT, UPPERCASE};
+use flowgate_tests::plugins::{
+    CONTAINS, COUNT_BY_KEY, FILTER_JSON, JSON_PROJECT, SPLIT, UPPERCASE,
+};
 use flowgate_tests::runtime;
 
 /// A realistic mix: JSON objects, keys, headers, text, binary, an empty value, malformed JSON.
@@ -98,11 +100,16 @@ fn both_ways(plugin: &str, config: &[(&str, &str)]) -> Run {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let mut instance = plugin.instantiate(Limits::default(), config).unwrap();
+    // A fresh instance per run, so plugins that keep state between calls start equal.
+    let fresh = || {
+        plugin
+            .instantiate(Limits::default(), config.clone())
+            .unwrap()
+    };
     let inputs = inputs();
-    let expected = per_event(&mut instance, &inputs);
+    let expected = per_event(&mut fresh(), &inputs);
     for size in [1, 3, 64, 1024] {
-        let got = per_batch(&mut instance, &inputs, size);
+        let got = per_batch(&mut fresh(), &inputs, size);
         assert_eq!(
             got, expected,
             "on-batch (size {size}) differs from on-event"
@@ -235,4 +242,42 @@ fn bad_config_is_refused_at_init_with_the_plugins_message() {
         err.to_string().contains("missing config key `field`"),
         "{err}"
     );
+}
+
+#[test]
+fn contains_agrees_and_keeps_values_holding_the_needle() {
+    let (lines, failures) = both_ways(CONTAINS, &[("needle", "\"country\":\"FR\"")]);
+    assert!(failures.is_empty());
+    let expected = inputs()
+        .iter()
+        .filter(|e| e.value.windows(14).any(|w| w == br#""country":"FR""#))
+        .count();
+    assert_eq!(expected, 10);
+    assert_eq!(lines.len(), expected);
+    assert!(lines.iter().all(|l| l.contains(r#""country":"FR""#)));
+}
+
+#[test]
+fn count_by_key_agrees_and_counts_each_key_in_order() {
+    let (lines, failures) = both_ways(COUNT_BY_KEY, &[]);
+    assert!(failures.is_empty());
+    let mut counts = std::collections::HashMap::new();
+    let expected: Vec<String> = inputs()
+        .iter()
+        .map(|e| {
+            let n = counts
+                .entry(e.key.clone().unwrap_or_default())
+                .or_insert(0u64);
+            *n += 1;
+            n.to_string()
+        })
+        .collect();
+    let got: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["value"].to_string()
+        })
+        .collect();
+    assert_eq!(got, expected);
 }

@@ -81,3 +81,25 @@ fn files_that_are_not_stage_components_get_errors_that_say_what_to_do() {
     assert!(err.to_string().contains("no/such/plugin.wasm"), "{err}");
     let _ = UPPERCASE;
 }
+
+#[test]
+fn every_instance_starts_from_fresh_memory() {
+    use flowgate_tests::plugins::COUNT_BY_KEY;
+    let rt = flowgate_tests::runtime();
+    let plugin = rt.load_file(COUNT_BY_KEY.as_ref()).unwrap();
+    let event = flowgate_tests::text("x", 1);
+    for round in 0..3 {
+        let mut inst = plugin.instantiate(Default::default(), Vec::new()).unwrap();
+        let first = inst.on_event(&event).unwrap();
+        let second = inst.on_event(&event).unwrap();
+        let third = inst
+            .on_batch(&flowgate::event::batch_of(std::slice::from_ref(&event)))
+            .unwrap();
+        assert_eq!(third.output.values.data, b"3", "round {round}");
+        assert_eq!(
+            (first[0].value.as_slice(), second[0].value.as_slice()),
+            (&b"1"[..], &b"2"[..]),
+            "instance {round} saw state of an earlier one"
+        );
+    }
+}
