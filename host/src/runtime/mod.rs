@@ -49,6 +49,10 @@ pub struct RuntimeConfig {
     pub max_memory_bytes: usize,
     /// WebAssembly stack per call, in bytes: deeper recursion traps.
     pub max_stack_bytes: usize,
+    /// Write `/tmp/perf-<pid>.map` so `perf` names the plugins' compiled functions (build the
+    /// plugin without stripping its name section to get its function names). Default: on when
+    /// `FLOWGATE_PERF_MAP=1`.
+    pub perf_map: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -59,6 +63,7 @@ impl Default for RuntimeConfig {
             max_stage_instances: 256,
             max_memory_bytes: 1 << 30,
             max_stack_bytes: 512 << 10,
+            perf_map: std::env::var_os("FLOWGATE_PERF_MAP").is_some_and(|v| v == "1"),
         }
     }
 }
@@ -183,6 +188,9 @@ impl Runtime {
             .memory_init_cow(true)
             .cranelift_opt_level(wasmtime::OptLevel::Speed)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if config.perf_map {
+            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&wasm).map_err(|e| LoadError::Engine(e.to_string()))?;
 
         let mut linker = Linker::new(&engine);
