@@ -15,7 +15,8 @@ fn check(data: &[u8]) {
         let cols = event::columns(&batch).expect("decode returned an invalid batch");
         assert_eq!(cols.len(), header.count as usize);
         let mut again = Vec::new();
-        format::encode(header.base_offset, &[event::parts(&batch)], &mut again);
+        let written = format::encode(header.base_offset, &[event::parts(&batch)], &mut again);
+        assert_eq!(written, header);
         assert_eq!(&again[..], &data[..header.total_len]);
     }
 }

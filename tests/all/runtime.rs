@@ -1,7 +1,7 @@
 //! Loading: the compiled-code cache, and clear errors for files that are not stage plugins.
 
 use flowgate::runtime::{LoadError, Runtime, RuntimeConfig};
-use flowgate_tests::plugins::{ALL, SPLIT, UPPERCASE};
+use flowgate_tests::plugins::{ALL, SPLIT};
 use flowgate_tests::test_config;
 
 #[test]
@@ -79,7 +79,6 @@ fn files_that_are_not_stage_components_get_errors_that_say_what_to_do() {
 
     let err = rt.load_file("no/such/plugin.wasm".as_ref()).unwrap_err();
     assert!(err.to_string().contains("no/such/plugin.wasm"), "{err}");
-    let _ = UPPERCASE;
 }
 
 #[test]

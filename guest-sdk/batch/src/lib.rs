@@ -453,11 +453,6 @@ impl BatchBuilder {
         self.value_ends.is_empty()
     }
 
-    /// Bytes held in the value, key and header buffers.
-    pub fn payload_bytes(&self) -> usize {
-        self.values.len() + self.keys.len() + self.header_names.len() + self.header_values.len()
-    }
-
     /// Appends one row.
     pub fn push<'h>(
         &mut self,

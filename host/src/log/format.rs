@@ -78,8 +78,9 @@ pub fn encoded_len(parts: &[Parts<'_>]) -> usize {
 }
 
 /// Appends one record batch holding the rows of all `parts` in order, numbered from
-/// `base_offset`. The parts must be valid batches (as `Columns::new` checks).
-pub fn encode(base_offset: u64, parts: &[Parts<'_>], out: &mut Vec<u8>) {
+/// `base_offset`, and returns its header. The parts must be valid batches (as `Columns::new`
+/// checks).
+pub fn encode(base_offset: u64, parts: &[Parts<'_>], out: &mut Vec<u8>) -> BatchHeader {
     let start = out.len();
     out.reserve(encoded_len(parts));
     let n: usize = parts.iter().map(|p| p.value_ends.len()).sum();
@@ -142,6 +143,13 @@ pub fn encode(base_offset: u64, parts: &[Parts<'_>], out: &mut Vec<u8>) {
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
     let crc = crc32c::crc32c(&out[start + 8..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    BatchHeader {
+        total_len: total,
+        base_offset,
+        count: len32(n),
+        min_timestamp: min_ts,
+        max_timestamp: max_ts,
+    }
 }
 
 /// The header fields of a batch, read without checking the CRC.

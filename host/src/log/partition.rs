@@ -798,8 +798,7 @@ impl Writer {
         }
         let parts: Vec<_> = group.iter().map(|(b, _)| event::parts(b)).collect();
         self.buf.clear();
-        format::encode(self.next, &parts, &mut self.buf);
-        let header = format::check(&self.buf).expect("a batch just encoded is valid");
+        let header = format::encode(self.next, &parts, &mut self.buf);
         let file = self.active_file();
         if let Err(source) = file.write_all_at(&self.buf, self.written) {
             // Take back whatever part of the write landed, so the file ends at a batch boundary.

@@ -217,8 +217,6 @@ struct Faults {
     space_left: Option<u64>,
     /// Syncs fail with EIO while set.
     fail_sync: bool,
-    /// Syncs done.
-    syncs: u64,
     /// A crash to take right after this many more writes, and how.
     crash_after: Option<(u64, CrashMode, u64)>,
     /// The state that crash left, and the unsynced bytes there were when it happened.
@@ -323,8 +321,7 @@ impl StorageFile for FaultyFile {
 
     fn sync_data(&self) -> io::Result<()> {
         {
-            let mut fs = lock(&self.fs);
-            fs.faults.syncs += 1;
+            let fs = lock(&self.fs);
             if fs.faults.fail_sync {
                 return Err(io::Error::from_raw_os_error(5)); // EIO
             }
@@ -358,11 +355,6 @@ impl FaultyStorage {
     /// Makes every sync fail with `EIO` (or stop failing).
     pub fn set_fail_sync(&self, fail: bool) {
         lock(&self.fs).faults.fail_sync = fail;
-    }
-
-    /// Syncs done so far.
-    pub fn syncs(&self) -> u64 {
-        lock(&self.fs).faults.syncs
     }
 
     /// Arranges a crash right after the `writes`-th next write, before anything syncs it: the
