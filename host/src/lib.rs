@@ -5,11 +5,17 @@
 //! - [`cli`]: the `flowgate` command, one file per subcommand.
 //! - [`log`]: the event log: topics, partitions, segments with CRC-checked record batches,
 //!   group commit, crash recovery, consumer offsets; and its in-memory twin.
+//! - [`pipeline`]: the pipeline file and the scheduler: sources, stage workers, sinks, checkpoints,
+//!   dead letters, exactly-once replay.
+//! - [`connect`]: sources and sinks (files, stdin/stdout, generator, HTTP ingest).
 //! - [`event`]: events and columnar batches as the host holds them, and the NDJSON event format
 //!   every command reads and writes (`docs/events.md`).
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod connect;
 pub mod event;
 pub mod log;
+pub mod pipeline;
 pub mod runtime;
+pub mod units;

@@ -4,13 +4,16 @@ mod consume;
 mod plugin_inspect;
 mod plugin_test;
 mod produce;
+mod run;
 mod topic;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::runtime::{Limits, Runtime, RuntimeConfig};
+use crate::units::parse_size;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -39,6 +42,10 @@ enum Command {
     Produce(produce::Args),
     /// Print a topic's events as NDJSON.
     Consume(consume::Args),
+    /// Run a pipeline: until SIGINT/SIGTERM, or to completion with --bounded.
+    Run(run::Args),
+    /// Check a pipeline file and its plugins; reports every problem with line and column.
+    Validate(validate::Args),
 }
 
 /// Where the log is, and how it syncs. Every command that touches the log takes these.
@@ -126,25 +133,6 @@ impl RuntimeArgs {
     }
 }
 
-/// Parses a byte size: a number with an optional KiB/MiB/GiB (or K/M/G, KB/MB/GB) suffix.
-fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: usize = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size; write e.g. 64MiB or 1048576"))?;
-    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit {other:?}; use KiB, MiB or GiB")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
-}
-
 /// Parses `key=value`.
 fn parse_pair(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -162,6 +150,7 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     let result = match cli.command {
@@ -170,6 +159,8 @@ pub fn main() -> ExitCode {
         Command::Topic(cmd) => topic::run(cmd),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Validate(args) => validate::run(args),
     };
     match result {
         Ok(code) => code,

@@ -72,6 +72,11 @@ fn header_value(name: &str, v: &Value) -> Result<Vec<u8>, String> {
 /// Parses one event from one line of JSON.
 pub fn parse_event(line: &str, default_ts: i64) -> Result<Event, String> {
     let doc: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e})"))?;
+    from_json(doc, default_ts)
+}
+
+/// An event from its parsed JSON form (the same form as one NDJSON line).
+pub fn from_json(doc: Value, default_ts: i64) -> Result<Event, String> {
     let Value::Object(obj) = doc else {
         return Err(format!(
             "an event is a JSON object like {{\"value\": ...}}, not {}",

@@ -303,6 +303,15 @@ impl Pending {
         Pending(rx)
     }
 
+    /// The answer if it has come, without blocking; `None` while the append is in flight.
+    pub fn try_wait(&mut self) -> Option<Result<Ack, LogError>> {
+        match self.0.try_recv() {
+            Ok(r) => Some(r),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(LogError::Closed)),
+        }
+    }
+
     /// Blocks until the append is durable (or failed). Not for use inside an async task.
     pub fn wait(self) -> Result<Ack, LogError> {
         self.0.blocking_recv().map_err(|_| LogError::Closed)?

@@ -1,0 +1,226 @@
+//! `flowgate run`: runs a pipeline until SIGINT/SIGTERM, or to completion with `--bounded`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+use crate::connect::http::{self, HttpState};
+use crate::log::{EventLog, Log, LogOptions, MemoryLog};
+use crate::pipeline::{self, PipelineConfig, RunOptions, RunShared};
+use crate::runtime::{Runtime, RuntimeConfig};
+
+/// Arguments of `flowgate run`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The pipeline file (TOML; keys in docs/pipeline.md).
+    pipeline: PathBuf,
+    /// Process what the sources hold to completion, print a summary and exit 0: file and
+    /// generator sources stop at their end, and each stage stops once its input topic has no
+    /// writer left and it has read all of it.
+    #[arg(long)]
+    bounded: bool,
+    /// The log's data directory.
+    #[arg(long, env = "FLOWGATE_DATA_DIR", default_value = "flowgate-data")]
+    data_dir: PathBuf,
+    /// Keep the log in memory instead of on disk: nothing survives the process.
+    #[arg(long, conflicts_with = "data_dir")]
+    memory: bool,
+    /// Compiled-code cache directory [default: $FLOWGATE_CACHE_DIR, else ~/.cache/flowgate].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// How long steps may take to finish their batch after SIGINT/SIGTERM.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    grace: Duration,
+}
+
+/// The runtime for a pipeline's stages: pool sized for its instances, memory for its largest.
+pub(crate) fn runtime_for(
+    config: &PipelineConfig,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<Runtime> {
+    let mut rc = RuntimeConfig::default();
+    if cache_dir.is_some() {
+        rc.cache_dir = cache_dir;
+    }
+    let partitions: u32 = config
+        .stages
+        .iter()
+        .map(|s| {
+            config
+                .topics
+                .get(&s.input)
+                .map_or(1, |t| t.config.partitions)
+                + 1
+        })
+        .sum();
+    rc.max_stage_instances = (partitions * 2).max(8);
+    rc.max_memory_bytes = config
+        .stages
+        .iter()
+        .map(|s| s.limits.memory_bytes)
+        .max()
+        .unwrap_or(0)
+        .max(rc.max_memory_bytes.min(256 << 20));
+    Ok(Runtime::new(rc)?)
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = PipelineConfig::load(&args.pipeline)?;
+    let metrics = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".into()),
+            &[
+                0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+            ],
+        )
+        .context("metric buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let log: Arc<dyn EventLog> = if args.memory {
+        Arc::new(MemoryLog::new())
+    } else {
+        let options = LogOptions {
+            sync: config.sync,
+            read_only: false,
+        };
+        Arc::new(
+            Log::open(&args.data_dir, options)
+                .with_context(|| format!("opening the log in {}", args.data_dir.display()))?,
+        )
+    };
+    let runtime = runtime_for(&config, args.cache_dir.clone())?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("flowgate-io")
+        .build()
+        .context("starting the I/O runtime")?;
+    let running = pipeline::start(
+        config.clone(),
+        log.clone(),
+        &runtime,
+        RunOptions {
+            bounded: args.bounded,
+        },
+    )?;
+    let shared = running.shared().clone();
+    if let Some(h) = &config.http {
+        let state = HttpState::new(shared.clone(), Some(metrics.clone()))?;
+        let listener = tokio
+            .block_on(tokio::net::TcpListener::bind(&h.listen))
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} ([http] listen); is another process using it?",
+                    h.listen
+                )
+            })?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "HTTP server listening (POST /topics/<topic>/events, GET /metrics, GET /health)");
+        let stop = shared.clone();
+        tokio.spawn(async move {
+            let shutdown = async move {
+                while !stop.stopping() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            if let Err(e) = http::serve(listener, state, shutdown).await {
+                tracing::error!("HTTP server: {e}");
+            }
+        });
+    }
+    let stop = shared.clone();
+    tokio.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::error!("cannot install the SIGINT/SIGTERM handlers");
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping: finishing the batches in flight and committing");
+        stop.stop();
+    });
+    let progress = args.bounded.then(|| spawn_progress(shared.clone()));
+    let summary = running.wait(args.grace);
+    shared.stop();
+    if let Some(p) = progress {
+        let _ = p.join();
+    }
+    let syncs: u64 = log
+        .topics()
+        .iter()
+        .filter_map(|t| log.describe(t).ok())
+        .flat_map(|i| i.partitions.into_iter().map(|p| p.syncs))
+        .sum();
+    drop(tokio);
+    if args.bounded {
+        // On stderr: stdout may be a sink's.
+        use std::io::Write;
+        let mut err = std::io::stderr().lock();
+        write!(err, "{summary}")?;
+        writeln!(err, "  log: {syncs} syncs")?;
+    } else {
+        tracing::info!("stopped\n{summary}");
+    }
+    Ok(if summary.failure.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Shows progress of a bounded run: a spinner on a terminal, a line every 5 s otherwise.
+fn spawn_progress(shared: Arc<RunShared>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let tty = std::io::stderr().is_terminal();
+        let bar = tty.then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        let mut ticks = 0u64;
+        while !shared.stopping() {
+            std::thread::sleep(Duration::from_millis(200));
+            ticks += 1;
+            let line = progress_line(&shared);
+            match &bar {
+                Some(b) => b.set_message(line),
+                None if ticks.is_multiple_of(25) => tracing::info!("progress: {line}"),
+                None => {}
+            }
+        }
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+    })
+}
+
+fn progress_line(shared: &RunShared) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut parts = Vec::new();
+    for (n, s) in &shared.sources {
+        parts.push(format!("{n}: {} in", s.events.load(Relaxed)));
+    }
+    for (n, s) in &shared.stages {
+        parts.push(format!(
+            "{n}: {} → {} ({} errors)",
+            s.events_in.load(Relaxed),
+            s.events_out.load(Relaxed),
+            s.errors.load(Relaxed)
+        ));
+    }
+    for (n, s) in &shared.sinks {
+        parts.push(format!("{n}: {} out", s.events.load(Relaxed)));
+    }
+    parts.join(" · ")
+}

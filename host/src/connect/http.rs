@@ -1,0 +1,376 @@
+//! The HTTP server: ingest (`POST /topics/{topic}/events`), `GET /metrics` (Prometheus) and
+//! `GET /health`.
+//!
+//! Ingest takes a JSON event, a JSON array of events, NDJSON (`Content-Type:
+//! application/x-ndjson`), or the Confluent REST Proxy v2 produce body
+//! (`{"records":[{"key":..,"value":..}]}`); events have the form of docs/events.md. It answers
+//! only once the events are durable. Bounded: over `max-body` → 413; more than `max-inflight`
+//! bytes of requests waiting for the disk → 503; a reader of the topic more than `max-lag`
+//! events behind → 429 (both with `Retry-After`); a malformed body → 400 naming the problem.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use crate::event::{Event, ndjson};
+use crate::log::EventLog;
+use crate::pipeline::producer::Target;
+use crate::pipeline::{RunShared, StageStats};
+
+/// What the server serves.
+pub struct HttpState {
+    log: Arc<dyn EventLog>,
+    running: Arc<RunShared>,
+    /// Topics HTTP sources may append to.
+    topics: BTreeMap<String, (Target, Arc<crate::pipeline::StepStats>)>,
+    /// Stages reading each topic.
+    readers: BTreeMap<String, Vec<Arc<StageStats>>>,
+    token: Option<String>,
+    max_body: usize,
+    max_lag: u64,
+    inflight: Arc<Semaphore>,
+    spread: AtomicU64,
+    metrics: Option<PrometheusHandle>,
+}
+
+impl std::fmt::Debug for HttpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpState")
+            .field("topics", &self.topics.keys())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpState {
+    /// The server's state for a running pipeline (which must have an `[http]` section).
+    pub fn new(
+        running: Arc<RunShared>,
+        metrics: Option<PrometheusHandle>,
+    ) -> anyhow::Result<Arc<HttpState>> {
+        let config = running.config();
+        let http = config
+            .http
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the pipeline has no [http] section"))?;
+        let token = match &http.token_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                anyhow::anyhow!(
+                    "[http] token-env = {var:?}, but ${var} is not set; export it (the bearer token clients must send)"
+                )
+            })?),
+            None => None,
+        };
+        let log = running.log().clone();
+        let mut topics = BTreeMap::new();
+        for s in config.sources.values() {
+            if matches!(s.kind, crate::pipeline::config::SourceKind::Http) {
+                let partitions = log.describe(&s.topic)?.partitions.len() as u32;
+                topics.insert(
+                    s.topic.clone(),
+                    (
+                        Target {
+                            topic: s.topic.clone(),
+                            partitions,
+                        },
+                        running.sources[&s.name].clone(),
+                    ),
+                );
+            }
+        }
+        let mut readers: BTreeMap<String, Vec<Arc<StageStats>>> = BTreeMap::new();
+        for s in &config.stages {
+            readers
+                .entry(s.input.clone())
+                .or_default()
+                .push(running.stages[&s.name].clone());
+        }
+        Ok(Arc::new(HttpState {
+            log,
+            running: running.clone(),
+            topics,
+            readers,
+            token,
+            max_body: http.max_body,
+            max_lag: http.max_lag,
+            inflight: Arc::new(Semaphore::new(http.max_inflight)),
+            spread: AtomicU64::new(0),
+            metrics,
+        }))
+    }
+
+    fn lag(&self, topic: &str) -> u64 {
+        let Ok(info) = self.log.describe(topic) else {
+            return 0;
+        };
+        self.readers.get(topic).map_or(0, |stages| {
+            stages
+                .iter()
+                .map(|s| {
+                    info.partitions
+                        .iter()
+                        .zip(&s.positions)
+                        .map(|(p, pos)| p.end_offset.saturating_sub(pos.load(Ordering::Relaxed)))
+                        .sum::<u64>()
+                })
+                .max()
+                .unwrap_or(0)
+        })
+    }
+}
+
+/// The router.
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/topics/{topic}/events", post(ingest))
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<HttpState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut r = (status, axum::Json(json!({ "error": message.into() }))).into_response();
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+fn authorized(state: &HttpState, headers: &HeaderMap) -> bool {
+    let Some(token) = &state.token else {
+        return true;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    given.as_bytes().ct_eq(token.as_bytes()).into()
+}
+
+/// Events of a request body.
+fn parse_body(ndjson_body: bool, body: &[u8]) -> Result<Vec<Event>, String> {
+    let now = ndjson::now_ms();
+    let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8 ({e})"))?;
+    if ndjson_body {
+        let mut out = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            out.push(ndjson::parse_event(line, now).map_err(|e| format!("line {}: {e}", i + 1))?);
+        }
+        return Ok(out);
+    }
+    let doc: Value = serde_json::from_str(text).map_err(|e| {
+        format!("not valid JSON ({e}); send an event object, an array of them, {{\"records\":[...]}}, or NDJSON with Content-Type: application/x-ndjson")
+    })?;
+    match doc {
+        Value::Object(mut obj) if obj.contains_key("records") => {
+            let Some(Value::Array(records)) = obj.remove("records") else {
+                return Err("`records` must be an array of {\"key\":..,\"value\":..}".into());
+            };
+            records
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let r = match r {
+                        Value::Object(mut o) => {
+                            // Partitions are chosen by key; a requested partition is not honoured.
+                            o.remove("partition");
+                            Value::Object(o)
+                        }
+                        other => other,
+                    };
+                    ndjson::from_json(r, now).map_err(|e| format!("records[{i}]: {e}"))
+                })
+                .collect()
+        }
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| ndjson::from_json(v, now).map_err(|e| format!("[{i}]: {e}")))
+            .collect(),
+        other => Ok(vec![ndjson::from_json(other, now)?]),
+    }
+}
+
+async fn ingest(
+    State(state): State<Arc<HttpState>>,
+    Path(topic): Path<String>,
+    request: Request,
+) -> Response {
+    let result = ingest_inner(&state, &topic, request).await;
+    let status = match &result {
+        Ok(r) | Err(r) => r.status(),
+    };
+    metrics::counter!("flowgate_ingest_requests_total", "status" => status.as_u16().to_string())
+        .increment(1);
+    match result {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn ingest_inner(
+    state: &HttpState,
+    topic: &str,
+    request: Request,
+) -> Result<Response, Response> {
+    if !authorized(state, request.headers()) {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (send Authorization: Bearer <token>)",
+        );
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return Err(r);
+    }
+    let Some((target, stats)) = state.topics.get(topic) else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no HTTP source appends to topic `{topic}`; topics open to ingest: {}",
+                state.topics.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    };
+    if state.running.stopping() {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline is stopping",
+        ));
+    }
+    let lag = state.lag(topic);
+    if lag > state.max_lag {
+        return Err(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "the stages reading `{topic}` are {lag} events behind (max-lag {}); retry later",
+                state.max_lag
+            ),
+        ));
+    }
+    let ndjson_body = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("ndjson") || v.contains("jsonlines"));
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is over the {} byte limit ([http] max-body); send fewer events per request",
+                state.max_body
+            ),
+        )
+    };
+    if declared.is_some_and(|n| n > state.max_body) {
+        return Err(too_large());
+    }
+    let permits = declared.unwrap_or(state.max_body).clamp(1, state.max_body) as u32;
+    let Ok(_permit) = state.inflight.clone().try_acquire_many_owned(permits) else {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ingest is full: too many bytes of requests are waiting for the disk; retry later",
+        ));
+    };
+    let body: Body = request.into_body();
+    let bytes = axum::body::to_bytes(body, state.max_body)
+        .await
+        .map_err(|_| too_large())?;
+    let events = parse_body(ndjson_body, &bytes).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+    if events.is_empty() {
+        return Err(error(StatusCode::BAD_REQUEST, "the body holds no events"));
+    }
+    let spread = state
+        .spread
+        .fetch_add(events.len() as u64, Ordering::Relaxed);
+    let pending = super::submit_events(&state.log, target, &events, spread)
+        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let mut offsets = BTreeMap::new();
+    for (p, pending) in pending {
+        let ack = pending.await.map_err(|e| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("not stored: {e}"),
+            )
+        })?;
+        offsets.insert(p, ack.base_offset);
+    }
+    // Each event's partition and offset, in request order.
+    let mut next = offsets.clone();
+    let list: Vec<Value> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let p = crate::pipeline::producer::partition_for(
+                e.key.as_deref(),
+                target.partitions,
+                spread + i as u64,
+            );
+            let o = next.get_mut(&p).expect("partition appended");
+            *o += 1;
+            json!({"partition": p, "offset": *o - 1})
+        })
+        .collect();
+    stats
+        .events
+        .fetch_add(events.len() as u64, Ordering::Relaxed);
+    metrics::counter!("flowgate_ingest_events_total", "topic" => topic.to_owned())
+        .increment(events.len() as u64);
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({"count": events.len(), "offsets": list})),
+    )
+        .into_response())
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+    match &state.metrics {
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => error(StatusCode::NOT_FOUND, "metrics are off"),
+    }
+}
+
+async fn health(State(state): State<Arc<HttpState>>) -> Response {
+    if state.running.stopping() {
+        error(StatusCode::SERVICE_UNAVAILABLE, "stopping")
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
+    }
+}

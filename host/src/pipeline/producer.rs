@@ -1,0 +1,327 @@
+//! Writing a pipeline step's outputs: routing into output partitions, appends in flight, the
+//! input position committed once its outputs are durable, and exactly-once replay.
+//!
+//! Every step with a replayable input (a stage over a partition, a file source, a generator) has
+//! a checkpoint: the input position up to which its outputs are acknowledged, and the end offset
+//! it last saw acknowledged in each output partition. A crash repeats what came after the
+//! checkpoint (at-least-once).
+//!
+//! Exactly-once: the last row of each append carries a header `flowgate-eos:
+//! <producer>@<position>`, meaning "the outputs of every input up to `position` that go to this
+//! partition are here". It is written in the same append as the rows, so it is exactly as
+//! durable as they are. On start the step scans each output partition from its checkpointed end
+//! and, while replaying, drops an output whose input it finds already covered there. Readers
+//! strip the header before a plugin or sink sees the event.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{self, BatchBuilder, EventRef};
+use crate::log::{EventLog, LogError, Pending};
+
+/// The header that marks how far a producer's outputs in a partition go.
+pub const EOS_HEADER: &str = "flowgate-eos";
+
+/// Appends in flight per producer before it waits for the oldest.
+const MAX_IN_FLIGHT: usize = 8;
+
+/// An output topic and its partition count.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    pub topic: String,
+    pub partitions: u32,
+}
+
+/// One output row: which target and partition, the input position it came from (the position
+/// just after its input), and the row.
+pub(crate) struct Routed<'a> {
+    pub target: usize,
+    pub partition: u32,
+    pub origin: u64,
+    pub row: EventRef<'a>,
+}
+
+#[derive(Serialize, Deserialize, Default, Debug)]
+struct Checkpoint {
+    /// Input position whose outputs are all acknowledged.
+    position: u64,
+    /// "topic/partition" → end offset seen acknowledged.
+    outputs: BTreeMap<String, u64>,
+}
+
+struct InFlight {
+    appends: Vec<(usize, u32, Pending)>,
+    next_position: u64,
+}
+
+/// See the module docs.
+pub(crate) struct Producer {
+    log: Arc<dyn EventLog>,
+    id: String,
+    checkpoint: String,
+    exactly_once: bool,
+    targets: Vec<Target>,
+    done: HashMap<(usize, u32), u64>,
+    in_flight: VecDeque<InFlight>,
+    ends: BTreeMap<(usize, u32), u64>,
+    position: u64,
+    saved_position: u64,
+    saved_at: Instant,
+    interval: Duration,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("id", &self.id)
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key(t: &Target, p: u32) -> String {
+    format!("{}/{p}", t.topic)
+}
+
+impl Producer {
+    /// Opens the producer `id` (checkpoint `checkpoint`), returning it and the input position to
+    /// resume from (`start()` when there is no checkpoint yet).
+    pub fn open(
+        log: Arc<dyn EventLog>,
+        id: String,
+        checkpoint: String,
+        targets: Vec<Target>,
+        exactly_once: bool,
+        interval: Duration,
+        start: impl FnOnce() -> Result<u64, LogError>,
+    ) -> Result<(Producer, u64), LogError> {
+        let saved: Option<Checkpoint> = match log.load_checkpoint(&checkpoint)? {
+            Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
+                LogError::Invalid(format!(
+                    "checkpoint `{checkpoint}` is not readable ({e}); delete checkpoints/{checkpoint}.ckpt under the data directory to start that step over"
+                ))
+            })?),
+            None => None,
+        };
+        let mut ends = BTreeMap::new();
+        for (i, t) in targets.iter().enumerate() {
+            let info = log.describe(&t.topic)?;
+            for p in &info.partitions {
+                let from = saved
+                    .as_ref()
+                    .and_then(|c| c.outputs.get(&key(t, p.partition)).copied())
+                    .unwrap_or(p.end_offset);
+                ends.insert((i, p.partition), from.min(p.end_offset));
+            }
+        }
+        let fresh = saved.is_none();
+        let position = match &saved {
+            Some(c) => c.position,
+            None => start()?,
+        };
+        let mut producer = Producer {
+            log,
+            id,
+            checkpoint,
+            exactly_once,
+            targets,
+            done: HashMap::new(),
+            in_flight: VecDeque::new(),
+            ends,
+            position,
+            saved_position: position,
+            saved_at: Instant::now(),
+            interval,
+        };
+        if fresh {
+            producer.save()?;
+        } else if exactly_once {
+            producer.scan()?;
+        }
+        Ok((producer, position))
+    }
+
+    /// Finds this producer's markers written after the checkpoint.
+    fn scan(&mut self) -> Result<(), LogError> {
+        let prefix = format!("{}@", self.id);
+        for (&(t, p), &from) in &self.ends {
+            let topic = &self.targets[t].topic;
+            let mut at = from;
+            loop {
+                let batches = self.log.read(topic, p, at, 4 << 20)?;
+                if batches.is_empty() {
+                    break;
+                }
+                for rb in &batches {
+                    let cols = event::columns(&rb.batch)
+                        .map_err(|e| LogError::Invalid(format!("{topic}/{p}: {e}")))?;
+                    for (i, row) in cols.rows().enumerate() {
+                        let offset = rb.base_offset + i as u64;
+                        if offset < at {
+                            continue;
+                        }
+                        for (name, value) in row.headers.iter() {
+                            if name == EOS_HEADER.as_bytes()
+                                && let Some(pos) = std::str::from_utf8(value)
+                                    .ok()
+                                    .and_then(|v| v.strip_prefix(&prefix))
+                                    .and_then(|v| v.parse::<u64>().ok())
+                            {
+                                let d = self.done.entry((t, p)).or_insert(0);
+                                *d = (*d).max(pos);
+                            }
+                        }
+                    }
+                    at = at.max(rb.base_offset + rb.batch.timestamps.len() as u64);
+                }
+            }
+        }
+        if !self.done.is_empty() {
+            tracing::info!(producer = %self.id, from = self.position, covered = ?self.done.values().max(), "exactly-once: replaying; outputs already written will not be written again");
+        }
+        Ok(())
+    }
+
+    /// Input position whose outputs are all acknowledged.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Appends `rows` (in input order) and records that inputs up to `next_position` are done
+    /// once they are durable. Rows already written before a crash are dropped (exactly-once).
+    pub fn send(&mut self, rows: &[Routed<'_>], next_position: u64) -> Result<(), LogError> {
+        let mut last: HashMap<(usize, u32), usize> = HashMap::new();
+        let keep = |r: &Routed<'_>| {
+            !self.exactly_once
+                || self
+                    .done
+                    .get(&(r.target, r.partition))
+                    .is_none_or(|&d| r.origin > d)
+        };
+        for (i, r) in rows.iter().enumerate() {
+            if keep(r) {
+                last.insert((r.target, r.partition), i);
+            }
+        }
+        let mut builders: BTreeMap<(usize, u32), BatchBuilder> = BTreeMap::new();
+        let marker = format!("{}@{next_position}", self.id);
+        for (i, r) in rows.iter().enumerate() {
+            let k = (r.target, r.partition);
+            if !keep(r) {
+                continue;
+            }
+            let b = builders
+                .entry(k)
+                .or_insert_with(|| BatchBuilder::with_capacity(64, 4096));
+            let eos = |(n, _): &(&[u8], &[u8])| *n != EOS_HEADER.as_bytes();
+            let headers = r.row.headers.iter().filter(eos);
+            if self.exactly_once && last.get(&k) == Some(&i) {
+                b.push(
+                    r.row.key,
+                    r.row.value,
+                    r.row.timestamp,
+                    headers.chain([(EOS_HEADER.as_bytes(), marker.as_bytes())]),
+                );
+            } else {
+                b.push(r.row.key, r.row.value, r.row.timestamp, headers);
+            }
+        }
+        let mut appends = Vec::with_capacity(builders.len());
+        for ((t, p), b) in builders {
+            let pending = self
+                .log
+                .submit(&self.targets[t].topic, p, event::finish(b))?;
+            appends.push((t, p, pending));
+        }
+        self.in_flight.push_back(InFlight {
+            appends,
+            next_position,
+        });
+        while self.in_flight.len() > MAX_IN_FLIGHT {
+            self.complete_front(true)?;
+        }
+        self.poll()
+    }
+
+    /// Takes the acknowledgements that have come; checkpoints when the interval has passed.
+    pub fn poll(&mut self) -> Result<(), LogError> {
+        while self.complete_front(false)? {}
+        if self.position != self.saved_position && self.saved_at.elapsed() >= self.interval {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    fn complete_front(&mut self, block: bool) -> Result<bool, LogError> {
+        let Some(front) = self.in_flight.front_mut() else {
+            return Ok(false);
+        };
+        while let Some((t, p, pending)) = front.appends.last_mut() {
+            let answer = if block {
+                Some(std::mem::replace(pending, Pending::ready(Err(LogError::Closed))).wait())
+            } else {
+                pending.try_wait()
+            };
+            match answer {
+                None => return Ok(false),
+                Some(Err(e)) => {
+                    return Err(LogError::Failed {
+                        topic: format!("{}/{p}", self.targets[*t].topic),
+                        reason: format!(
+                            "appending the outputs of `{}` failed: {e}; the inputs after position {} will be processed again on restart",
+                            self.id, self.position
+                        ),
+                    });
+                }
+                Some(Ok(ack)) => {
+                    let end = ack.base_offset + u64::from(ack.count);
+                    let slot = self.ends.entry((*t, *p)).or_insert(end);
+                    *slot = (*slot).max(end);
+                    metrics::counter!("flowgate_topic_records_appended_total", "topic" => self.targets[*t].topic.clone())
+                        .increment(u64::from(ack.count));
+                    front.appends.pop();
+                }
+            }
+        }
+        let done = self.in_flight.pop_front().expect("front exists");
+        self.position = done.next_position;
+        Ok(true)
+    }
+
+    /// Waits for every append in flight and saves the checkpoint.
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        while self.complete_front(true)? {}
+        if self.position != self.saved_position {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    fn save(&mut self) -> Result<(), LogError> {
+        let c = Checkpoint {
+            position: self.position,
+            outputs: self
+                .ends
+                .iter()
+                .map(|(&(t, p), &e)| (key(&self.targets[t], p), e))
+                .collect(),
+        };
+        let bytes = serde_json::to_vec(&c).expect("a checkpoint serialises");
+        self.log.save_checkpoint(&self.checkpoint, &bytes)?;
+        self.saved_position = self.position;
+        self.saved_at = Instant::now();
+        Ok(())
+    }
+}
+
+/// The output partition of a row: by key hash, else by `fallback` (the input partition, or a
+/// round-robin counter).
+pub(crate) fn partition_for(key: Option<&[u8]>, partitions: u32, fallback: u64) -> u32 {
+    match key {
+        Some(k) => crc32c::crc32c(k) % partitions,
+        None => (fallback % u64::from(partitions)) as u32,
+    }
+}

@@ -1,0 +1,426 @@
+//! A stage worker: reads its input partitions, calls the plugin per event or per batch, routes
+//! the outputs, handles failed events by the stage's error policy, and commits its position once
+//! the outputs are durable.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::config::{Mode, OnError, Output, StageConfig};
+use super::producer::{Producer, Routed, Target, partition_for};
+use super::reader::{Cursor, Input};
+use super::{Ctl, StageStats, Stopped};
+use crate::event::{self, Batch, BatchBuilder, Columns, EventRef};
+use crate::log::EventLog;
+use crate::runtime::{CallError, CallErrorKind, Plugin, PluginError, StageInstance};
+
+/// What every worker of a stage shares.
+pub(crate) struct StageShared {
+    pub pipeline: String,
+    pub config: StageConfig,
+    pub plugin: Plugin,
+    pub log: Arc<dyn EventLog>,
+    pub ctl: Arc<Ctl>,
+    pub stats: Arc<StageStats>,
+    pub exactly_once: bool,
+    pub commit_interval: Duration,
+    /// Output topics first, then the dead-letter topic if the policy uses it.
+    pub targets: Vec<Target>,
+    pub dead_letters: Option<usize>,
+}
+
+impl StageShared {
+    fn target(&self, topic: &str) -> usize {
+        self.targets
+            .iter()
+            .position(|t| t.topic == topic)
+            .expect("every output topic is a target")
+    }
+}
+
+struct Part {
+    cursor: Cursor,
+    producer: Producer,
+    instance: StageInstance,
+    finished: bool,
+}
+
+/// Runs one worker over `partitions` until the pipeline stops or (bounded) its input is done.
+pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), Stopped> {
+    let s = &*shared;
+    let name = &s.config.name;
+    let mut parts = Vec::new();
+    for p in partitions {
+        let id = format!("{}/{name}/{p}", s.pipeline);
+        let ckpt = format!("{}.stage.{name}.{p}", s.pipeline);
+        let input = s.config.input.clone();
+        let log = s.log.clone();
+        let start = s.config.start;
+        let (producer, position) = Producer::open(
+            s.log.clone(),
+            id,
+            ckpt,
+            s.targets.clone(),
+            s.exactly_once,
+            s.commit_interval,
+            || {
+                let info = log.describe(&input)?;
+                let pi = &info.partitions[p as usize];
+                Ok(match start {
+                    super::config::Start::Earliest => pi.start_offset,
+                    super::config::Start::Latest => pi.end_offset,
+                })
+            },
+        )
+        .map_err(|e| s.ctl.fail(format!("stage `{name}` partition {p}: {e}")))?;
+        let instance = s
+            .plugin
+            .instantiate(s.config.limits.clone(), s.config.config.clone())
+            .map_err(|e| {
+                s.ctl.fail(format!(
+                    "stage `{name}`: plugin {} failed to start: {e}",
+                    s.config.plugin.display()
+                ))
+            })?;
+        tracing::debug!(stage = %name, partition = p, position, "stage partition starting");
+        parts.push(Part {
+            cursor: Cursor::new(s.log.clone(), &s.config.input, p, position),
+            producer,
+            instance,
+            finished: false,
+        });
+    }
+    let mut traps: VecDeque<Instant> = VecDeque::new();
+    let mut pause = Duration::from_secs(1);
+    let mut last_pause: Option<Instant> = None;
+    let mut lag_at = Instant::now();
+    let wait = if parts.len() == 1 {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_millis(2)
+    };
+    while !s.ctl.stopping() && parts.iter().any(|p| !p.finished) {
+        for part in parts.iter_mut().filter(|p| !p.finished) {
+            let input = part
+                .cursor
+                .next(s.config.batch_size, s.config.linger, wait)
+                .map_err(|e| s.ctl.fail(format!("stage `{name}` reading: {e}")))?;
+            match input {
+                Some(input) => {
+                    process(s, part, &input, &mut traps)?;
+                }
+                None => {
+                    part.producer
+                        .poll()
+                        .map_err(|e| s.ctl.fail(e.to_string()))?;
+                    if s.ctl.input_done(&s.log, &part.cursor) {
+                        part.producer
+                            .flush()
+                            .map_err(|e| s.ctl.fail(e.to_string()))?;
+                        part.finished = true;
+                    }
+                }
+            }
+        }
+        if lag_at.elapsed() >= Duration::from_secs(1) {
+            lag_at = Instant::now();
+            for part in &parts {
+                let lag = s.ctl.lag(&s.log, &part.cursor);
+                metrics::gauge!("flowgate_stage_lag", "stage" => name.clone(), "partition" => part.cursor.partition.to_string())
+                    .set(lag as f64);
+                s.stats.positions[part.cursor.partition as usize]
+                    .store(part.cursor.position, Ordering::Relaxed);
+            }
+        }
+        // A trap storm pauses the stage (not the process), with backoff.
+        let minute = Instant::now() - Duration::from_secs(60);
+        while traps.front().is_some_and(|t| *t < minute) {
+            traps.pop_front();
+        }
+        if traps.len() > s.config.max_traps_per_minute as usize {
+            if last_pause.is_some_and(|t| t.elapsed() > Duration::from_secs(120)) {
+                pause = Duration::from_secs(1);
+            }
+            tracing::warn!(stage = %name, traps = traps.len(), pause = ?pause, "the plugin trapped {} times in a minute (max-traps-per-minute = {}); pausing the stage", traps.len(), s.config.max_traps_per_minute);
+            s.stats.pauses.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("flowgate_stage_pauses_total", "stage" => name.clone()).increment(1);
+            metrics::gauge!("flowgate_stage_paused", "stage" => name.clone()).set(1.0);
+            for part in &mut parts {
+                part.producer
+                    .poll()
+                    .map_err(|e| s.ctl.fail(e.to_string()))?;
+            }
+            s.ctl.sleep(pause);
+            metrics::gauge!("flowgate_stage_paused", "stage" => name.clone()).set(0.0);
+            traps.clear();
+            last_pause = Some(Instant::now());
+            pause = (pause * 2).min(Duration::from_secs(60));
+        }
+    }
+    for part in &mut parts {
+        s.stats.positions[part.cursor.partition as usize]
+            .store(part.cursor.position, Ordering::Relaxed);
+        part.producer
+            .flush()
+            .map_err(|e| s.ctl.fail(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// A failed input row and how many calls it took.
+struct Failed {
+    row: u32,
+    error: CallError,
+    attempts: u32,
+}
+
+fn retryable(e: &CallError) -> bool {
+    matches!(e.plugin_error(), Some(PluginError::Retryable(_)))
+}
+
+fn process(
+    s: &StageShared,
+    part: &mut Part,
+    input: &Input,
+    traps: &mut VecDeque<Instant>,
+) -> Result<(), Stopped> {
+    let name = &s.config.name;
+    let n = input.len();
+    let cols = event::columns(&input.batch).expect("the log checked the batch");
+    let started = Instant::now();
+    let mut failures: Vec<Failed> = Vec::new();
+    // Outputs of the plugin: one batch and the input row of each output row.
+    let (output, origins): (Batch, Vec<u32>) = match s.config.mode {
+        Mode::Event => {
+            let mut b = BatchBuilder::with_capacity(n, input.batch.values.data.len());
+            let mut origins = Vec::with_capacity(n);
+            for (i, row) in cols.rows().enumerate() {
+                match part.instance.on_event(&event::to_owned(&row)) {
+                    Ok(events) => {
+                        for e in &events {
+                            event::push_event(&mut b, e);
+                            origins.push(i as u32);
+                        }
+                    }
+                    Err(error) => failures.push(Failed {
+                        row: i as u32,
+                        error,
+                        attempts: 1,
+                    }),
+                }
+            }
+            (event::finish(b), origins)
+        }
+        Mode::Batch => match part.instance.process_batch(&input.batch) {
+            Ok(out) => {
+                failures.extend(out.failures.into_iter().map(|f| Failed {
+                    row: f.row,
+                    error: f.error,
+                    attempts: 1,
+                }));
+                (out.output, out.origins)
+            }
+            Err(error) => {
+                failures.extend((0..n as u32).map(|row| Failed {
+                    row,
+                    error: error.clone(),
+                    attempts: 1,
+                }));
+                (event::finish(BatchBuilder::default()), Vec::new())
+            }
+        },
+    };
+    metrics::histogram!("flowgate_stage_call_seconds", "stage" => name.clone())
+        .record(started.elapsed().as_secs_f64());
+
+    // Retries of retryable errors, one event at a time, with backoff.
+    let mut retried = BatchBuilder::default();
+    let mut retried_origins = Vec::new();
+    if s.config.on_error == OnError::Retry {
+        for f in failures.iter_mut().filter(|f| retryable(&f.error)) {
+            let mut backoff = s.config.retry.backoff;
+            let row = event::to_owned(&cols.row(f.row as usize));
+            while f.attempts < s.config.retry.attempts && retryable(&f.error) {
+                s.ctl.sleep(backoff);
+                if s.ctl.stopping() {
+                    // Nothing of this batch is committed; it is processed again on restart.
+                    return Err(Stopped);
+                }
+                backoff = (backoff * 2).min(s.config.retry.max_backoff);
+                f.attempts += 1;
+                s.stats.retries.fetch_add(1, Ordering::Relaxed);
+                match part.instance.on_event(&row) {
+                    Ok(events) => {
+                        for e in &events {
+                            event::push_event(&mut retried, e);
+                            retried_origins.push(f.row);
+                        }
+                        f.attempts = 0;
+                        break;
+                    }
+                    Err(e) => f.error = e,
+                }
+            }
+        }
+        failures.retain(|f| f.attempts > 0);
+    }
+    let retried = event::finish(retried);
+
+    // Route the outputs, in input order.
+    let mut routed: Vec<Routed<'_>> = Vec::with_capacity(origins.len());
+    let out_cols = event::columns(&output).expect("checked by the runtime");
+    let retried_cols = event::columns(&retried).expect("built here");
+    let mut rows: Vec<(u32, EventRef<'_>)> = out_cols
+        .rows()
+        .zip(origins.iter().copied())
+        .map(|(r, o)| (o, r))
+        .chain(
+            retried_cols
+                .rows()
+                .zip(retried_origins.iter().copied())
+                .map(|(r, o)| (o, r)),
+        )
+        .collect();
+    rows.sort_by_key(|(o, _)| *o);
+    let mut no_route: BTreeMap<u32, String> = BTreeMap::new();
+    let p = part.cursor.partition;
+    for (origin, row) in rows {
+        let at = input.first + u64::from(origin) + 1;
+        let mut push = |topic: &str| {
+            let t = s.target(topic);
+            routed.push(Routed {
+                target: t,
+                partition: partition_for(row.key, s.targets[t].partitions, u64::from(p)),
+                origin: at,
+                row,
+            });
+        };
+        match &s.config.output {
+            Output::Topics(topics) => topics.iter().for_each(|t| push(t)),
+            Output::Route {
+                header,
+                topics,
+                default,
+            } => {
+                let value = row.header(header);
+                let topic = value
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(|v| topics.get(v))
+                    .or(default.as_ref());
+                match topic {
+                    Some(t) => push(t),
+                    None => {
+                        no_route.entry(origin).or_insert_with(|| match value {
+                            Some(v) => format!(
+                                "output header `{header}` = {:?} names no route (routes: {})",
+                                String::from_utf8_lossy(v),
+                                topics.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                            None => format!(
+                                "output has no `{header}` header and the route has no default"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for (row, message) in no_route {
+        routed.retain(|r| r.origin != input.first + u64::from(row) + 1);
+        failures.push(Failed {
+            row,
+            error: CallError {
+                plugin: s.plugin.info().name.clone(),
+                kind: CallErrorKind::BadOutput { message },
+                stderr: String::new(),
+            },
+            attempts: 1,
+        });
+    }
+
+    // Failed events, by policy.
+    failures.sort_by_key(|f| f.row);
+    let mut dead = BatchBuilder::default();
+    let mut dead_origins = Vec::new();
+    for f in &failures {
+        let kind = f.error.kind_name();
+        s.stats.errors.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("flowgate_stage_errors_total", "stage" => name.clone(), "kind" => kind)
+            .increment(1);
+        if f.error.is_trap() {
+            traps.push_back(Instant::now());
+        }
+        let offset = input.first + u64::from(f.row);
+        match s.config.on_error {
+            OnError::DeadLetter | OnError::Retry => {
+                let row = cols.row(f.row as usize);
+                let info = s.plugin.info();
+                let ctx = [
+                    ("flowgate-stage", name.clone()),
+                    ("flowgate-plugin", info.name.clone()),
+                    ("flowgate-plugin-hash", info.hash.clone()),
+                    ("flowgate-error-kind", kind.to_owned()),
+                    ("flowgate-error", f.error.to_string()),
+                    ("flowgate-topic", s.config.input.clone()),
+                    ("flowgate-partition", p.to_string()),
+                    ("flowgate-offset", offset.to_string()),
+                    ("flowgate-attempt", f.attempts.to_string()),
+                ];
+                dead.push(
+                    row.key,
+                    row.value,
+                    row.timestamp,
+                    row.headers
+                        .iter()
+                        .chain(ctx.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()))),
+                );
+                dead_origins.push(f.row);
+                s.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("flowgate_stage_dead_letters_total", "stage" => name.clone())
+                    .increment(1);
+                tracing::debug!(stage = %name, topic = %s.config.input, partition = p, offset, error = %f.error, "event sent to the dead-letter topic");
+            }
+            OnError::Skip => {
+                s.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("flowgate_stage_skipped_total", "stage" => name.clone())
+                    .increment(1);
+                tracing::warn!(stage = %name, topic = %s.config.input, partition = p, offset, error = %f.error, "event skipped (on-error = \"skip\")");
+            }
+            OnError::Fail => {
+                return Err(s.ctl.fail(format!(
+                    "stage `{name}` failed on {}/{p} offset {offset}: {}; the pipeline stopped (on-error = \"fail\"). Fix the plugin or the event and run again: the stage resumes at or before offset {offset}",
+                    s.config.input, f.error
+                )));
+            }
+        }
+    }
+    let dead = event::finish(dead);
+    let dead_cols: Columns<'_> = event::columns(&dead).expect("built here");
+    if let Some(t) = s.dead_letters {
+        for (row, origin) in dead_cols.rows().zip(dead_origins) {
+            routed.push(Routed {
+                target: t,
+                partition: p % s.targets[t].partitions,
+                origin: input.first + u64::from(origin) + 1,
+                row,
+            });
+        }
+    }
+    let outputs = routed
+        .iter()
+        .filter(|r| Some(r.target) != s.dead_letters)
+        .count();
+    s.stats.events_in.fetch_add(n as u64, Ordering::Relaxed);
+    s.stats
+        .events_out
+        .fetch_add(outputs as u64, Ordering::Relaxed);
+    metrics::counter!("flowgate_stage_events_in_total", "stage" => name.clone())
+        .increment(n as u64);
+    metrics::counter!("flowgate_stage_events_out_total", "stage" => name.clone())
+        .increment(outputs as u64);
+    part.producer
+        .send(&routed, input.first + n as u64)
+        .map_err(|e| s.ctl.fail(e.to_string()))?;
+    Ok(())
+}
