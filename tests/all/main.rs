@@ -5,4 +5,5 @@ mod cli;
 mod hostile;
 mod log;
 mod parity;
+mod pipeline;
 mod runtime;

@@ -266,16 +266,6 @@ async fn ingest_inner(
             "the pipeline is stopping",
         ));
     }
-    let lag = state.lag(topic);
-    if lag > state.max_lag {
-        return Err(error(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "the stages reading `{topic}` are {lag} events behind (max-lag {}); retry later",
-                state.max_lag
-            ),
-        ));
-    }
     let ndjson_body = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -312,6 +302,16 @@ async fn ingest_inner(
     let events = parse_body(ndjson_body, &bytes).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
     if events.is_empty() {
         return Err(error(StatusCode::BAD_REQUEST, "the body holds no events"));
+    }
+    let lag = state.lag(topic);
+    if lag > state.max_lag {
+        return Err(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "the stages reading `{topic}` are {lag} events behind (max-lag {}); retry later",
+                state.max_lag
+            ),
+        ));
     }
     let spread = state
         .spread

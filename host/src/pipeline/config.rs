@@ -886,6 +886,20 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
                 }
             }
         }
+        // Checked before the typed pass, so that a bad value elsewhere does not hide it.
+        if let DeValue::Table(t) = v.get_ref()
+            && let Some(p) = t.get("plugin")
+            && let DeValue::String(name) = p.get_ref()
+        {
+            let plugin = resolve(name);
+            if !plugin.is_file() {
+                c.add(
+                    p.span(),
+                    format!("plugin file {} does not exist", plugin.display()),
+                    Some("build it (cd plugins && cargo build --release) or fix the path; paths are relative to the pipeline file".into()),
+                );
+            }
+        }
         let s: StageFile = c.section(v, what)?;
         stage(c, what, v.span(), s, &resolve)
     });
@@ -1103,13 +1117,6 @@ fn stage(
     resolve: &dyn Fn(&str) -> PathBuf,
 ) -> Option<(Range<usize>, StageConfig)> {
     let plugin = resolve(s.plugin.get_ref());
-    if !plugin.is_file() {
-        c.add(
-            s.plugin.span(),
-            format!("plugin file {} does not exist", plugin.display()),
-            Some("build it (cd plugins && cargo build --release) or fix the path; paths are relative to the pipeline file".into()),
-        );
-    }
     let output = match (s.output, s.route) {
         (Some(o), None) => match o.into_inner() {
             OneOrMany::One(t) => Output::Topics(vec![t]),

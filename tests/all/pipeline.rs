@@ -1,0 +1,721 @@
+//! `flowgate run` and `flowgate validate` as a user runs them: the real binary, real plugins,
+//! real files and sockets.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use flowgate_tests::plugins::{FILTER_JSON, HOSTILE_TRAP_ON, JSON_PROJECT, UPPERCASE};
+use serde_json::Value;
+
+/// A directory with a pipeline file in it, and the runs made of it.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(pipeline: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pipeline.toml"), pipeline).unwrap();
+        Fixture { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"));
+        c.args(args)
+            .arg(self.path("pipeline.toml"))
+            .env(
+                "FLOWGATE_CACHE_DIR",
+                flowgate_tests::target_dir().join("flowgate-test-cache"),
+            )
+            .env("FLOWGATE_DATA_DIR", self.path("data"))
+            .env("FLOWGATE_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Starts `flowgate run` with its stderr in `run-<n>.log`.
+    fn spawn(&self, args: &[&str], n: usize) -> Child {
+        let log = std::fs::File::create(self.path(&format!("run-{n}.log"))).unwrap();
+        self.command(&[&["run"], args].concat())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn stderr(&self, n: usize) -> String {
+        std::fs::read_to_string(self.path(&format!("run-{n}.log"))).unwrap_or_default()
+    }
+
+    /// `flowgate run --bounded` to its end: exit status and stderr.
+    fn run_bounded(&self) -> (ExitStatus, String) {
+        let out = self
+            .command(&["run", "--bounded"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn lines(&self, name: &str) -> Vec<Value> {
+        std::fs::read_to_string(self.path(name))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+            .collect()
+    }
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// The address the HTTP server of a run listens on, from its log.
+fn listen_addr(f: &Fixture, n: usize, child: &mut Child) -> String {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = f.stderr(n);
+        if let Some(at) = log.find("addr=") {
+            return log[at + 5..].split_whitespace().next().unwrap().to_owned();
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "flowgate run exited: {log}"
+        );
+        assert!(Instant::now() < until, "no HTTP server after 60 s: {log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A minimal HTTP/1.1 client: status, headers (lower-case names), body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, BTreeMap<String, String>, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    // A server that answers before reading a large body may close early: not our error.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM failed");
+}
+
+/// Polls until `f` holds or `timeout` passes.
+fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+#[test]
+fn http_events_pass_three_stages_to_a_file_sink() {
+    let f = Fixture::new(&format!(
+        r#"
+name = "ingest"
+
+[http]
+listen = "127.0.0.1:0"
+token-env = "INGEST_TOKEN"
+max-body = "64KiB"
+max-lag = 0
+
+[topics.raw]
+partitions = 2
+
+[sources.api]
+type = "http"
+topic = "raw"
+
+[stages.project]
+plugin = "{JSON_PROJECT}"
+input = "raw"
+output = "projected"
+mode = "event"
+config = {{ fields = "seq, name" }}
+
+[stages.shout]
+plugin = "{UPPERCASE}"
+input = "projected"
+output = "upper"
+
+[stages.keep]
+plugin = "{FILTER_JSON}"
+input = "upper"
+output = "kept"
+config = {{ field = "SEQ" }}
+
+[sinks.out]
+type = "file"
+input = "kept"
+path = "out.ndjson"
+"#
+    ));
+    let mut child = f
+        .command(&["run"])
+        .env("INGEST_TOKEN", "s3cret")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(f.path("run-0.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let addr = listen_addr(&f, 0, &mut child);
+    let auth = ("Authorization", "Bearer s3cret");
+    let json = ("Content-Type", "application/json");
+
+    // Three body forms, 100 events each round; 429 (lag) and 503 are retried after Retry-After.
+    let mut retried = 0;
+    for round in 0..5u32 {
+        let seqs: Vec<u32> = (round * 100..round * 100 + 100).collect();
+        let (ctype, body) = match round % 3 {
+            0 => (
+                "application/json",
+                serde_json::to_string(
+                    &seqs
+                        .iter()
+                        .map(|s| serde_json::json!({"value": {"seq": s, "name": format!("n{s}"), "drop": 1}}))
+                        .collect::<Vec<_>>(),
+                )
+                .unwrap(),
+            ),
+            1 => (
+                "application/x-ndjson",
+                seqs.iter()
+                    .map(|s| format!("{{\"key\":\"k{s}\",\"value\":{{\"seq\":{s},\"name\":\"n{s}\"}}}}\n"))
+                    .collect(),
+            ),
+            _ => (
+                "application/vnd.kafka.json.v2+json",
+                serde_json::json!({"records": seqs.iter().map(|s| serde_json::json!({"key": format!("k{s}"), "value": {"seq": s, "name": format!("n{s}")}})).collect::<Vec<_>>()}).to_string(),
+            ),
+        };
+        loop {
+            let (status, headers, answer) = http(
+                &addr,
+                "POST",
+                "/topics/raw/events",
+                &[auth, ("Content-Type", ctype)],
+                body.as_bytes(),
+            );
+            if status == 429 || status == 503 {
+                assert_eq!(headers.get("retry-after").map(String::as_str), Some("1"));
+                retried += 1;
+                std::thread::sleep(Duration::from_millis(300));
+                continue;
+            }
+            assert_eq!(status, 200, "{answer}");
+            let a: Value = serde_json::from_str(&answer).unwrap();
+            assert_eq!(a["count"], 100);
+            assert_eq!(a["offsets"].as_array().unwrap().len(), 100);
+            break;
+        }
+    }
+    assert!(retried > 0, "max-lag = 0 never pushed back");
+
+    // Bad requests: each names its problem.
+    let cases: [(&[(&str, &str)], &str, &[u8], u16, &str); 6] = [
+        (
+            &[json],
+            "/topics/raw/events",
+            b"{\"value\": 1}",
+            401,
+            "bearer token",
+        ),
+        (
+            &[auth, json],
+            "/topics/raw/events",
+            b"{not json",
+            400,
+            "not valid JSON",
+        ),
+        (
+            &[auth, json],
+            "/topics/raw/events",
+            b"{\"valu\": 1}",
+            400,
+            "unknown field `valu`",
+        ),
+        (&[auth, json], "/topics/raw/events", b"[]", 400, "no events"),
+        (
+            &[auth, json],
+            "/topics/nope/events",
+            b"{\"value\": 1}",
+            404,
+            "topics open to ingest: raw",
+        ),
+        (
+            &[auth, json],
+            "/topics/raw/events",
+            &[b'x'; 70_000],
+            413,
+            "65536 byte limit",
+        ),
+    ];
+    for (headers, path, body, want, says) in cases {
+        let (status, _, answer) = http(&addr, "POST", path, headers, body);
+        assert_eq!(status, want, "{path}: {answer}");
+        assert!(answer.contains(says), "{answer:?} should say {says:?}");
+    }
+
+    let done = eventually(Duration::from_secs(60), || {
+        f.lines("out.ndjson").len() >= 500
+    });
+    assert!(
+        done,
+        "{} of 500 events reached the sink",
+        f.lines("out.ndjson").len()
+    );
+    let mut seqs: Vec<u64> = f
+        .lines("out.ndjson")
+        .iter()
+        .map(|e| {
+            let v = &e["value"];
+            assert_eq!(v["NAME"], format!("N{}", v["SEQ"]), "{e}");
+            assert!(v.get("DROP").is_none(), "json-project kept a field: {e}");
+            v["SEQ"].as_u64().unwrap()
+        })
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..500).collect::<Vec<_>>());
+
+    let (status, _, metrics) = http(&addr, "GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    for want in [
+        "flowgate_stage_events_in_total{stage=\"project\"} 500",
+        "flowgate_stage_events_out_total{stage=\"keep\"} 500",
+        "flowgate_sink_events_total{sink=\"out\"} 500",
+        "flowgate_stage_call_seconds_bucket{stage=\"shout\",le=",
+        "flowgate_ingest_events_total{topic=\"raw\"} 500",
+        "flowgate_stage_lag{stage=\"keep\",partition=\"0\"}",
+    ] {
+        assert!(
+            metrics.contains(want),
+            "/metrics lacks {want:?}:\n{metrics}"
+        );
+    }
+
+    // SIGTERM: finish, commit, exit 0 quickly.
+    let asked = Instant::now();
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(15)).expect("exit after SIGTERM");
+    assert!(status.success(), "{status}: {}", f.stderr(0));
+    assert!(asked.elapsed() < Duration::from_secs(15));
+}
+
+/// NDJSON of `n` events `{"seq":i,"pad":"..."}`, without keys.
+fn seq_file(path: &Path, n: u64) {
+    let mut s = String::new();
+    for i in 0..n {
+        s.push_str(&format!(
+            "{{\"value\":{{\"seq\":{i},\"pad\":\"{}\"}},\"timestamp\":{}}}\n",
+            "x".repeat((i % 50) as usize),
+            1_000 + i
+        ));
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+fn kill_and_restart(delivery: &str) {
+    const N: u64 = 20_000;
+    let f = Fixture::new(&format!(
+        r#"
+delivery = "{delivery}"
+commit-interval = "20ms"
+
+[topics.raw]
+partitions = 2
+[topics.projected]
+partitions = 2
+
+[sources.file]
+type = "file"
+path = "in.ndjson"
+topic = "raw"
+
+[stages.project]
+plugin = "{JSON_PROJECT}"
+input = "raw"
+output = "projected"
+mode = "event"
+config = {{ fields = "seq, pad" }}
+
+[stages.shout]
+plugin = "{UPPERCASE}"
+input = "projected"
+output = "upper"
+batch-size = 100
+
+[stages.keep]
+plugin = "{FILTER_JSON}"
+input = "upper"
+output = "kept"
+batch-size = 300
+config = {{ field = "SEQ" }}
+
+[sinks.out]
+type = "file"
+input = "kept"
+path = "out.ndjson"
+"#
+    ));
+    seq_file(&f.path("in.ndjson"), N);
+    let mut kills = 0;
+    let mut partial = 0;
+    for n in 0..12 {
+        let mut child = f.spawn(&["--bounded"], n);
+        let wait = Duration::from_millis(150 + (n as u64 * 97) % 500);
+        if let Some(status) = wait_exit(&mut child, wait) {
+            assert!(status.success(), "{status}: {}", f.stderr(n));
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        let got = f.lines("out.ndjson").len();
+        if got > 0 && (got as u64) < N {
+            partial += 1;
+        }
+    }
+    let (status, stderr) = f.run_bounded();
+    assert!(status.success(), "{stderr}");
+    assert!(kills >= 3, "only {kills} kills landed mid-run");
+    assert!(partial >= 1, "no kill landed while the sink was part-way");
+    let mut counts: BTreeMap<u64, u32> = BTreeMap::new();
+    for e in f.lines("out.ndjson") {
+        *counts
+            .entry(e["value"]["SEQ"].as_u64().unwrap())
+            .or_default() += 1;
+    }
+    let missing: Vec<u64> = (0..N)
+        .filter(|s| !counts.contains_key(s))
+        .take(10)
+        .collect();
+    assert!(missing.is_empty(), "lost after {kills} kills: {missing:?}…");
+    assert_eq!(counts.len() as u64, N);
+    let repeated = counts.values().filter(|&&c| c > 1).count();
+    if delivery == "exactly-once" {
+        assert_eq!(
+            repeated, 0,
+            "{repeated} events written twice after {kills} kills"
+        );
+    }
+    eprintln!("{delivery}: {kills} kills, {repeated} events repeated, {N} delivered");
+}
+
+#[test]
+fn killed_runs_lose_nothing_at_least_once() {
+    kill_and_restart("at-least-once");
+}
+
+#[test]
+fn killed_runs_write_each_event_once_exactly_once() {
+    kill_and_restart("exactly-once");
+}
+
+#[test]
+fn poison_events_go_to_the_dead_letter_topic_and_a_trap_storm_pauses_the_stage() {
+    let f = Fixture::new(&format!(
+        r#"
+[sources.file]
+type = "file"
+path = "in.ndjson"
+topic = "raw"
+
+[stages.fragile]
+plugin = "{HOSTILE_TRAP_ON}"
+input = "raw"
+output = "out"
+max-traps-per-minute = 2
+
+[stages.sturdy]
+plugin = "{UPPERCASE}"
+input = "raw"
+output = "upper"
+mode = "event"
+
+[sinks.out]
+type = "file"
+input = "out"
+path = "out.ndjson"
+
+[sinks.upper]
+type = "file"
+input = "upper"
+path = "upper.ndjson"
+
+[sinks.dlq]
+type = "file"
+input = "dead-letters"
+path = "dlq.ndjson"
+"#
+    ));
+    let mut input = String::new();
+    for i in 0..200 {
+        let v = if i % 40 == 7 {
+            "poison".to_owned()
+        } else {
+            format!("ok-{i}")
+        };
+        input.push_str(&format!("{{\"value\":\"{v}\",\"timestamp\":{i}}}\n"));
+    }
+    std::fs::write(f.path("in.ndjson"), input).unwrap();
+    let started = Instant::now();
+    let (status, stderr) = f.run_bounded();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(f.lines("out.ndjson").len(), 195, "{stderr}");
+    assert_eq!(
+        f.lines("upper.ndjson").len(),
+        200,
+        "the other stage lost events"
+    );
+    let dlq = f.lines("dlq.ndjson");
+    assert_eq!(dlq.len(), 5);
+    for (k, d) in dlq.iter().enumerate() {
+        assert_eq!(d["value"], "poison");
+        let h = &d["headers"];
+        assert_eq!(h["flowgate-stage"], "fragile");
+        assert_eq!(h["flowgate-plugin"], "hostile_trap_on");
+        assert_eq!(h["flowgate-plugin-hash"].as_str().unwrap().len(), 64);
+        assert_eq!(h["flowgate-error-kind"], "trap");
+        assert!(
+            h["flowgate-error"]
+                .as_str()
+                .unwrap()
+                .contains("poisoned event"),
+            "{d}"
+        );
+        assert_eq!(h["flowgate-topic"], "raw");
+        assert_eq!(h["flowgate-partition"], "0");
+        assert_eq!(h["flowgate-offset"], (7 + 40 * k).to_string());
+        assert_eq!(h["flowgate-attempt"], "1");
+    }
+    // 5 traps > 2 a minute: the stage paused (1 s), the process did not.
+    assert!(
+        stderr.contains(
+            "stage fragile: 200 in, 195 out, 5 errors (5 dead-lettered, 0 skipped), 1 pauses"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pausing the stage"), "{stderr}");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+}
+
+#[test]
+fn on_error_fail_stops_the_pipeline_naming_the_event_and_skip_counts() {
+    for (policy, code, says) in [
+        ("fail", 1, "failed on raw/0 offset 3"),
+        ("skip", 0, "1 errors (0 dead-lettered, 1 skipped)"),
+    ] {
+        let f = Fixture::new(&format!(
+            r#"
+[sources.file]
+type = "file"
+path = "in.ndjson"
+topic = "raw"
+
+[stages.fragile]
+plugin = "{HOSTILE_TRAP_ON}"
+input = "raw"
+output = "out"
+on-error = "{policy}"
+"#
+        ));
+        let input: String = (0..10)
+            .map(|i| {
+                let v = if i == 3 { "poison" } else { "fine" };
+                format!("{{\"value\":\"{v}\"}}\n")
+            })
+            .collect();
+        std::fs::write(f.path("in.ndjson"), input).unwrap();
+        let (status, stderr) = f.run_bounded();
+        assert_eq!(status.code(), Some(code), "{stderr}");
+        assert!(stderr.contains(says), "{policy}: {stderr}");
+    }
+}
+
+fn validate(pipeline: &str) -> (i32, String) {
+    let f = Fixture::new(pipeline);
+    std::fs::write(f.path("garbage.wasm"), b"\0asm but not really").unwrap();
+    let out = f
+        .command(&["validate"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap(), text)
+}
+
+#[test]
+fn validate_reports_every_problem_with_line_and_column() {
+    let (code, text) = validate(&format!(
+        r#"naem = "x"
+
+[stages.a]
+plugin = "{UPPERCASE}"
+input = "nowhere"
+ouput = "b-in"
+
+[stages.b]
+plugin = "missing.wasm"
+input = "b-in"
+output = "c"
+mode = "evnt"
+
+[sinks.s]
+type = "file"
+input = "c"
+"#
+    ));
+    assert_eq!(code, 2, "{text}");
+    for want in [
+        "1:1: unknown key `naem` in the pipeline file",
+        "help: did you mean `name`?",
+        "6:1: unknown key `ouput` in [stages.a]",
+        "help: did you mean `output`?",
+        "[stages.a] has no `output`",
+        "9:10: plugin file",
+        "missing.wasm does not exist",
+        "12:8: [stages.b]: unknown variant `evnt`",
+        "[sinks.s] (type file) has no `path`",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+
+    let (code, text) = validate(&format!(
+        r#"
+[stages.a]
+plugin = "{UPPERCASE}"
+input = "x"
+output = "y"
+
+[stages.b]
+plugin = "{UPPERCASE}"
+input = "y"
+output = "x"
+
+[stages.c]
+plugin = "{UPPERCASE}"
+input = "orphan"
+output = "z"
+"#
+    ));
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("stages `a`, `b` form a cycle"), "{text}");
+    assert!(
+        text.contains("14:9: `c` reads topic `orphan`, which nothing in this pipeline writes"),
+        "{text}"
+    );
+    assert!(text.contains("external = true"), "{text}");
+
+    let (code, text) = validate(
+        r#"
+[topics.in]
+external = true
+
+[stages.a]
+plugin = "garbage.wasm"
+input = "in"
+output = "out"
+"#,
+    );
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("6:10: stage `a`:"), "{text}");
+    assert!(text.contains("flowgate plugin inspect"), "{text}");
+
+    let (code, text) = validate(&format!(
+        r#"
+[topics.in]
+external = true
+
+[stages.a]
+plugin = "{JSON_PROJECT}"
+input = "in"
+output = "out"
+"#
+    ));
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("the plugin's init failed"), "{text}");
+    assert!(
+        text.contains("fields"),
+        "the init error names the missing key: {text}"
+    );
+
+    let (code, text) = validate(&format!(
+        r#"
+[topics.in]
+external = true
+
+[stages.a]
+plugin = "{JSON_PROJECT}"
+input = "in"
+output = ["out", "copy"]
+config = {{ fields = "a" }}
+"#
+    ));
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("is valid: 0 source(s), 1 stage(s), 0 sink(s), 4 topic(s)"),
+        "{text}"
+    );
+}
