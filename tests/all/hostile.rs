@@ -187,7 +187,7 @@ fn output_flood_is_stopped_by_the_per_call_caps() {
     };
     let mut big = instance(&rt, HOSTILE_FLOOD, bytes, &[("count", "500")]);
     let err = big.on_event(&text(&"y".repeat(64 << 10), 1)).unwrap_err();
-    assert!(err.to_string().contains("limits.max-output-bytes"), "{err}");
+    assert!(err.to_string().contains("`max-output-bytes`"), "{err}");
 
     // The default flood (a million copies) runs into the memory cap instead.
     let mut huge = instance(&rt, HOSTILE_FLOOD, Limits::default(), &[]);

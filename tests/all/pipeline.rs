@@ -719,3 +719,130 @@ config = {{ fields = "a" }}
         "{text}"
     );
 }
+
+#[test]
+fn bounded_run_over_an_offset_or_time_range_of_a_filled_topic() {
+    for (from, to, want) in [
+        ("20", "50", 20..50),
+        ("1970-01-01T00:00:01.040Z", "1970-01-01T00:00:01.045Z", 40..45),
+    ] {
+        let f = Fixture::new(&format!(
+            r#"
+[topics.in]
+external = true
+
+[stages.shout]
+plugin = "{UPPERCASE}"
+input = "in"
+output = "out"
+
+[sinks.out]
+type = "file"
+input = "out"
+path = "out.ndjson"
+"#
+        ));
+        seq_file(&f.path("in.ndjson"), 100);
+        let out = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"))
+            .args(["topic", "create", "in"])
+            .env("FLOWGATE_DATA_DIR", f.path("data"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"))
+            .args(["produce", "in", "--input"])
+            .arg(f.path("in.ndjson"))
+            .env("FLOWGATE_DATA_DIR", f.path("data"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = f
+            .command(&["run", "--bounded", "--from", from, "--to", to])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let seqs: Vec<u64> = f
+            .lines("out.ndjson")
+            .iter()
+            .map(|e| e["value"]["SEQ"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, want.collect::<Vec<_>>(), "{stderr}");
+    }
+}
+
+#[test]
+fn outputs_fan_out_or_follow_a_header_route_and_unrouted_ones_are_dead_lettered() {
+    let f = Fixture::new(&format!(
+        r#"
+[sources.file]
+type = "file"
+path = "in.ndjson"
+topic = "raw"
+
+[stages.copy]
+plugin = "{UPPERCASE}"
+input = "raw"
+output = ["copy-a", "copy-b"]
+
+[stages.route]
+plugin = "{UPPERCASE}"
+input = "raw"
+mode = "event"
+route = {{ header = "to", topics = {{ good = "good", bad = "bad" }} }}
+
+[sinks.a]
+type = "file"
+input = "copy-a"
+path = "a.ndjson"
+[sinks.b]
+type = "file"
+input = "copy-b"
+path = "b.ndjson"
+[sinks.good]
+type = "file"
+input = "good"
+path = "good.ndjson"
+[sinks.bad]
+type = "file"
+input = "bad"
+path = "bad.ndjson"
+[sinks.dlq]
+type = "file"
+input = "dead-letters"
+path = "dlq.ndjson"
+"#
+    ));
+    std::fs::write(
+        f.path("in.ndjson"),
+        "{\"value\":\"one\",\"headers\":{\"to\":\"good\"}}\n\
+         {\"value\":\"two\",\"headers\":{\"to\":\"bad\"}}\n\
+         {\"value\":\"three\",\"headers\":{\"to\":\"good\"}}\n\
+         {\"value\":\"four\",\"headers\":{\"to\":\"elsewhere\"}}\n\
+         {\"value\":\"five\"}\n",
+    )
+    .unwrap();
+    let (status, stderr) = f.run_bounded();
+    assert!(status.success(), "{stderr}");
+    let values = |name: &str| -> Vec<String> {
+        f.lines(name)
+            .iter()
+            .map(|e| e["value"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = ["ONE", "TWO", "THREE", "FOUR", "FIVE"];
+    assert_eq!(values("a.ndjson"), all);
+    assert_eq!(values("b.ndjson"), all);
+    assert_eq!(values("good.ndjson"), ["ONE", "THREE"]);
+    assert_eq!(values("bad.ndjson"), ["TWO"]);
+    let dlq = f.lines("dlq.ndjson");
+    assert_eq!(dlq.len(), 2);
+    assert_eq!(dlq[0]["value"], "four");
+    let e0 = dlq[0]["headers"]["flowgate-error"].as_str().unwrap();
+    assert!(e0.contains("no route for an output: output header `to` = \"elsewhere\""), "{e0}");
+    assert_eq!(dlq[0]["headers"]["flowgate-error-kind"], "no-route");
+    assert!(e0.contains("routes: bad, good"), "{e0}");
+    assert_eq!(dlq[1]["value"], "five");
+    let e1 = dlq[1]["headers"]["flowgate-error"].as_str().unwrap();
+    assert!(e1.contains("no `to` header"), "{e1}");
+}

@@ -24,6 +24,14 @@ pub(crate) struct Args {
     /// writer left and it has read all of it.
     #[arg(long)]
     bounded: bool,
+    /// Bounded runs: start the topics filled before the run (external = true) here: an offset,
+    /// or a time such as 2026-11-21T10:00:00Z [default: the committed position, else the oldest].
+    #[arg(long, requires = "bounded")]
+    from: Option<pipeline::Position>,
+    /// Bounded runs: stop the external topics here (exclusive): an offset or a time
+    /// [default: their end when the run starts].
+    #[arg(long, requires = "bounded")]
+    to: Option<pipeline::Position>,
     /// The log's data directory.
     #[arg(long, env = "FLOWGATE_DATA_DIR", default_value = "flowgate-data")]
     data_dir: PathBuf,
@@ -106,6 +114,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         &runtime,
         RunOptions {
             bounded: args.bounded,
+            from: args.from,
+            to: args.to,
         },
     )?;
     let shared = running.shared().clone();

@@ -338,7 +338,9 @@ fn sink(ctx: &SinkCtx) -> anyhow::Result<()> {
                     Start::Earliest => pi.start_offset,
                     Start::Latest => pi.end_offset,
                 });
-            Cursor::new(ctx.log.clone(), &ctx.config.input, p, pos)
+            let mut c = Cursor::new(ctx.log.clone(), &ctx.config.input, p, pos);
+            ctx.ctl.apply_range(&mut c);
+            c
         })
         .collect();
     let wait = if cursors.len() == 1 {

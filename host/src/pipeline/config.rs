@@ -349,6 +349,7 @@ const STAGE_KEYS: &[&str] = &[
     "memory",
     "timeout",
     "max-outputs-per-event",
+    "max-output-bytes",
     "config",
     "on-error",
     "retry",
@@ -429,6 +430,7 @@ struct StageFile {
     memory: Option<Size>,
     timeout: Option<Dur>,
     max_outputs_per_event: Option<usize>,
+    max_output_bytes: Option<Size>,
     #[serde(default)]
     config: BTreeMap<String, Scalar>,
     #[serde(default)]
@@ -1165,6 +1167,7 @@ fn stage(
         memory_bytes: s.memory.map_or(d.memory_bytes, |m| m.0),
         call_timeout: s.timeout.map_or(d.call_timeout, |t| t.0),
         max_outputs_per_event: s.max_outputs_per_event.unwrap_or(d.max_outputs_per_event),
+        max_output_bytes: s.max_output_bytes.map_or(d.max_output_bytes, |b| b.0),
         ..d
     };
     let retry = s.retry.map_or(

@@ -45,6 +45,8 @@ pub(crate) struct Ctl {
     wake: (Mutex<()>, Condvar),
     bounded: bool,
     writers: BTreeMap<String, AtomicUsize>,
+    /// Bounded runs over a range: (topic, partition) → offsets `from .. to` to process.
+    ranges: BTreeMap<(String, u32), (u64, u64)>,
 }
 
 impl Ctl {
@@ -97,6 +99,15 @@ impl Ctl {
             .unwrap_or(0)
     }
 
+    /// Applies a run's range to a cursor over an external topic: starts it at the range's
+    /// start if it is before it, and stops it at the range's end.
+    pub(crate) fn apply_range(&self, cursor: &mut Cursor) {
+        if let Some(&(from, to)) = self.ranges.get(&(cursor.topic.clone(), cursor.partition)) {
+            cursor.position = cursor.position.max(from);
+            cursor.limit = Some(to);
+        }
+    }
+
     /// Bounded runs: the input has no writers left and the cursor is at its end.
     pub(crate) fn input_done(&self, log: &Arc<dyn EventLog>, cursor: &Cursor) -> bool {
         self.bounded
@@ -104,7 +115,7 @@ impl Ctl {
                 .writers
                 .get(&cursor.topic)
                 .is_none_or(|n| n.load(Ordering::Acquire) == 0)
-            && cursor.position >= Ctl::end_offset(log, cursor)
+            && cursor.position >= cursor.limit.map_or(u64::MAX, |l| l).min(Ctl::end_offset(log, cursor))
     }
 
     /// Events in the cursor's partition not yet read.
@@ -149,6 +160,45 @@ pub struct RunOptions {
     /// Run to completion: sources stop at their end, and each step stops once its input has no
     /// writer left and it has read all of it.
     pub bounded: bool,
+    /// Bounded runs: where to start in the external topics (those filled before the run).
+    pub from: Option<Position>,
+    /// Bounded runs: where to stop in the external topics (exclusive).
+    pub to: Option<Position>,
+}
+
+/// A place in a topic: an offset (the same in every partition) or a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Position {
+    /// An offset.
+    Offset(u64),
+    /// The first event at or after this time (ms since the epoch), in each partition.
+    Time(i64),
+}
+
+impl std::str::FromStr for Position {
+    type Err = String;
+
+    /// A number is an offset; otherwise an RFC 3339 time (`2026-11-21T10:00:00Z`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(o) = s.parse() {
+            return Ok(Position::Offset(o));
+        }
+        let t = humantime::parse_rfc3339_weak(s).map_err(|e| {
+            format!("{s:?} is neither an offset nor a time ({e}); write e.g. 1000 or 2026-11-21T10:00:00Z")
+        })?;
+        let ms = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| format!("{s:?} is before 1970"))?
+            .as_millis();
+        Ok(Position::Time(ms as i64))
+    }
+}
+
+fn resolve(log: &Arc<dyn EventLog>, topic: &str, p: u32, at: Position) -> Result<u64, LogError> {
+    match at {
+        Position::Offset(o) => Ok(o),
+        Position::Time(t) => log.offset_for_time(topic, p, t),
+    }
 }
 
 /// What the steps of a running pipeline share with its observers (the HTTP server).
@@ -367,6 +417,30 @@ pub fn start(
             *writers.get_mut(&s.dead_letter_topic).expect("topic listed") += 1;
         }
     }
+    let mut ranges = BTreeMap::new();
+    if options.from.is_some() || options.to.is_some() {
+        for (topic, _) in config.topics.iter().filter(|(_, s)| s.external) {
+            let info = log.describe(topic)?;
+            for pi in &info.partitions {
+                let p = pi.partition;
+                let from = match options.from {
+                    Some(at) => resolve(&log, topic, p, at)?,
+                    None => pi.start_offset,
+                };
+                let to = match options.to {
+                    Some(at) => resolve(&log, topic, p, at)?,
+                    None => pi.end_offset,
+                };
+                tracing::info!(topic = %topic, partition = p, from, to, "bounded run over a range");
+                ranges.insert((topic.clone(), p), (from, to));
+            }
+        }
+        if ranges.is_empty() {
+            anyhow::bail!(
+                "--from/--to apply to the topics filled before the run, and this pipeline declares none: mark its input topic with external = true under [topics.<name>]"
+            );
+        }
+    }
     let ctl = Arc::new(Ctl {
         stop: AtomicBool::new(false),
         failure: Mutex::new(None),
@@ -376,6 +450,7 @@ pub fn start(
             .into_iter()
             .map(|(k, v)| (k, AtomicUsize::new(v)))
             .collect(),
+        ranges,
     });
     let (done_tx, done_rx) = mpsc::channel();
     let mut threads = Vec::new();

@@ -15,6 +15,8 @@ pub(crate) struct Cursor {
     pub partition: u32,
     /// Offset of the next row to hand out.
     pub position: u64,
+    /// Offset not to read at or past (a bounded run over a range).
+    pub limit: Option<u64>,
     buf: VecDeque<ReadBatch>,
 }
 
@@ -47,6 +49,7 @@ impl Cursor {
             topic: topic.to_owned(),
             partition,
             position,
+            limit: None,
             buf: VecDeque::new(),
         }
     }
@@ -88,6 +91,11 @@ impl Cursor {
         linger: Duration,
         wait: Duration,
     ) -> Result<Option<Input>, LogError> {
+        let max = match self.limit {
+            Some(l) if l <= self.position => return Ok(None),
+            Some(l) => max.min((l - self.position).min(usize::MAX as u64) as usize),
+            None => max,
+        };
         if self.available() < max as u64 {
             self.fill()?;
         }

@@ -84,8 +84,10 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
                 ))
             })?;
         tracing::debug!(stage = %name, partition = p, position, "stage partition starting");
+        let mut cursor = Cursor::new(s.log.clone(), &s.config.input, p, position);
+        s.ctl.apply_range(&mut cursor);
         parts.push(Part {
-            cursor: Cursor::new(s.log.clone(), &s.config.input, p, position),
+            cursor,
             producer,
             instance,
             finished: false,
@@ -332,7 +334,7 @@ fn process(
             row,
             error: CallError {
                 plugin: s.plugin.info().name.clone(),
-                kind: CallErrorKind::BadOutput { message },
+                kind: CallErrorKind::NoRoute { message },
                 stderr: String::new(),
             },
             attempts: 1,

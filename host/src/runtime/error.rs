@@ -126,6 +126,11 @@ pub enum CallErrorKind {
         /// What is malformed.
         message: String,
     },
+    /// An output the stage's route has no topic for.
+    NoRoute {
+        /// The header and its value.
+        message: String,
+    },
     /// The plugin could not be instantiated.
     Instantiate {
         /// What wasmtime said.
@@ -177,6 +182,7 @@ impl CallError {
             CallErrorKind::Trap { .. } => "trap",
             CallErrorKind::OutputLimit { .. } => "output-limit",
             CallErrorKind::BadOutput { .. } => "bad-output",
+            CallErrorKind::NoRoute { .. } => "no-route",
             CallErrorKind::Instantiate { .. } => "instantiate",
         }
     }
@@ -189,12 +195,12 @@ impl fmt::Display for CallError {
             CallErrorKind::Plugin(e) => write!(f, "{e}")?,
             CallErrorKind::Timeout { limit } => write!(
                 f,
-                "stopped after its time limit of {} ms per call (raise limits.call-timeout if the work is legitimate)",
+                "stopped after its time limit of {} ms per call (raise the stage's `timeout` if the work is legitimate)",
                 limit.as_millis()
             )?,
             CallErrorKind::MemoryLimit { cap, requested } => write!(
                 f,
-                "memory cap of {cap} bytes reached: it asked for {requested} bytes in all (raise limits.memory if legitimate)"
+                "memory cap of {cap} bytes reached: it asked for {requested} bytes in all (raise the stage's `memory` if legitimate)"
             )?,
             CallErrorKind::StackOverflow => write!(f, "stack overflow (unbounded recursion?)")?,
             CallErrorKind::Trap { message } => write!(f, "trapped: {message}")?,
@@ -202,6 +208,7 @@ impl fmt::Display for CallError {
             CallErrorKind::BadOutput { message } => {
                 write!(f, "returned a malformed batch: {message}")?
             }
+            CallErrorKind::NoRoute { message } => write!(f, "no route for an output: {message}")?,
             CallErrorKind::Instantiate { message } => {
                 write!(f, "cannot be instantiated: {message}")?
             }

@@ -354,7 +354,7 @@ impl StageInstance {
         if out.len() > max {
             return Err(self.error(CallErrorKind::OutputLimit {
                 message: format!(
-                    "{} events from one input event; the limit is {max} (limits.max-outputs-per-event)",
+                    "{} events from one input event; the limit is {max} (stage key `max-outputs-per-event`)",
                     out.len()
                 ),
             }));
@@ -368,7 +368,7 @@ impl StageInstance {
         if bytes > max {
             return Err(self.error(CallErrorKind::OutputLimit {
                 message: format!(
-                    "{bytes} bytes of output from one call; the limit is {max} (limits.max-output-bytes)"
+                    "{bytes} bytes of output from one call; the limit is {max} (stage key `max-output-bytes`)"
                 ),
             }));
         }
@@ -408,7 +408,7 @@ impl StageInstance {
         if cols.len() > max {
             return Err(self.error(CallErrorKind::OutputLimit {
                 message: format!(
-                    "{} events from a batch of {rows}; the limit is {} per input event (limits.max-outputs-per-event)",
+                    "{} events from a batch of {rows}; the limit is {} per input event (stage key `max-outputs-per-event`)",
                     cols.len(),
                     self.limits.max_outputs_per_event
                 ),
