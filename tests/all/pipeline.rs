@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use flowgate_tests::plugins::{FILTER_JSON, HOSTILE_TRAP_ON, JSON_PROJECT, UPPERCASE};
+use flowgate_tests::plugins::{FILTER_JSON, FLAKY, HOSTILE_TRAP_ON, JSON_PROJECT, UPPERCASE};
 use serde_json::Value;
 
 /// A directory with a pipeline file in it, and the runs made of it.
@@ -845,4 +845,52 @@ path = "dlq.ndjson"
     assert_eq!(dlq[1]["value"], "five");
     let e1 = dlq[1]["headers"]["flowgate-error"].as_str().unwrap();
     assert!(e1.contains("no `to` header"), "{e1}");
+}
+
+#[test]
+fn retryable_errors_are_retried_with_backoff_then_dead_lettered() {
+    // The plugin fails each event twice: three attempts pass it, two dead-letter it.
+    for (attempts, passed, dead) in [(3, 4, 0), (2, 0, 4)] {
+        let f = Fixture::new(&format!(
+            r#"
+[sources.file]
+type = "file"
+path = "in.ndjson"
+topic = "raw"
+
+[stages.flaky]
+plugin = "{FLAKY}"
+input = "raw"
+output = "out"
+on-error = "retry"
+retry = {{ attempts = {attempts}, backoff = "50ms" }}
+
+[sinks.out]
+type = "file"
+input = "out"
+path = "out.ndjson"
+[sinks.dlq]
+type = "file"
+input = "dead-letters"
+path = "dlq.ndjson"
+"#
+        ));
+        std::fs::write(
+            f.path("in.ndjson"),
+            "{\"value\":\"a\"}\n{\"value\":\"b\"}\n{\"value\":\"c\"}\n{\"value\":\"d\"}\n",
+        )
+        .unwrap();
+        let started = Instant::now();
+        let (status, stderr) = f.run_bounded();
+        assert!(status.success(), "{stderr}");
+        assert_eq!(f.lines("out.ndjson").len(), passed, "{stderr}");
+        let dlq = f.lines("dlq.ndjson");
+        assert_eq!(dlq.len(), dead, "{stderr}");
+        for d in &dlq {
+            assert_eq!(d["headers"]["flowgate-attempt"], "2");
+            assert_eq!(d["headers"]["flowgate-error-kind"], "retryable");
+        }
+        // Backoff 50 ms, then 100 ms: each event waits at least 50 ms per retry.
+        assert!(started.elapsed() >= Duration::from_millis(50 * 4));
+    }
 }
