@@ -724,7 +724,11 @@ config = {{ fields = "a" }}
 fn bounded_run_over_an_offset_or_time_range_of_a_filled_topic() {
     for (from, to, want) in [
         ("20", "50", 20..50),
-        ("1970-01-01T00:00:01.040Z", "1970-01-01T00:00:01.045Z", 40..45),
+        (
+            "1970-01-01T00:00:01.040Z",
+            "1970-01-01T00:00:01.045Z",
+            40..45,
+        ),
     ] {
         let f = Fixture::new(&format!(
             r#"
@@ -748,14 +752,22 @@ path = "out.ndjson"
             .env("FLOWGATE_DATA_DIR", f.path("data"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"))
             .args(["produce", "in", "--input"])
             .arg(f.path("in.ndjson"))
             .env("FLOWGATE_DATA_DIR", f.path("data"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = f
             .command(&["run", "--bounded", "--from", from, "--to", to])
             .output()
@@ -839,7 +851,10 @@ path = "dlq.ndjson"
     assert_eq!(dlq.len(), 2);
     assert_eq!(dlq[0]["value"], "four");
     let e0 = dlq[0]["headers"]["flowgate-error"].as_str().unwrap();
-    assert!(e0.contains("no route for an output: output header `to` = \"elsewhere\""), "{e0}");
+    assert!(
+        e0.contains("no route for an output: output header `to` = \"elsewhere\""),
+        "{e0}"
+    );
     assert_eq!(dlq[0]["headers"]["flowgate-error-kind"], "no-route");
     assert!(e0.contains("routes: bad, good"), "{e0}");
     assert_eq!(dlq[1]["value"], "five");

@@ -115,7 +115,11 @@ impl Ctl {
                 .writers
                 .get(&cursor.topic)
                 .is_none_or(|n| n.load(Ordering::Acquire) == 0)
-            && cursor.position >= cursor.limit.map_or(u64::MAX, |l| l).min(Ctl::end_offset(log, cursor))
+            && cursor.position
+                >= cursor
+                    .limit
+                    .map_or(u64::MAX, |l| l)
+                    .min(Ctl::end_offset(log, cursor))
     }
 
     /// Events in the cursor's partition not yet read.

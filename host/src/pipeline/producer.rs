@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{self, BatchBuilder, EventRef};
+use crate::event::{self, Batch, BatchBuilder, EventRef};
 use crate::log::{EventLog, LogError, Pending};
 
 /// The header that marks how far a producer's outputs in a partition go.
@@ -236,6 +236,47 @@ impl Producer {
                 .submit(&self.targets[t].topic, p, event::finish(b))?;
             appends.push((t, p, pending));
         }
+        self.queue(appends, next_position)
+    }
+
+    /// True while replaying inputs (from `first` on) whose outputs to this partition may be
+    /// written already (exactly-once after a crash).
+    pub fn replaying(&self, target: usize, partition: u32, first: u64) -> bool {
+        self.exactly_once
+            && self
+                .done
+                .get(&(target, partition))
+                .is_some_and(|&d| first < d)
+    }
+
+    /// Appends a whole batch to one partition as it is (the marker header, if any, is added to
+    /// its last row in place). The caller checks [`replaying`](Self::replaying) first.
+    pub fn send_whole(
+        &mut self,
+        target: usize,
+        partition: u32,
+        mut batch: Batch,
+        next_position: u64,
+    ) -> Result<(), LogError> {
+        let mut appends = Vec::new();
+        if !batch.timestamps.is_empty() {
+            if self.exactly_once {
+                let marker = format!("{}@{next_position}", self.id);
+                add_last_header(&mut batch, EOS_HEADER.as_bytes(), marker.as_bytes());
+            }
+            let pending = self
+                .log
+                .submit(&self.targets[target].topic, partition, batch)?;
+            appends.push((target, partition, pending));
+        }
+        self.queue(appends, next_position)
+    }
+
+    fn queue(
+        &mut self,
+        appends: Vec<(usize, u32, Pending)>,
+        next_position: u64,
+    ) -> Result<(), LogError> {
         self.in_flight.push_back(InFlight {
             appends,
             next_position,
@@ -323,5 +364,20 @@ pub(crate) fn partition_for(key: Option<&[u8]>, partitions: u32, fallback: u64) 
     match key {
         Some(k) => crc32c::crc32c(k) % partitions,
         None => (fallback % u64::from(partitions)) as u32,
+    }
+}
+
+/// Adds a header to the last row of a non-empty batch, in place.
+fn add_last_header(batch: &mut Batch, name: &[u8], value: &[u8]) {
+    let end = |data: &Vec<u8>| u32::try_from(data.len()).expect("batch under 4 GiB");
+    batch.header_names.data.extend_from_slice(name);
+    batch.header_names.ends.push(end(&batch.header_names.data));
+    batch.header_values.data.extend_from_slice(value);
+    batch
+        .header_values
+        .ends
+        .push(end(&batch.header_values.data));
+    if let Some(last) = batch.header_ends.last_mut() {
+        *last += 1;
     }
 }
