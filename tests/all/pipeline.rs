@@ -343,6 +343,10 @@ path = "out.ndjson"
         "flowgate_stage_call_seconds_bucket{stage=\"shout\",le=",
         "flowgate_ingest_events_total{topic=\"raw\"} 500",
         "flowgate_stage_lag{stage=\"keep\",partition=\"0\"}",
+        "flowgate_topic_records_appended_total{topic=\"raw\"} 500",
+        "flowgate_topic_records_appended_total{topic=\"kept\"} 500",
+        "flowgate_topic_bytes_appended_total{topic=\"raw\"}",
+        "flowgate_log_syncs ",
     ] {
         assert!(
             metrics.contains(want),

@@ -166,12 +166,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(p) = progress {
         let _ = p.join();
     }
-    let syncs: u64 = log
-        .topics()
-        .iter()
-        .filter_map(|t| log.describe(t).ok())
-        .flat_map(|i| i.partitions.into_iter().map(|p| p.syncs))
-        .sum();
+    let syncs = pipeline::total_syncs(&*log);
     drop(tokio);
     if args.bounded {
         // On stderr: stdout may be a sink's.

@@ -357,6 +357,7 @@ async fn ingest_inner(
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+    metrics::gauge!("flowgate_log_syncs").set(crate::pipeline::total_syncs(&*state.log) as f64);
     match &state.metrics {
         Some(h) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

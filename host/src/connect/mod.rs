@@ -265,10 +265,11 @@ pub(crate) fn submit_events(
         for e in evs {
             event::push_event(&mut b, e);
         }
-        out.push((
-            p as u32,
-            log.submit(&target.topic, p as u32, event::finish(b))?,
-        ));
+        let batch = event::finish(b);
+        let records = batch.timestamps.len() as u64;
+        let bytes = crate::pipeline::producer::batch_bytes(&batch);
+        out.push((p as u32, log.submit(&target.topic, p as u32, batch)?));
+        crate::pipeline::producer::appended(&target.topic, records, bytes);
     }
     Ok(out)
 }

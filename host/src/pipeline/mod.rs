@@ -315,6 +315,15 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// Data syncs of every partition of the log since it was opened.
+pub fn total_syncs(log: &dyn EventLog) -> u64 {
+    log.topics()
+        .iter()
+        .filter_map(|t| log.describe(t).ok())
+        .flat_map(|i| i.partitions.into_iter().map(|p| p.syncs))
+        .sum()
+}
+
 /// Loads each stage's plugin and starts an instance with its config (calling `init`), so a
 /// plugin that is not a stage, or rejects its config, is reported before the run. Problems name
 /// the line and column of the stage's `plugin` key.

@@ -53,7 +53,8 @@ struct Checkpoint {
 }
 
 struct InFlight {
-    appends: Vec<(usize, u32, Pending)>,
+    /// Target, partition, bytes, the append.
+    appends: Vec<(usize, u32, u64, Pending)>,
     next_position: u64,
 }
 
@@ -231,10 +232,10 @@ impl Producer {
         }
         let mut appends = Vec::with_capacity(builders.len());
         for ((t, p), b) in builders {
-            let pending = self
-                .log
-                .submit(&self.targets[t].topic, p, event::finish(b))?;
-            appends.push((t, p, pending));
+            let batch = event::finish(b);
+            let bytes = batch_bytes(&batch);
+            let pending = self.log.submit(&self.targets[t].topic, p, batch)?;
+            appends.push((t, p, bytes, pending));
         }
         self.queue(appends, next_position)
     }
@@ -264,17 +265,18 @@ impl Producer {
                 let marker = format!("{}@{next_position}", self.id);
                 add_last_header(&mut batch, EOS_HEADER.as_bytes(), marker.as_bytes());
             }
+            let bytes = batch_bytes(&batch);
             let pending = self
                 .log
                 .submit(&self.targets[target].topic, partition, batch)?;
-            appends.push((target, partition, pending));
+            appends.push((target, partition, bytes, pending));
         }
         self.queue(appends, next_position)
     }
 
     fn queue(
         &mut self,
-        appends: Vec<(usize, u32, Pending)>,
+        appends: Vec<(usize, u32, u64, Pending)>,
         next_position: u64,
     ) -> Result<(), LogError> {
         self.in_flight.push_back(InFlight {
@@ -300,7 +302,7 @@ impl Producer {
         let Some(front) = self.in_flight.front_mut() else {
             return Ok(false);
         };
-        while let Some((t, p, pending)) = front.appends.last_mut() {
+        while let Some((t, p, bytes, pending)) = front.appends.last_mut() {
             let answer = if block {
                 Some(std::mem::replace(pending, Pending::ready(Err(LogError::Closed))).wait())
             } else {
@@ -321,8 +323,7 @@ impl Producer {
                     let end = ack.base_offset + u64::from(ack.count);
                     let slot = self.ends.entry((*t, *p)).or_insert(end);
                     *slot = (*slot).max(end);
-                    metrics::counter!("flowgate_topic_records_appended_total", "topic" => self.targets[*t].topic.clone())
-                        .increment(u64::from(ack.count));
+                    appended(&self.targets[*t].topic, u64::from(ack.count), *bytes);
                     front.appends.pop();
                 }
             }
@@ -380,4 +381,20 @@ fn add_last_header(batch: &mut Batch, name: &[u8], value: &[u8]) {
     if let Some(last) = batch.header_ends.last_mut() {
         *last += 1;
     }
+}
+
+/// Bytes of keys, values and headers in a batch.
+pub(crate) fn batch_bytes(b: &Batch) -> u64 {
+    (b.values.data.len()
+        + b.keys.data.len()
+        + b.header_names.data.len()
+        + b.header_values.data.len()) as u64
+}
+
+/// Counts records and bytes appended to a topic.
+pub(crate) fn appended(topic: &str, records: u64, bytes: u64) {
+    metrics::counter!("flowgate_topic_records_appended_total", "topic" => topic.to_owned())
+        .increment(records);
+    metrics::counter!("flowgate_topic_bytes_appended_total", "topic" => topic.to_owned())
+        .increment(bytes);
 }
