@@ -165,6 +165,9 @@ fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// A bad request: headers, path, body, the status it gets, and what the answer says.
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a [u8], u16, &'a str);
+
 #[test]
 fn http_events_pass_three_stages_to_a_file_sink() {
     let f = Fixture::new(&format!(
@@ -269,7 +272,7 @@ path = "out.ndjson"
     assert!(retried > 0, "max-lag = 0 never pushed back");
 
     // Bad requests: each names its problem.
-    let cases: [(&[(&str, &str)], &str, &[u8], u16, &str); 6] = [
+    let cases: [Case<'_>; 6] = [
         (
             &[json],
             "/topics/raw/events",
@@ -375,6 +378,10 @@ fn seq_file(path: &Path, n: u64) {
     std::fs::write(path, s).unwrap();
 }
 
+#[expect(
+    clippy::print_stderr,
+    reason = "reports how many kills landed and how many events repeated (see it with --nocapture)"
+)]
 fn kill_and_restart(delivery: &str) {
     const N: u64 = 20_000;
     let f = Fixture::new(&format!(

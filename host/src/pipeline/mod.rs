@@ -582,7 +582,6 @@ pub fn start(
             }),
         )?;
     }
-    drop(spawn);
     drop(done_tx);
     let running = Running {
         shared: Arc::new(RunShared {

@@ -19,7 +19,10 @@ fn flaky(event: &EventRef) -> Result<Vec<u8>, Error> {
         *n
     });
     if n <= times {
-        return Err(Error::retryable(format!("attempt {n} of {:?} failed on purpose", String::from_utf8_lossy(event.value))));
+        return Err(Error::retryable(format!(
+            "attempt {n} of {:?} failed on purpose",
+            String::from_utf8_lossy(event.value)
+        )));
     }
     Ok(event.value.to_vec())
 }
