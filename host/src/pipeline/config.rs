@@ -3,7 +3,7 @@
 //! Parsing collects every problem it can find in one pass, each with its line and column and
 //! what to write instead: unknown keys (with the closest known key), values of the wrong type,
 //! a stage reading a topic nobody writes, cycles, missing plugin files. Loading each plugin to
-//! check its world is [`super::Pipeline::check_plugins`], since it needs a runtime.
+//! check its world is [`super::check_plugins`], since it needs a runtime.
 //!
 //! Every key and its default is listed in `docs/pipeline.md`.
 

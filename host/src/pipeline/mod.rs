@@ -606,7 +606,7 @@ impl Running {
         &self.shared
     }
 
-    /// Waits for every step to end (a bounded run ending, or after [`stop`](Self::stop)); after
+    /// Waits for every step to end (a bounded run ending, or after [`RunShared::stop`]); after
     /// a stop, gives up on steps still busy after `grace`.
     pub fn wait(mut self, grace: Duration) -> Summary {
         let mut left = self.threads.len();
