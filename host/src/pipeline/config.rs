@@ -838,15 +838,7 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
         let s: SourceFile = c.section(v, what)?;
         let kind = match s.kind.get_ref().as_str() {
             "file" => {
-                let Some(p) = &s.path else {
-                    c.add(
-                        v.span(),
-                        format!("{what} (type file) has no `path`"),
-                        Some("add path = \"events.ndjson\"".into()),
-                    );
-                    return None;
-                };
-                let path = resolve(p.get_ref());
+                let (p, path) = file_path(c, v, what, s.path.as_ref(), "events.ndjson", &resolve)?;
                 if !path.is_file() {
                     c.add(
                         p.span(),
@@ -911,17 +903,8 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
         let s: SinkFile = c.section(v, what)?;
         let kind = match s.kind.get_ref().as_str() {
             "file" => {
-                let Some(p) = &s.path else {
-                    c.add(
-                        v.span(),
-                        format!("{what} (type file) has no `path`"),
-                        Some("add path = \"out.ndjson\"".into()),
-                    );
-                    return None;
-                };
-                SinkKind::File {
-                    path: resolve(p.get_ref()),
-                }
+                let (_, path) = file_path(c, v, what, s.path.as_ref(), "out.ndjson", &resolve)?;
+                SinkKind::File { path }
             }
             _ => SinkKind::Stdout,
         };
@@ -1210,4 +1193,24 @@ fn stage(
             start: s.start,
         },
     ))
+}
+
+/// The `path` of a file source or sink, resolved; reports it missing.
+fn file_path<'p>(
+    c: &mut Collector<'_>,
+    v: &Spanned<DeValue<'_>>,
+    what: &str,
+    path: Option<&'p Spanned<String>>,
+    example: &str,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Option<(&'p Spanned<String>, PathBuf)> {
+    let Some(p) = path else {
+        c.add(
+            v.span(),
+            format!("{what} (type file) has no `path`"),
+            Some(format!("add path = \"{example}\"")),
+        );
+        return None;
+    };
+    Some((p, resolve(p.get_ref())))
 }
