@@ -5,6 +5,7 @@
 //! group commit). Readers see a record only once the group holding it is durable, so nothing a
 //! reader saw can be lost to a crash.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -100,6 +101,57 @@ pub(crate) struct Shared {
     name: String,
     /// Successful data syncs, for metrics.
     pub(crate) syncs: AtomicU64,
+    /// The newest acknowledged appends, as they were submitted, so that readers following the
+    /// end (pipeline stages) get them without reading and decoding the file.
+    tail: Mutex<Tail>,
+}
+
+/// Bytes (keys, values, headers) of recent appends kept in memory per partition.
+const TAIL_BYTES: usize = 8 << 20;
+
+/// Recent acknowledged appends: consecutive, the last one ending at the partition's end.
+#[derive(Default)]
+struct Tail {
+    batches: VecDeque<ReadBatch>,
+    bytes: usize,
+}
+
+fn batch_bytes(b: &Batch) -> usize {
+    b.values.data.len() + b.keys.data.len() + b.header_names.data.len() + b.header_values.data.len()
+}
+
+impl Tail {
+    fn push(&mut self, rb: ReadBatch) {
+        self.bytes += batch_bytes(&rb.batch);
+        self.batches.push_back(rb);
+        while self.bytes > TAIL_BYTES && self.batches.len() > 1 {
+            let old = self.batches.pop_front().expect("more than one");
+            self.bytes -= batch_bytes(&old.batch);
+        }
+    }
+
+    /// The batches holding offsets `from..end`, about `max_bytes` of them, if the tail reaches
+    /// back to `from`.
+    fn read(&self, from: u64, end: u64, max_bytes: usize) -> Option<Vec<ReadBatch>> {
+        let first = self.batches.front()?;
+        if first.base_offset > from {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut budget = max_bytes;
+        for rb in &self.batches {
+            let rb_end = rb.base_offset + rb.batch.timestamps.len() as u64;
+            if rb_end <= from {
+                continue;
+            }
+            if rb.base_offset >= end || (!out.is_empty() && budget == 0) {
+                break;
+            }
+            budget = budget.saturating_sub(batch_bytes(&rb.batch));
+            out.push(rb.clone());
+        }
+        Some(out)
+    }
 }
 
 enum Request {
@@ -170,6 +222,7 @@ impl Partition {
             config,
             name,
             syncs: AtomicU64::new(0),
+            tail: Mutex::new(Tail::default()),
         });
         let Some(sync) = sync else {
             return Ok(Partition {
@@ -307,6 +360,18 @@ impl Partition {
                 start,
                 end,
             });
+        }
+        if from == end {
+            return Ok(Vec::new());
+        }
+        if let Some(out) = self
+            .shared
+            .tail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .read(from, end, max_bytes)
+        {
+            return Ok(out);
         }
         let mut out = Vec::new();
         let mut budget = max_bytes;
@@ -667,6 +732,8 @@ fn write_indexes(storage: &dyn Storage, dir: &Path, seg: &Segment) -> std::io::R
 struct Unsynced {
     replies: Vec<(oneshot::Sender<Result<Ack, LogError>>, Ack)>,
     headers: Vec<(BatchHeader, u64)>,
+    /// The appends written, for the tail once they are synced.
+    batches: Vec<ReadBatch>,
 }
 
 /// The writer thread's own view: where the next write goes, ahead of what readers see.
@@ -696,6 +763,7 @@ impl Writer {
             unsynced: Unsynced {
                 replies: Vec::new(),
                 headers: Vec::new(),
+                batches: Vec::new(),
             },
             last_sync: Instant::now(),
             buf: Vec::new(),
@@ -817,6 +885,10 @@ impl Writer {
         self.next = header.next_offset();
         for (batch, reply) in group {
             let count = batch.values.ends.len() as u32;
+            self.unsynced.batches.push(ReadBatch {
+                base_offset: base,
+                batch: Arc::new(batch),
+            });
             self.unsynced.replies.push((
                 reply,
                 Ack {
@@ -862,6 +934,7 @@ impl Writer {
         self.last_sync = Instant::now();
         let replies = std::mem::take(&mut self.unsynced.replies);
         let headers = std::mem::take(&mut self.unsynced.headers);
+        let batches = std::mem::take(&mut self.unsynced.batches);
         if let Err(source) = result {
             let (durable, next) = {
                 let st = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
@@ -905,6 +978,12 @@ impl Writer {
             active.created.get_or_insert_with(Instant::now);
             active.next
         };
+        {
+            let mut tail = self.shared.tail.lock().unwrap_or_else(|p| p.into_inner());
+            for rb in batches {
+                tail.push(rb);
+            }
+        }
         {
             let (lock, cv) = &self.shared.notify;
             *lock.lock().unwrap_or_else(|p| p.into_inner()) = end;
