@@ -7,6 +7,8 @@
 //!   group commit, crash recovery, consumer offsets; and its in-memory twin.
 //! - [`pipeline`]: the pipeline file and the scheduler: sources, stage workers, sinks, checkpoints,
 //!   dead letters, exactly-once replay.
+//! - [`reload`]: hot reload: plugin versions per stage, swaps at batch boundaries, roll-back,
+//!   the file watcher.
 //! - [`connect`]: sources and sinks (files, stdin/stdout, generator, HTTP ingest).
 //! - [`event`]: events and columnar batches as the host holds them, and the NDJSON event format
 //!   every command reads and writes (`docs/events.md`).
@@ -17,5 +19,6 @@ pub mod connect;
 pub mod event;
 pub mod log;
 pub mod pipeline;
+pub mod reload;
 pub mod runtime;
 pub mod units;

@@ -275,7 +275,7 @@ fn latency(base: &Path, rate: u64, partitions: u64, sync: &str) {
             .flat_map(|r| r.join().expect("reader"))
             .collect()
     });
-    running.shared().stop();
+    running.stop();
     let summary = running.wait(Duration::from_secs(30));
     assert!(summary.failure.is_none(), "{summary}");
     let mut lat = lat;
@@ -318,7 +318,7 @@ fn ingest(base: &Path, partitions: u64) {
         .enable_all()
         .build()
         .expect("tokio");
-    let state = HttpState::new(running.shared().clone(), None).expect("http state");
+    let state = HttpState::new(running.clone(), None).expect("http state");
     let listener = tokio
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
@@ -349,7 +349,7 @@ fn ingest(base: &Path, partitions: u64) {
     });
     let secs = started.elapsed().as_secs_f64();
     let ok = ok.load(Ordering::Relaxed);
-    running.shared().stop();
+    running.stop();
     let summary = running.wait(Duration::from_secs(30));
     assert!(summary.failure.is_none(), "{summary}");
     println!(

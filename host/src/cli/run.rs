@@ -11,7 +11,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use crate::connect::http::{self, HttpState};
 use crate::log::{EventLog, Log, LogOptions, MemoryLog};
-use crate::pipeline::{self, PipelineConfig, RunOptions, RunShared};
+use crate::pipeline::{self, PipelineConfig, RunOptions, Running};
 use crate::runtime::{Runtime, RuntimeConfig};
 
 /// Arguments of `flowgate run`.
@@ -118,7 +118,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             to: args.to,
         },
     )?;
-    let shared = running.shared().clone();
+    let shared = running.clone();
     if let Some(h) = &config.http {
         let state = HttpState::new(shared.clone(), Some(metrics.clone()))?;
         let listener = tokio
@@ -185,7 +185,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Shows progress of a bounded run: a spinner on a terminal, a line every 5 s otherwise.
-fn spawn_progress(shared: Arc<RunShared>) -> std::thread::JoinHandle<()> {
+fn spawn_progress(shared: Arc<Running>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let tty = std::io::stderr().is_terminal();
         let bar = tty.then(|| {
@@ -210,22 +210,20 @@ fn spawn_progress(shared: Arc<RunShared>) -> std::thread::JoinHandle<()> {
     })
 }
 
-fn progress_line(shared: &RunShared) -> String {
-    use std::sync::atomic::Ordering::Relaxed;
+fn progress_line(shared: &Running) -> String {
+    let summary = shared.summary();
     let mut parts = Vec::new();
-    for (n, s) in &shared.sources {
-        parts.push(format!("{n}: {} in", s.events.load(Relaxed)));
+    for (n, (events, _)) in &summary.sources {
+        parts.push(format!("{n}: {events} in"));
     }
-    for (n, s) in &shared.stages {
+    for (n, s) in &summary.stages {
         parts.push(format!(
             "{n}: {} → {} ({} errors)",
-            s.events_in.load(Relaxed),
-            s.events_out.load(Relaxed),
-            s.errors.load(Relaxed)
+            s.events_in, s.events_out, s.errors
         ));
     }
-    for (n, s) in &shared.sinks {
-        parts.push(format!("{n}: {} out", s.events.load(Relaxed)));
+    for (n, events) in &summary.sinks {
+        parts.push(format!("{n}: {events} out"));
     }
     parts.join(" · ")
 }

@@ -26,17 +26,15 @@ use tokio::sync::Semaphore;
 
 use crate::event::{Event, ndjson};
 use crate::log::EventLog;
+use crate::pipeline::Running;
 use crate::pipeline::producer::Target;
-use crate::pipeline::{RunShared, StageStats};
 
 /// What the server serves.
 pub struct HttpState {
     log: Arc<dyn EventLog>,
-    running: Arc<RunShared>,
+    running: Arc<Running>,
     /// Topics HTTP sources may append to.
     topics: BTreeMap<String, (Target, Arc<crate::pipeline::StepStats>)>,
-    /// Stages reading each topic.
-    readers: BTreeMap<String, Vec<Arc<StageStats>>>,
     token: Option<String>,
     max_body: usize,
     max_lag: u64,
@@ -56,7 +54,7 @@ impl std::fmt::Debug for HttpState {
 impl HttpState {
     /// The server's state for a running pipeline (which must have an `[http]` section).
     pub fn new(
-        running: Arc<RunShared>,
+        running: Arc<Running>,
         metrics: Option<PrometheusHandle>,
     ) -> anyhow::Result<Arc<HttpState>> {
         let config = running.config();
@@ -77,6 +75,7 @@ impl HttpState {
         for s in config.sources.values() {
             if matches!(s.kind, crate::pipeline::config::SourceKind::Http) {
                 let partitions = log.describe(&s.topic)?.partitions.len() as u32;
+                let stats = running.source_stats(&s.name).expect("sources are running");
                 topics.insert(
                     s.topic.clone(),
                     (
@@ -84,23 +83,15 @@ impl HttpState {
                             topic: s.topic.clone(),
                             partitions,
                         },
-                        running.sources[&s.name].clone(),
+                        stats,
                     ),
                 );
             }
-        }
-        let mut readers: BTreeMap<String, Vec<Arc<StageStats>>> = BTreeMap::new();
-        for s in &config.stages {
-            readers
-                .entry(s.input.clone())
-                .or_default()
-                .push(running.stages[&s.name].clone());
         }
         Ok(Arc::new(HttpState {
             log,
             running: running.clone(),
             topics,
-            readers,
             token,
             max_body: http.max_body,
             max_lag: http.max_lag,
@@ -114,19 +105,18 @@ impl HttpState {
         let Ok(info) = self.log.describe(topic) else {
             return 0;
         };
-        self.readers.get(topic).map_or(0, |stages| {
-            stages
-                .iter()
-                .map(|s| {
-                    info.partitions
-                        .iter()
-                        .zip(&s.positions)
-                        .map(|(p, pos)| p.end_offset.saturating_sub(pos.load(Ordering::Relaxed)))
-                        .sum::<u64>()
-                })
-                .max()
-                .unwrap_or(0)
-        })
+        self.running
+            .readers(topic)
+            .iter()
+            .map(|s| {
+                info.partitions
+                    .iter()
+                    .zip(&s.positions)
+                    .map(|(p, pos)| p.end_offset.saturating_sub(pos.load(Ordering::Relaxed)))
+                    .sum::<u64>()
+            })
+            .max()
+            .unwrap_or(0)
     }
 }
 

@@ -10,7 +10,7 @@ pub mod http;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -31,10 +31,24 @@ pub(crate) struct SourceCtx {
     pub config: SourceConfig,
     pub log: Arc<dyn EventLog>,
     pub ctl: Arc<Ctl>,
+    /// Set to stop this source alone.
+    pub stop: Arc<AtomicBool>,
     pub stats: Arc<StepStats>,
     pub target: Target,
     pub exactly_once: bool,
     pub commit_interval: Duration,
+}
+
+impl SourceCtx {
+    fn halted(&self) -> bool {
+        self.ctl.stopping() || self.stop.load(Ordering::Acquire)
+    }
+}
+
+impl SinkCtx {
+    fn halted(&self) -> bool {
+        self.ctl.stopping() || self.stop.load(Ordering::Acquire)
+    }
 }
 
 /// Runs a source until its input ends or the pipeline stops.
@@ -109,7 +123,7 @@ fn file_source(ctx: &SourceCtx, path: &std::path::Path) -> anyhow::Result<()> {
     let mut origins = Vec::with_capacity(SOURCE_BATCH);
     let now = ndjson::now_ms();
     loop {
-        if ctx.ctl.stopping() {
+        if ctx.halted() {
             break;
         }
         line.clear();
@@ -168,7 +182,7 @@ fn generator(
     let chunk = rate.map_or(SOURCE_BATCH as u64, |r| {
         (r / 100).clamp(1, SOURCE_BATCH as u64)
     });
-    while seq < end && !ctx.ctl.stopping() {
+    while seq < end && !ctx.halted() {
         if let Some(r) = rate {
             let due = started + Duration::from_secs_f64((seq - first) as f64 / r as f64);
             let now = Instant::now();
@@ -224,7 +238,7 @@ fn stdin_source(ctx: &SourceCtx) -> anyhow::Result<()> {
                 .fetch_add(events.len() as u64, Ordering::Relaxed);
             events.clear();
         }
-        if got == 0 || ctx.ctl.stopping() {
+        if got == 0 || ctx.halted() {
             return Ok(());
         }
     }
@@ -280,6 +294,8 @@ pub(crate) struct SinkCtx {
     pub config: SinkConfig,
     pub log: Arc<dyn EventLog>,
     pub ctl: Arc<Ctl>,
+    /// Set to stop this sink alone.
+    pub stop: Arc<AtomicBool>,
     pub stats: Arc<StepStats>,
     pub partitions: u32,
     pub commit_interval: Duration,
@@ -384,7 +400,7 @@ fn sink(ctx: &SinkCtx) -> anyhow::Result<()> {
                 }
             }
         }
-        let stop = ctx.ctl.stopping() || all_done;
+        let stop = ctx.halted() || all_done;
         if dirty && (stop || saved_at.elapsed() >= ctx.commit_interval) {
             out.flush()?;
             let c = SinkCheckpoint {

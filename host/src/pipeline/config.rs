@@ -168,7 +168,7 @@ pub struct HttpConfig {
 }
 
 /// A source: where events come from.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SourceConfig {
     /// Its name.
     pub name: String,
@@ -179,7 +179,7 @@ pub struct SourceConfig {
 }
 
 /// The kinds of source.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum SourceKind {
     /// NDJSON events from a file, read once; resumes where it stopped.
     File {
@@ -202,7 +202,7 @@ pub enum SourceKind {
 }
 
 /// A stage: a plugin between an input topic and its outputs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StageConfig {
     /// Its name.
     pub name: String,
@@ -283,7 +283,7 @@ impl Output {
 }
 
 /// A sink: where events leave the pipeline.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SinkConfig {
     /// Its name.
     pub name: String,
@@ -296,7 +296,7 @@ pub struct SinkConfig {
 }
 
 /// The kinds of sink.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum SinkKind {
     /// NDJSON lines appended to a file, synced before the position is committed.
     File {

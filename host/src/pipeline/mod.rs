@@ -16,8 +16,9 @@ pub(crate) mod reader;
 pub(crate) mod stage;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,7 @@ use producer::Target;
 use reader::Cursor;
 
 use crate::log::{EventLog, LogError};
+use crate::reload::StageSlot;
 use crate::runtime::Runtime;
 
 /// A step stopped because the pipeline is stopping; the reason (if a failure) is in [`Ctl`].
@@ -205,56 +207,52 @@ fn resolve(log: &Arc<dyn EventLog>, topic: &str, p: u32, at: Position) -> Result
     }
 }
 
-/// What the steps of a running pipeline share with its observers (the HTTP server).
-pub struct RunShared {
+/// A running step: its own stop flag and its threads.
+struct Step {
+    stop: Arc<AtomicBool>,
+    threads: Vec<(String, JoinHandle<()>)>,
+}
+
+impl Step {
+    fn finished(&self) -> bool {
+        self.threads.iter().all(|(_, h)| h.is_finished())
+    }
+
+    /// Stops the step: it finishes its batch, commits and ends; waits for that.
+    fn stop_and_join(self) {
+        self.stop.store(true, Ordering::Release);
+        for (_, h) in self.threads {
+            let _ = h.join();
+        }
+    }
+}
+
+/// What is running now, changed only by [`Running::apply`].
+#[derive(Default)]
+struct RunState {
+    config: Option<PipelineConfig>,
+    partitions: BTreeMap<String, u32>,
+    steps: BTreeMap<String, Step>,
+    stages: BTreeMap<String, Arc<StageStats>>,
+    sources: BTreeMap<String, Arc<StepStats>>,
+    sinks: BTreeMap<String, Arc<StepStats>>,
+    slots: BTreeMap<String, Arc<StageSlot>>,
+}
+
+/// A running pipeline. Shared (`Arc`) between the thread that waits for it, the HTTP server
+/// and the reloader.
+pub struct Running {
     pub(crate) ctl: Arc<Ctl>,
     log: Arc<dyn EventLog>,
-    config: PipelineConfig,
-    /// Stage counters by stage name.
-    pub stages: BTreeMap<String, Arc<StageStats>>,
-    /// Source counters by source name.
-    pub sources: BTreeMap<String, Arc<StepStats>>,
-    /// Sink counters by sink name.
-    pub sinks: BTreeMap<String, Arc<StepStats>>,
-}
-
-impl std::fmt::Debug for RunShared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunShared")
-            .field("pipeline", &self.config.name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RunShared {
-    /// Asks every step to finish its batch, commit and stop.
-    pub fn stop(&self) {
-        self.ctl.stop();
-    }
-
-    /// True once the pipeline is stopping (asked to, or a step failed).
-    pub fn stopping(&self) -> bool {
-        self.ctl.stopping()
-    }
-
-    /// The log the pipeline runs on.
-    pub fn log(&self) -> &Arc<dyn EventLog> {
-        &self.log
-    }
-
-    /// The pipeline's settings.
-    pub fn config(&self) -> &PipelineConfig {
-        &self.config
-    }
-}
-
-/// A running pipeline.
-#[derive(Debug)]
-pub struct Running {
-    shared: Arc<RunShared>,
+    runtime: Runtime,
     started: Instant,
-    threads: Vec<(String, JoinHandle<()>)>,
-    done_rx: mpsc::Receiver<String>,
+    state: Mutex<RunState>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").finish_non_exhaustive()
+    }
 }
 
 /// What a run did.
@@ -401,21 +399,15 @@ fn ensure_topics(
     Ok(out)
 }
 
-/// Starts a pipeline: creates its topics, loads its plugins, and starts every source, stage
-/// worker and sink. The HTTP server, if any, is started by the caller with
+/// Starts a pipeline: [`Running::apply`] of `config` to an empty pipeline (the same code a
+/// pipeline edit goes through). The HTTP server, if any, is started by the caller with
 /// [`crate::connect::http::serve`].
 pub fn start(
     config: PipelineConfig,
     log: Arc<dyn EventLog>,
     runtime: &Runtime,
     options: RunOptions,
-) -> anyhow::Result<Running> {
-    let plugins = check_plugins(&config, runtime)?;
-    let partitions = ensure_topics(&config, &log)?;
-    let target = |t: &str| Target {
-        topic: t.to_owned(),
-        partitions: partitions[t],
-    };
+) -> anyhow::Result<Arc<Running>> {
     // Writers per topic, so that bounded runs know when a topic is complete.
     let mut writers: BTreeMap<String, usize> =
         config.topics.keys().map(|t| (t.clone(), 0)).collect();
@@ -432,6 +424,7 @@ pub fn start(
     }
     let mut ranges = BTreeMap::new();
     if options.from.is_some() || options.to.is_some() {
+        ensure_topics(&config, &log)?;
         for (topic, _) in config.topics.iter().filter(|(_, s)| s.external) {
             let info = log.describe(topic)?;
             for pi in &info.partitions {
@@ -465,64 +458,190 @@ pub fn start(
             .collect(),
         ranges,
     });
-    let (done_tx, done_rx) = mpsc::channel();
-    let mut threads = Vec::new();
-    let mut sources_stats = BTreeMap::new();
-    let mut sinks_stats = BTreeMap::new();
-    let exactly_once = config.delivery == Delivery::ExactlyOnce;
-    let mut spawn = |name: String, f: Box<dyn FnOnce() + Send>| -> anyhow::Result<()> {
-        let tx = done_tx.clone();
-        let n = name.clone();
-        let h = std::thread::Builder::new()
-            .name(name.chars().take(15).collect())
-            .spawn(move || {
-                f();
-                let _ = tx.send(n);
-            })
-            .context("starting a thread")?;
-        threads.push((name, h));
-        Ok(())
-    };
+    let running = Arc::new(Running {
+        ctl,
+        log,
+        runtime: runtime.clone(),
+        started: Instant::now(),
+        state: Mutex::new(RunState::default()),
+    });
+    running.apply(config)?;
+    Ok(running)
+}
 
-    let mut stage_stats = BTreeMap::new();
-    for s in &config.stages {
-        let mut targets: Vec<Target> = s.output.topics().into_iter().map(target).collect();
-        let dead_letters = matches!(s.on_error, OnError::DeadLetter | OnError::Retry).then(|| {
-            match targets.iter().position(|t| t.topic == s.dead_letter_topic) {
-                Some(i) => i,
-                None => {
-                    targets.push(target(&s.dead_letter_topic));
-                    targets.len() - 1
+fn spawn(
+    name: String,
+    f: impl FnOnce() + Send + 'static,
+) -> anyhow::Result<(String, JoinHandle<()>)> {
+    let h = std::thread::Builder::new()
+        .name(name.chars().take(15).collect())
+        .spawn(f)
+        .context("starting a thread")?;
+    Ok((name, h))
+}
+
+/// A stage's settings apart from its plugin file (a change of those restarts the stage; a new
+/// plugin alone is swapped in).
+fn without_plugin(s: &config::StageConfig) -> config::StageConfig {
+    config::StageConfig {
+        plugin: PathBuf::new(),
+        plugin_at: (0, 0),
+        ..s.clone()
+    }
+}
+
+impl Running {
+    fn state(&self) -> std::sync::MutexGuard<'_, RunState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `new` as a diff to what runs: stages, sources and sinks that did not change keep
+    /// running untouched; removed ones finish their batch, commit and stop; added ones start;
+    /// changed ones stop and start again from their checkpoint (a switch at a batch boundary).
+    /// A stage whose only change is its plugin gets the new version swapped in ([`deploy`]).
+    /// Returns what it did, one line each.
+    pub fn apply(&self, new: PipelineConfig) -> anyhow::Result<Vec<String>> {
+        let mut state = self.state();
+        let old = state.config.clone();
+        if let Some(old) = &old
+            && old.name != new.name
+        {
+            anyhow::bail!(
+                "the pipeline's name changed ({} → {}): that is another pipeline; restart to run it",
+                old.name,
+                new.name
+            );
+        }
+        let old_stages: BTreeMap<String, config::StageConfig> = old
+            .iter()
+            .flat_map(|c| c.stages.iter().map(|s| (s.name.clone(), s.clone())))
+            .collect();
+        // Plugins of the stages that (re)start are loaded and their init tried first: a bad
+        // edit changes nothing.
+        let starting: Vec<&config::StageConfig> = new
+            .stages
+            .iter()
+            .filter(|s| {
+                old_stages
+                    .get(&s.name)
+                    .is_none_or(|o| without_plugin(o) != without_plugin(s))
+            })
+            .collect();
+        let probe = PipelineConfig {
+            stages: starting.iter().map(|s| (*s).clone()).collect(),
+            ..new.clone()
+        };
+        let plugins = check_plugins(&probe, &self.runtime)?;
+        let partitions = ensure_topics(&new, &self.log)?;
+        state.partitions = partitions.clone();
+        let mut done = Vec::new();
+
+        // Stop what is gone or changed.
+        let keep_stage = |name: &str| {
+            new.stages.iter().any(|s| {
+                s.name == name
+                    && old_stages
+                        .get(name)
+                        .is_some_and(|o| without_plugin(o) == without_plugin(s))
+            })
+        };
+        let keys: Vec<String> = state.steps.keys().cloned().collect();
+        for key in keys {
+            let (kind, name) = key.split_once(':').expect("step keys are kind:name");
+            let keep = match (kind, &old) {
+                ("stage", _) => keep_stage(name),
+                ("source", Some(o)) => new.sources.get(name) == o.sources.get(name),
+                ("sink", Some(o)) => new.sinks.get(name) == o.sinks.get(name),
+                _ => false,
+            };
+            if !keep {
+                let step = state.steps.remove(&key).expect("listed");
+                step.stop_and_join();
+                if kind == "stage" {
+                    state.slots.remove(name);
                 }
+                done.push(format!("stopped {kind} `{name}`"));
             }
-        });
-        let n = partitions[&s.input];
-        let stats = Arc::new(StageStats {
-            positions: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            ..StageStats::default()
-        });
-        stage_stats.insert(s.name.clone(), stats.clone());
-        let shared = Arc::new(stage::StageShared {
-            pipeline: config.name.clone(),
-            config: s.clone(),
-            plugin: plugins[&s.name].clone(),
-            log: log.clone(),
-            ctl: ctl.clone(),
-            stats,
-            exactly_once,
-            commit_interval: config.commit_interval,
-            targets,
-            dead_letters,
-        });
-        let workers = s.parallelism.unwrap_or(n).clamp(1, n);
-        let remaining = Arc::new(AtomicUsize::new(workers as usize));
-        for w in 0..workers {
-            let parts: Vec<u32> = (0..n).filter(|p| p % workers == w).collect();
-            let shared = shared.clone();
-            let remaining = remaining.clone();
-            spawn(
-                format!("stage {}#{w}", s.name),
-                Box::new(move || {
+        }
+
+        let exactly_once = new.delivery == Delivery::ExactlyOnce;
+        let target = |t: &str| Target {
+            topic: t.to_owned(),
+            partitions: partitions[t],
+        };
+        for s in &new.stages {
+            let key = format!("stage:{}", s.name);
+            if state.steps.contains_key(&key) {
+                // Running and unchanged but for, maybe, its plugin file.
+                let slot = state.slots[&s.name].clone();
+                let bytes = std::fs::read(&s.plugin)
+                    .with_context(|| format!("reading {}", s.plugin.display()))?;
+                if crate::runtime::hash_of(&bytes) != slot.current().plugin.info().hash {
+                    let d = crate::reload::deploy(
+                        &self.runtime,
+                        &slot,
+                        s.plugin.display().to_string(),
+                        &bytes,
+                        Instant::now(),
+                    )
+                    .map_err(|e| anyhow::anyhow!("stage `{}`: {e}", s.name))?;
+                    done.push(format!("stage `{}`: plugin version {}", s.name, d.version));
+                }
+                continue;
+            }
+            let mut targets: Vec<Target> = s.output.topics().into_iter().map(target).collect();
+            let dead_letters =
+                matches!(s.on_error, OnError::DeadLetter | OnError::Retry).then(|| {
+                    match targets.iter().position(|t| t.topic == s.dead_letter_topic) {
+                        Some(i) => i,
+                        None => {
+                            targets.push(target(&s.dead_letter_topic));
+                            targets.len() - 1
+                        }
+                    }
+                });
+            let n = partitions[&s.input];
+            let stats = state
+                .stages
+                .entry(s.name.clone())
+                .or_insert_with(|| {
+                    Arc::new(StageStats {
+                        positions: (0..n).map(|_| AtomicU64::new(0)).collect(),
+                        ..StageStats::default()
+                    })
+                })
+                .clone();
+            let slot = Arc::new(StageSlot::new(
+                &s.name,
+                plugins[&s.name].clone(),
+                s.plugin.display().to_string(),
+                s.limits.clone(),
+                s.config.clone(),
+                (0..n).collect(),
+            ));
+            state.slots.insert(s.name.clone(), slot.clone());
+            let stop = Arc::new(AtomicBool::new(false));
+            let shared = Arc::new(stage::StageShared {
+                pipeline: new.name.clone(),
+                config: s.clone(),
+                slot,
+                stop: stop.clone(),
+                log: self.log.clone(),
+                ctl: self.ctl.clone(),
+                stats,
+                exactly_once,
+                commit_interval: new.commit_interval,
+                targets,
+                dead_letters,
+            });
+            let workers = s.parallelism.unwrap_or(n).clamp(1, n);
+            let remaining = Arc::new(AtomicUsize::new(workers as usize));
+            let mut threads = Vec::new();
+            for w in 0..workers {
+                let parts: Vec<u32> = (0..n).filter(|p| p % workers == w).collect();
+                let shared = shared.clone();
+                let remaining = remaining.clone();
+                threads.push(spawn(format!("stage {}#{w}", s.name), move || {
                     let result = stage::run(shared.clone(), parts);
                     // The stage's outputs are complete when its last worker ends well.
                     if remaining.fetch_sub(1, Ordering::AcqRel) == 1 && result.is_ok() {
@@ -530,118 +649,163 @@ pub fn start(
                             shared.ctl.writer_done(&t.topic);
                         }
                     }
-                }),
-            )?;
+                })?);
+            }
+            state.steps.insert(key, Step { stop, threads });
+            done.push(format!("started stage `{}`", s.name));
         }
-    }
 
-    for s in config.sources.values() {
-        let stats = Arc::new(StepStats::default());
-        sources_stats.insert(s.name.clone(), stats.clone());
-        if matches!(s.kind, SourceKind::Http) {
-            // Served by the HTTP server; in a bounded run it never ends by itself.
-            continue;
+        for s in new.sources.values() {
+            let key = format!("source:{}", s.name);
+            if state.steps.contains_key(&key) {
+                continue;
+            }
+            let stats = state.sources.entry(s.name.clone()).or_default().clone();
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut threads = Vec::new();
+            if !matches!(s.kind, SourceKind::Http) {
+                // HTTP sources are served by the HTTP server.
+                let ctx = crate::connect::SourceCtx {
+                    pipeline: new.name.clone(),
+                    config: s.clone(),
+                    log: self.log.clone(),
+                    ctl: self.ctl.clone(),
+                    stop: stop.clone(),
+                    stats,
+                    target: target(&s.topic),
+                    exactly_once,
+                    commit_interval: new.commit_interval,
+                };
+                threads.push(spawn(format!("source {}", s.name), move || {
+                    let topic = ctx.config.topic.clone();
+                    let ctl = ctx.ctl.clone();
+                    if crate::connect::run_source(ctx).is_ok() {
+                        ctl.writer_done(&topic);
+                    }
+                })?);
+            }
+            state.steps.insert(key, Step { stop, threads });
+            done.push(format!("started source `{}`", s.name));
         }
-        let ctx = crate::connect::SourceCtx {
-            pipeline: config.name.clone(),
-            config: s.clone(),
-            log: log.clone(),
-            ctl: ctl.clone(),
-            stats,
-            target: target(&s.topic),
-            exactly_once,
-            commit_interval: config.commit_interval,
-        };
-        spawn(
-            format!("source {}", s.name),
-            Box::new(move || {
-                let topic = ctx.config.topic.clone();
-                let ctl = ctx.ctl.clone();
-                if crate::connect::run_source(ctx).is_ok() {
-                    ctl.writer_done(&topic);
-                }
-            }),
-        )?;
-    }
-    for s in config.sinks.values() {
-        let stats = Arc::new(StepStats::default());
-        sinks_stats.insert(s.name.clone(), stats.clone());
-        let ctx = crate::connect::SinkCtx {
-            pipeline: config.name.clone(),
-            config: s.clone(),
-            log: log.clone(),
-            ctl: ctl.clone(),
-            stats,
-            partitions: partitions[&s.input],
-            commit_interval: config.commit_interval,
-        };
-        spawn(
-            format!("sink {}", s.name),
-            Box::new(move || {
+        for s in new.sinks.values() {
+            let key = format!("sink:{}", s.name);
+            if state.steps.contains_key(&key) {
+                continue;
+            }
+            let stats = state.sinks.entry(s.name.clone()).or_default().clone();
+            let stop = Arc::new(AtomicBool::new(false));
+            let ctx = crate::connect::SinkCtx {
+                pipeline: new.name.clone(),
+                config: s.clone(),
+                log: self.log.clone(),
+                ctl: self.ctl.clone(),
+                stop: stop.clone(),
+                stats,
+                partitions: partitions[&s.input],
+                commit_interval: new.commit_interval,
+            };
+            let threads = vec![spawn(format!("sink {}", s.name), move || {
                 let _ = crate::connect::run_sink(ctx);
-            }),
-        )?;
-    }
-    drop(done_tx);
-    let running = Running {
-        shared: Arc::new(RunShared {
-            ctl,
-            log,
-            config: config.clone(),
-            stages: stage_stats,
-            sources: sources_stats,
-            sinks: sinks_stats,
-        }),
-        started: Instant::now(),
-        threads,
-        done_rx,
-    };
-    tracing::info!(pipeline = %config.name, stages = config.stages.len(), sources = config.sources.len(), sinks = config.sinks.len(), delivery = ?config.delivery, bounded = options.bounded, "pipeline running");
-    Ok(running)
-}
-
-impl Running {
-    /// What observers of the run share.
-    pub fn shared(&self) -> &Arc<RunShared> {
-        &self.shared
+            })?];
+            state.steps.insert(key, Step { stop, threads });
+            done.push(format!("started sink `{}`", s.name));
+        }
+        if old.is_some() {
+            tracing::info!(changes = ?done, "pipeline edit applied");
+        } else {
+            tracing::info!(pipeline = %new.name, stages = new.stages.len(), sources = new.sources.len(), sinks = new.sinks.len(), delivery = ?new.delivery, bounded = self.ctl.bounded, "pipeline running");
+        }
+        state.config = Some(new);
+        Ok(done)
     }
 
-    /// Waits for every step to end (a bounded run ending, or after [`RunShared::stop`]); after
-    /// a stop, gives up on steps still busy after `grace`.
-    pub fn wait(mut self, grace: Duration) -> Summary {
-        let mut left = self.threads.len();
+    /// Asks every step to finish its batch, commit and stop.
+    pub fn stop(&self) {
+        self.ctl.stop();
+    }
+
+    /// True once the pipeline is stopping (asked to, or a step failed).
+    pub fn stopping(&self) -> bool {
+        self.ctl.stopping()
+    }
+
+    /// The log the pipeline runs on.
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    /// The runtime its plugins run in.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The pipeline as applied last.
+    pub fn config(&self) -> PipelineConfig {
+        self.state().config.clone().expect("applied at start")
+    }
+
+    /// A stage's plugin slot (live version and history).
+    pub fn slot(&self, stage: &str) -> Option<Arc<StageSlot>> {
+        self.state().slots.get(stage).cloned()
+    }
+
+    /// Every stage's slot.
+    pub fn slots(&self) -> Vec<Arc<StageSlot>> {
+        self.state().slots.values().cloned().collect()
+    }
+
+    /// Counters of the stages reading `topic`.
+    pub fn readers(&self, topic: &str) -> Vec<Arc<StageStats>> {
+        let state = self.state();
+        state
+            .config
+            .iter()
+            .flat_map(|c| c.stages.iter())
+            .filter(|s| s.input == topic)
+            .filter_map(|s| state.stages.get(&s.name).cloned())
+            .collect()
+    }
+
+    /// Counters of a source.
+    pub fn source_stats(&self, name: &str) -> Option<Arc<StepStats>> {
+        self.state().sources.get(name).cloned()
+    }
+
+    /// Waits for every step to end (a bounded run ending, or after [`Running::stop`]); after a
+    /// stop, gives up on steps still busy after `grace`.
+    pub fn wait(&self, grace: Duration) -> Summary {
         let mut deadline: Option<Instant> = None;
-        while left > 0 {
-            if deadline.is_none() && self.shared.ctl.stopping() {
+        loop {
+            let finished = self.state().steps.values().all(Step::finished);
+            if finished {
+                break;
+            }
+            if deadline.is_none() && self.ctl.stopping() {
                 deadline = Some(Instant::now() + grace);
             }
-            let timeout = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()),
-                None => Duration::from_millis(100),
-            };
-            match self.done_rx.recv_timeout(timeout) {
-                Ok(_) => left -= 1,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        let busy: Vec<&str> = self
-                            .threads
-                            .iter()
-                            .filter(|(_, h)| !h.is_finished())
-                            .map(|(n, _)| n.as_str())
-                            .collect();
-                        self.shared.ctl.fail(format!(
-                            "steps still busy {grace:?} after the stop: {}; their uncommitted input will be processed again on restart",
-                            busy.join(", ")
-                        ));
-                        break;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                let busy: Vec<String> = self
+                    .state()
+                    .steps
+                    .values()
+                    .flat_map(|s| s.threads.iter())
+                    .filter(|(_, h)| !h.is_finished())
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                self.ctl.fail(format!(
+                    "steps still busy {grace:?} after the stop: {}; their uncommitted input will be processed again on restart",
+                    busy.join(", ")
+                ));
+                break;
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        for (_, h) in std::mem::take(&mut self.threads) {
-            if h.is_finished() {
-                let _ = h.join();
+        let steps = std::mem::take(&mut self.state().steps);
+        for step in steps.into_values() {
+            for (_, h) in step.threads {
+                if h.is_finished() {
+                    let _ = h.join();
+                }
             }
         }
         self.summary()
@@ -650,19 +814,22 @@ impl Running {
     /// The counters now.
     pub fn summary(&self) -> Summary {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let sh = &self.shared;
+        let state = self.state();
+        let order: Vec<String> = state
+            .config
+            .iter()
+            .flat_map(|c| c.stages.iter().map(|s| s.name.clone()))
+            .collect();
         Summary {
             seconds: self.started.elapsed().as_secs_f64(),
-            sources: sh
+            sources: state
                 .sources
                 .iter()
                 .map(|(k, s)| (k.clone(), (get(&s.events), get(&s.rejected))))
                 .collect(),
-            stages: sh
-                .config
-                .stages
+            stages: order
                 .iter()
-                .map(|c| (&c.name, &sh.stages[&c.name]))
+                .filter_map(|n| state.stages.get(n).map(|s| (n, s)))
                 .map(|(k, s)| {
                     (
                         k.clone(),
@@ -677,12 +844,12 @@ impl Running {
                     )
                 })
                 .collect(),
-            sinks: sh
+            sinks: state
                 .sinks
                 .iter()
                 .map(|(k, s)| (k.clone(), get(&s.events)))
                 .collect(),
-            failure: sh
+            failure: self
                 .ctl
                 .failure
                 .lock()

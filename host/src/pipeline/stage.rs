@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::config::{Mode, OnError, Output, StageConfig};
@@ -13,13 +13,16 @@ use super::reader::{Cursor, Input};
 use super::{Ctl, StageStats, Stopped};
 use crate::event::{self, Batch, BatchBuilder, Columns, EventRef};
 use crate::log::EventLog;
-use crate::runtime::{CallError, CallErrorKind, Plugin, PluginError, StageInstance};
+use crate::reload::StageSlot;
+use crate::runtime::{CallError, CallErrorKind, PluginError, StageInstance};
 
 /// What every worker of a stage shares.
 pub(crate) struct StageShared {
     pub pipeline: String,
     pub config: StageConfig,
-    pub plugin: Plugin,
+    pub slot: Arc<StageSlot>,
+    /// Set to stop this stage alone (a pipeline edit removed or changed it).
+    pub stop: Arc<AtomicBool>,
     pub log: Arc<dyn EventLog>,
     pub ctl: Arc<Ctl>,
     pub stats: Arc<StageStats>,
@@ -39,11 +42,67 @@ impl StageShared {
     }
 }
 
+impl StageShared {
+    fn halted(&self) -> bool {
+        self.ctl.stopping() || self.stop.load(Ordering::Acquire)
+    }
+}
+
 struct Part {
     cursor: Cursor,
     producer: Producer,
     instance: StageInstance,
+    /// The version `instance` runs.
+    version: u64,
+    /// The instance it replaced, kept while the new version is on probation.
+    previous: Option<(u64, StageInstance)>,
+    probation: Option<Probation>,
     finished: bool,
+}
+
+/// A new version's first events: it rolls back if more than half of them fail.
+struct Probation {
+    events: u64,
+    failures: u64,
+    started: Instant,
+}
+
+/// Events and time after which a new version is trusted.
+const PROBATION_EVENTS: u64 = 1000;
+const PROBATION_TIME: Duration = Duration::from_secs(10);
+
+/// At a batch boundary: follows the slot to its live version (a new one, or back to the previous
+/// one after a roll-back).
+fn follow_slot(s: &StageShared, part: &mut Part) -> Result<(), Stopped> {
+    let live = s.slot.current();
+    if live.id == part.version {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let p = part.cursor.partition;
+    if part.previous.as_ref().is_some_and(|(id, _)| *id == live.id) {
+        let (id, inst) = part.previous.take().expect("checked");
+        part.instance = inst;
+        part.version = id;
+        part.probation = None;
+    } else {
+        let inst = s.slot.instance_for(&live, p).map_err(|e| {
+            s.ctl.fail(format!(
+                "stage `{}` partition {p}: the new plugin version failed to start: {e}",
+                s.config.name
+            ))
+        })?;
+        let old = std::mem::replace(&mut part.instance, inst);
+        part.previous = Some((part.version, old));
+        part.version = live.id;
+        part.probation = Some(Probation {
+            events: 0,
+            failures: 0,
+            started: Instant::now(),
+        });
+    }
+    s.slot.swapped(&live, started.elapsed());
+    Ok(())
 }
 
 /// Runs one worker over `partitions` until the pipeline stops or (bounded) its input is done.
@@ -74,15 +133,13 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
             },
         )
         .map_err(|e| s.ctl.fail(format!("stage `{name}` partition {p}: {e}")))?;
-        let instance = s
-            .plugin
-            .instantiate(s.config.limits.clone(), s.config.config.clone())
-            .map_err(|e| {
-                s.ctl.fail(format!(
-                    "stage `{name}`: plugin {} failed to start: {e}",
-                    s.config.plugin.display()
-                ))
-            })?;
+        let live = s.slot.current();
+        let instance = s.slot.instance_for(&live, p).map_err(|e| {
+            s.ctl.fail(format!(
+                "stage `{name}`: plugin {} failed to start: {e}",
+                s.config.plugin.display()
+            ))
+        })?;
         tracing::debug!(stage = %name, partition = p, position, "stage partition starting");
         let mut cursor = Cursor::new(s.log.clone(), &s.config.input, p, position);
         s.ctl.apply_range(&mut cursor);
@@ -90,6 +147,9 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
             cursor,
             producer,
             instance,
+            version: live.id,
+            previous: None,
+            probation: None,
             finished: false,
         });
     }
@@ -102,8 +162,9 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
     } else {
         Duration::from_millis(2)
     };
-    while !s.ctl.stopping() && parts.iter().any(|p| !p.finished) {
+    while !s.halted() && parts.iter().any(|p| !p.finished) {
         for part in parts.iter_mut().filter(|p| !p.finished) {
+            follow_slot(s, part)?;
             let input = part
                 .cursor
                 .next(s.config.batch_size, s.config.linger, wait)
@@ -181,12 +242,8 @@ fn retryable(e: &CallError) -> bool {
     matches!(e.plugin_error(), Some(PluginError::Retryable(_)))
 }
 
-fn process(
-    s: &StageShared,
-    part: &mut Part,
-    input: &Input,
-    traps: &mut VecDeque<Instant>,
-) -> Result<(), Stopped> {
+/// Calls the plugin on a batch (per event or per batch, with retries).
+fn call(s: &StageShared, part: &mut Part, input: &Input) -> Result<Called, Stopped> {
     let name = &s.config.name;
     let n = input.len();
     let cols = event::columns(&input.batch).expect("the log checked the batch");
@@ -245,7 +302,7 @@ fn process(
             let row = event::to_owned(&cols.row(f.row as usize));
             while f.attempts < s.config.retry.attempts && retryable(&f.error) {
                 s.ctl.sleep(backoff);
-                if s.ctl.stopping() {
+                if s.halted() {
                     // Nothing of this batch is committed; it is processed again on restart.
                     return Err(Stopped);
                 }
@@ -268,6 +325,75 @@ fn process(
         failures.retain(|f| f.attempts > 0);
     }
     let retried = event::finish(retried);
+    Ok(Called {
+        output,
+        origins,
+        failures,
+        retried,
+        retried_origins,
+    })
+}
+
+/// What the plugin made of a batch.
+struct Called {
+    output: Batch,
+    origins: Vec<u32>,
+    failures: Vec<Failed>,
+    retried: Batch,
+    retried_origins: Vec<u32>,
+}
+
+fn process(
+    s: &StageShared,
+    part: &mut Part,
+    input: &Input,
+    traps: &mut VecDeque<Instant>,
+) -> Result<(), Stopped> {
+    let mut called = call(s, part, input)?;
+    if let Some(pr) = &mut part.probation {
+        pr.events += input.len() as u64;
+        pr.failures += called.failures.len() as u64;
+        if pr.failures * 2 > pr.events {
+            let last = called
+                .failures
+                .last()
+                .map(|f| f.error.to_string())
+                .unwrap_or_default();
+            let reason = format!(
+                "new version failed {} of its first {} events (last: {last})",
+                pr.failures, pr.events
+            );
+            s.slot.roll_back(part.version, reason);
+            // Back to the previous instance, and the batch again with it.
+            follow_slot(s, part)?;
+            called = call(s, part, input)?;
+        } else if pr.events >= PROBATION_EVENTS || pr.started.elapsed() >= PROBATION_TIME {
+            s.slot.confirm(part.version);
+            part.previous = None;
+            part.probation = None;
+        }
+    }
+    deliver(s, part, input, called, traps)
+}
+
+/// Routes the outputs, handles the failed events by policy, and appends.
+fn deliver(
+    s: &StageShared,
+    part: &mut Part,
+    input: &Input,
+    called: Called,
+    traps: &mut VecDeque<Instant>,
+) -> Result<(), Stopped> {
+    let Called {
+        output,
+        origins,
+        mut failures,
+        retried,
+        retried_origins,
+    } = called;
+    let name = &s.config.name;
+    let n = input.len();
+    let cols = event::columns(&input.batch).expect("the log checked the batch");
 
     // The common case: every input went through, to one topic and one partition. The plugin's
     // output batch is appended as it is, without copying its rows.
@@ -363,7 +489,7 @@ fn process(
         failures.push(Failed {
             row,
             error: CallError {
-                plugin: s.plugin.info().name.clone(),
+                plugin: part.instance.plugin().info().name.clone(),
                 kind: CallErrorKind::NoRoute { message },
                 stderr: String::new(),
             },
@@ -387,7 +513,7 @@ fn process(
         match s.config.on_error {
             OnError::DeadLetter | OnError::Retry => {
                 let row = cols.row(f.row as usize);
-                let info = s.plugin.info();
+                let info = part.instance.plugin().info();
                 let ctx = [
                     ("flowgate-stage", name.clone()),
                     ("flowgate-plugin", info.name.clone()),

@@ -31,7 +31,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use error::{CallError, CallErrorKind, LoadError, PluginError};
 pub use limits::Limits;
-pub use plugin::{BatchOutput, Plugin, PluginInfo, RowFailure, StageInstance};
+pub use plugin::{BatchOutput, Plugin, PluginInfo, RowFailure, StageInstance, hash_of};
 
 use cache::CodeCache;
 use limits::Limiter;

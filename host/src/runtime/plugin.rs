@@ -68,9 +68,14 @@ fn describe(name: &str, item: &ComponentItem) -> String {
     format!("{name} ({what})")
 }
 
+/// SHA-256 of a component's bytes, hex: its identity in the cache and in version histories.
+pub fn hash_of(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 pub(crate) fn load(rt: &Runtime, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
     let started = Instant::now();
-    let hash = hex::encode(Sha256::digest(bytes));
+    let hash = hash_of(bytes);
     let (component, from_cache) = rt.compile(name, &hash, bytes)?;
     let engine = &rt.shared.engine;
     let ty = component.component_type();

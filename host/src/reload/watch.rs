@@ -1,0 +1,1 @@
+//! Watches the pipeline file and the plugin files (debounced) and applies what changed.
