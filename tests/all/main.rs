@@ -6,4 +6,5 @@ mod hostile;
 mod log;
 mod parity;
 mod pipeline;
+mod reload;
 mod runtime;

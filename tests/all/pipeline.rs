@@ -12,22 +12,22 @@ use flowgate_tests::plugins::{FILTER_JSON, FLAKY, HOSTILE_TRAP_ON, JSON_PROJECT,
 use serde_json::Value;
 
 /// A directory with a pipeline file in it, and the runs made of it.
-struct Fixture {
+pub(crate) struct Fixture {
     dir: tempfile::TempDir,
 }
 
 impl Fixture {
-    fn new(pipeline: &str) -> Fixture {
+    pub(crate) fn new(pipeline: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pipeline.toml"), pipeline).unwrap();
         Fixture { dir }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"));
         c.args(args)
             .arg(self.path("pipeline.toml"))
@@ -43,7 +43,7 @@ impl Fixture {
     }
 
     /// Starts `flowgate run` with its stderr in `run-<n>.log`.
-    fn spawn(&self, args: &[&str], n: usize) -> Child {
+    pub(crate) fn spawn(&self, args: &[&str], n: usize) -> Child {
         let log = std::fs::File::create(self.path(&format!("run-{n}.log"))).unwrap();
         self.command(&[&["run"], args].concat())
             .stdout(Stdio::null())
@@ -52,12 +52,12 @@ impl Fixture {
             .unwrap()
     }
 
-    fn stderr(&self, n: usize) -> String {
+    pub(crate) fn stderr(&self, n: usize) -> String {
         std::fs::read_to_string(self.path(&format!("run-{n}.log"))).unwrap_or_default()
     }
 
     /// `flowgate run --bounded` to its end: exit status and stderr.
-    fn run_bounded(&self) -> (ExitStatus, String) {
+    pub(crate) fn run_bounded(&self) -> (ExitStatus, String) {
         let out = self
             .command(&["run", "--bounded"])
             .stdout(Stdio::null())
@@ -70,7 +70,7 @@ impl Fixture {
         )
     }
 
-    fn lines(&self, name: &str) -> Vec<Value> {
+    pub(crate) fn lines(&self, name: &str) -> Vec<Value> {
         std::fs::read_to_string(self.path(name))
             .unwrap_or_default()
             .lines()
@@ -79,7 +79,7 @@ impl Fixture {
     }
 }
 
-fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+pub(crate) fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let until = Instant::now() + timeout;
     while Instant::now() < until {
         if let Some(s) = child.try_wait().unwrap() {
@@ -91,7 +91,7 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 }
 
 /// The address the HTTP server of a run listens on, from its log.
-fn listen_addr(f: &Fixture, n: usize, child: &mut Child) -> String {
+pub(crate) fn listen_addr(f: &Fixture, n: usize, child: &mut Child) -> String {
     let until = Instant::now() + Duration::from_secs(60);
     loop {
         let log = f.stderr(n);
@@ -108,7 +108,7 @@ fn listen_addr(f: &Fixture, n: usize, child: &mut Child) -> String {
 }
 
 /// A minimal HTTP/1.1 client: status, headers (lower-case names), body.
-fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -144,7 +144,7 @@ fn http(
     (status, headers, body.to_owned())
 }
 
-fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -154,7 +154,7 @@ fn sigterm(child: &Child) {
 }
 
 /// Polls until `f` holds or `timeout` passes.
-fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + timeout;
     while Instant::now() < until {
         if f() {

@@ -1,5 +1,6 @@
 //! The `flowgate` command line: one file per subcommand. The binary's `main` calls [`main`].
 
+mod admin;
 mod consume;
 mod plugin_inspect;
 mod plugin_test;
@@ -46,6 +47,10 @@ enum Command {
     Run(run::Args),
     /// Check a pipeline file and its plugins; reports every problem with line and column.
     Validate(validate::Args),
+    /// Make a running pipeline re-read its pipeline file and plugin files and apply the changes.
+    Reload(admin::Args),
+    /// Show a running pipeline's stages and their plugin versions (live, rolled back, failed).
+    Status(admin::Args),
 }
 
 /// Where the log is, and how it syncs. Every command that touches the log takes these.
@@ -88,6 +93,8 @@ enum PluginCommand {
     Test(plugin_test::Args),
     /// Shows a plugin's world, imports, exports, size and hash.
     Inspect(plugin_inspect::Args),
+    /// Swaps a new plugin version into a stage of a running pipeline (rolled back if it fails).
+    Deploy(admin::DeployArgs),
 }
 
 /// Options that set up the runtime and bound the plugin, shared by the plugin commands.
@@ -156,6 +163,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(args),
         Command::Plugin(PluginCommand::Inspect(args)) => plugin_inspect::run(args),
+        Command::Plugin(PluginCommand::Deploy(args)) => admin::deploy(args),
+        Command::Reload(args) => admin::reload(args),
+        Command::Status(args) => admin::status(args),
         Command::Topic(cmd) => topic::run(cmd),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),

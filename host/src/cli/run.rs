@@ -41,6 +41,10 @@ pub(crate) struct Args {
     /// Compiled-code cache directory [default: $FLOWGATE_CACHE_DIR, else ~/.cache/flowgate].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Do not watch the pipeline file and plugin files for changes (unbounded runs watch them
+    /// and apply what changed).
+    #[arg(long)]
+    no_watch: bool,
     /// How long steps may take to finish their batch after SIGINT/SIGTERM.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     grace: Duration,
@@ -66,7 +70,9 @@ pub(crate) fn runtime_for(
                 + 1
         })
         .sum();
-    rc.max_stage_instances = (partitions * 2).max(8);
+    // Per partition: the live instance, the previous one while a new version is on probation,
+    // and one made ahead for the next version; plus the instances that check plugins.
+    rc.max_stage_instances = (partitions * 4).max(16);
     rc.max_memory_bytes = config
         .stages
         .iter()
@@ -130,7 +136,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 )
             })?;
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, "HTTP server listening (POST /topics/<topic>/events, GET /metrics, GET /health)");
+        tracing::info!(%addr, "HTTP server listening (POST /topics/<topic>/events, GET /metrics, GET /health, /admin/...)");
+        if !args.memory {
+            // Where `flowgate plugin deploy`, `reload` and `status` find this process.
+            let file = args.data_dir.join("admin.addr");
+            std::fs::write(&file, addr.to_string())
+                .with_context(|| format!("writing {}", file.display()))?;
+        }
         let stop = shared.clone();
         tokio.spawn(async move {
             let shutdown = async move {
@@ -161,10 +173,21 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         stop.stop();
     });
     let progress = args.bounded.then(|| spawn_progress(shared.clone()));
+    let watcher = if args.bounded || args.no_watch {
+        None
+    } else {
+        Some(crate::reload::watch::spawn(shared.clone())?)
+    };
     let summary = running.wait(args.grace);
     shared.stop();
     if let Some(p) = progress {
         let _ = p.join();
+    }
+    if let Some(w) = watcher {
+        let _ = w.join();
+    }
+    if config.http.is_some() && !args.memory {
+        let _ = std::fs::remove_file(args.data_dir.join("admin.addr"));
     }
     let syncs = pipeline::total_syncs(&*log);
     drop(tokio);

@@ -1,5 +1,8 @@
 //! The HTTP server: ingest (`POST /topics/{topic}/events`), `GET /metrics` (Prometheus) and
-//! `GET /health`.
+//! `GET /health`, and the admin endpoints: `POST /admin/stages/{stage}/plugin` (body: the
+//! component) deploys a plugin version, `POST /admin/reload` re-reads the pipeline file and
+//! applies it, `GET /admin/status` shows each stage's versions. Admin calls need the bearer token
+//! when one is set.
 //!
 //! Ingest takes a JSON event, a JSON array of events, NDJSON (`Content-Type:
 //! application/x-ndjson`), or the Confluent REST Proxy v2 produce body
@@ -124,6 +127,9 @@ impl HttpState {
 pub fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/topics/{topic}/events", post(ingest))
+        .route("/admin/stages/{stage}/plugin", post(admin_deploy))
+        .route("/admin/reload", post(admin_reload))
+        .route("/admin/status", get(admin_status))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .with_state(state)
@@ -364,4 +370,109 @@ async fn health(State(state): State<Arc<HttpState>>) -> Response {
     } else {
         (StatusCode::OK, "ok\n").into_response()
     }
+}
+
+fn unauthorized() -> Response {
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong bearer token (send Authorization: Bearer <token>)",
+    );
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+async fn admin_deploy(
+    State(state): State<Arc<HttpState>>,
+    Path(stage): Path<String>,
+    request: Request,
+) -> Response {
+    if !authorized(&state, request.headers()) {
+        return unauthorized();
+    }
+    let requested_at = std::time::Instant::now();
+    let Some(slot) = state.running.slot(&stage) else {
+        let stages: Vec<String> = state
+            .running
+            .slots()
+            .iter()
+            .map(|s| s.stage.clone())
+            .collect();
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no stage `{stage}`; stages: {}", stages.join(", ")),
+        );
+    };
+    let bytes = match axum::body::to_bytes(request.into_body(), 1 << 30).await {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
+    };
+    let running = state.running.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        crate::reload::deploy(
+            running.runtime(),
+            &slot,
+            "deploy".into(),
+            &bytes,
+            requested_at,
+        )
+    })
+    .await;
+    match result {
+        Ok(Ok(d)) => (StatusCode::OK, axum::Json(d)).into_response(),
+        Ok(Err(reason)) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("refused; the live version keeps serving: {reason}"),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn admin_reload(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let running = state.running.clone();
+    match tokio::task::spawn_blocking(move || crate::reload::watch::reload(&running)).await {
+        Ok(Ok(changes)) => {
+            (StatusCode::OK, axum::Json(json!({ "changes": changes }))).into_response()
+        }
+        Ok(Err(reason)) => error(StatusCode::UNPROCESSABLE_ENTITY, reason),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Percentile of durations, in ms.
+fn percentile_ms(sorted: &[std::time::Duration], p: f64) -> Option<f64> {
+    (!sorted.is_empty())
+        .then(|| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0)
+}
+
+async fn admin_status(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let config = state.running.config();
+    let stages: Vec<Value> = state
+        .running
+        .slots()
+        .iter()
+        .map(|slot| {
+            let live = slot.current();
+            let mut pauses = slot.swap_pauses();
+            pauses.sort_unstable();
+            json!({
+                "stage": slot.stage,
+                "live": {"version": live.id, "hash": live.plugin.info().hash, "source": live.source},
+                "swaps": pauses.len(),
+                "swap_pause_ms": {"p50": percentile_ms(&pauses, 0.5), "p99": percentile_ms(&pauses, 0.99), "max": pauses.last().map(|d| d.as_secs_f64() * 1000.0)},
+                "versions": slot.history(),
+            })
+        })
+        .collect();
+    (
+        StatusCode::OK,
+        axum::Json(json!({"pipeline": config.name, "file": config.path, "stages": stages})),
+    )
+        .into_response()
 }

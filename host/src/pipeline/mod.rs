@@ -498,7 +498,7 @@ impl Running {
     /// Applies `new` as a diff to what runs: stages, sources and sinks that did not change keep
     /// running untouched; removed ones finish their batch, commit and stop; added ones start;
     /// changed ones stop and start again from their checkpoint (a switch at a batch boundary).
-    /// A stage whose only change is its plugin gets the new version swapped in ([`deploy`]).
+    /// A stage whose only change is its plugin gets the new version swapped in ([`crate::reload::deploy`]).
     /// Returns what it did, one line each.
     pub fn apply(&self, new: PipelineConfig) -> anyhow::Result<Vec<String>> {
         let mut state = self.state();
@@ -535,6 +535,8 @@ impl Running {
         let partitions = ensure_topics(&new, &self.log)?;
         state.partitions = partitions.clone();
         let mut done = Vec::new();
+        // New plugin versions that were refused: the live ones keep serving.
+        let mut refused = Vec::new();
 
         // Stop what is gone or changed.
         let keep_stage = |name: &str| {
@@ -574,18 +576,30 @@ impl Running {
             if state.steps.contains_key(&key) {
                 // Running and unchanged but for, maybe, its plugin file.
                 let slot = state.slots[&s.name].clone();
-                let bytes = std::fs::read(&s.plugin)
-                    .with_context(|| format!("reading {}", s.plugin.display()))?;
+                let bytes = match std::fs::read(&s.plugin) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        refused.push(format!(
+                            "stage `{}`: cannot read {}: {e}",
+                            s.name,
+                            s.plugin.display()
+                        ));
+                        continue;
+                    }
+                };
                 if crate::runtime::hash_of(&bytes) != slot.current().plugin.info().hash {
-                    let d = crate::reload::deploy(
+                    match crate::reload::deploy(
                         &self.runtime,
                         &slot,
                         s.plugin.display().to_string(),
                         &bytes,
                         Instant::now(),
-                    )
-                    .map_err(|e| anyhow::anyhow!("stage `{}`: {e}", s.name))?;
-                    done.push(format!("stage `{}`: plugin version {}", s.name, d.version));
+                    ) {
+                        Ok(d) => {
+                            done.push(format!("stage `{}`: plugin version {}", s.name, d.version))
+                        }
+                        Err(e) => refused.push(format!("stage `{}`: {e}", s.name)),
+                    }
                 }
                 continue;
             }
@@ -716,7 +730,19 @@ impl Running {
             tracing::info!(pipeline = %new.name, stages = new.stages.len(), sources = new.sources.len(), sinks = new.sinks.len(), delivery = ?new.delivery, bounded = self.ctl.bounded, "pipeline running");
         }
         state.config = Some(new);
-        Ok(done)
+        if refused.is_empty() {
+            Ok(done)
+        } else {
+            anyhow::bail!(
+                "{}{}",
+                refused.join("; "),
+                if done.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (applied: {})", done.join(", "))
+                }
+            )
+        }
     }
 
     /// Asks every step to finish its batch, commit and stop.

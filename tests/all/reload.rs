@@ -1,0 +1,294 @@
+//! Hot reload under load: plugin swaps through the admin endpoint and the file watcher, refused
+//! and rolled-back versions, and a pipeline edit applied while events flow.
+
+use std::collections::BTreeMap;
+use std::process::Child;
+use std::time::Duration;
+
+use flowgate_tests::plugins::{HOSTILE_TRAP_ALWAYS, JSON_PROJECT, MARK_A, MARK_B, UPPERCASE};
+use serde_json::Value;
+
+use crate::pipeline::{Fixture, eventually, http, listen_addr, sigterm, wait_exit};
+
+/// Starts `flowgate run` (unbounded, watching) and returns it with its HTTP address.
+fn start(f: &Fixture) -> (Child, String) {
+    let mut child = f.spawn(&[], 0);
+    let addr = listen_addr(f, 0, &mut child);
+    (child, addr)
+}
+
+/// Replaces a file the way a deploy tool should: write aside, then rename over.
+fn replace(path: &std::path::Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The sequence number and mark of an output value `{"seq":N,...}|m` (keys may be upper-cased).
+fn seq_and_mark(e: &Value) -> (u64, String) {
+    let v = e["value"].as_str().unwrap_or_else(|| panic!("{e}"));
+    let (json, mark) = v
+        .rsplit_once('|')
+        .unwrap_or_else(|| panic!("unmarked: {v}"));
+    assert!(!json.contains('|'), "marked twice: {v}");
+    let doc: Value = serde_json::from_str(json).unwrap();
+    let seq = doc.get("seq").or_else(|| doc.get("SEQ")).unwrap();
+    (seq.as_u64().unwrap(), mark.to_owned())
+}
+
+/// Waits for `n` lines in the sink, then stops the run (SIGTERM, exit 0).
+fn finish(f: &Fixture, child: &mut Child, n: usize) -> Vec<Value> {
+    let ok = eventually(Duration::from_secs(90), || f.lines("out.ndjson").len() >= n);
+    assert!(
+        ok,
+        "{} of {n} events arrived: {}",
+        f.lines("out.ndjson").len(),
+        f.stderr(0)
+    );
+    sigterm(child);
+    let status = wait_exit(child, Duration::from_secs(20)).expect("exit after SIGTERM");
+    assert!(status.success(), "{}", f.stderr(0));
+    f.lines("out.ndjson")
+}
+
+/// Each sequence number exactly once, and the marks seen.
+fn exactly_once(lines: &[Value], n: u64) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    let mut marks = BTreeMap::new();
+    for e in lines {
+        let (seq, mark) = seq_and_mark(e);
+        *seen.entry(seq).or_insert(0) += 1;
+        *marks.entry(mark).or_insert(0) += 1;
+    }
+    let missing: Vec<u64> = (0..n).filter(|s| !seen.contains_key(s)).take(5).collect();
+    assert!(missing.is_empty(), "lost: {missing:?}");
+    let twice: Vec<u64> = seen
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(s, _)| *s)
+        .take(5)
+        .collect();
+    assert!(twice.is_empty(), "repeated: {twice:?}");
+    assert_eq!(seen.len() as u64, n);
+    marks
+}
+
+fn pipeline(count: u64, rate: u64, plugin: &str) -> String {
+    format!(
+        r#"
+delivery = "exactly-once"
+commit-interval = "50ms"
+
+[http]
+listen = "127.0.0.1:0"
+
+[topics.raw]
+partitions = 2
+
+[sources.gen]
+type = "generator"
+topic = "raw"
+count = {count}
+rate = {rate}
+
+[stages.mark]
+plugin = "{plugin}"
+input = "raw"
+output = "out"
+batch-size = 64
+linger = "1ms"
+
+[sinks.out]
+type = "file"
+input = "out"
+path = "out.ndjson"
+"#
+    )
+}
+
+fn status(addr: &str) -> Value {
+    let (code, _, body) = http(addr, "GET", "/admin/status", &[], b"");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+#[expect(
+    clippy::print_stdout,
+    reason = "reports the measured swap pauses (see them with --nocapture)"
+)]
+fn two_hundred_swaps_under_load_lose_and_repeat_nothing() {
+    const N: u64 = 20_000;
+    let f = Fixture::new("");
+    let stage_file = f.path("stage.wasm");
+    std::fs::copy(MARK_A, &stage_file).unwrap();
+    std::fs::write(
+        f.path("pipeline.toml"),
+        pipeline(N, 4_000, stage_file.to_str().unwrap()),
+    )
+    .unwrap();
+    let (mut child, addr) = start(&f);
+    let a = std::fs::read(MARK_A).unwrap();
+    let b = std::fs::read(MARK_B).unwrap();
+    for i in 0..200 {
+        let body = if i % 2 == 0 { &b } else { &a };
+        let (code, _, answer) = http(&addr, "POST", "/admin/stages/mark/plugin", &[], body);
+        assert_eq!(code, 200, "swap {i}: {answer}");
+        let d: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(d["changed"], true, "swap {i}: {answer}");
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    let st = status(&addr);
+    let lines = finish(&f, &mut child, N as usize);
+    let marks = exactly_once(&lines, N);
+    assert_eq!(
+        marks.keys().cloned().collect::<Vec<_>>(),
+        ["a", "b"],
+        "{marks:?}"
+    );
+    let stage = &st["stages"][0];
+    let versions = stage["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 201, "the first version and 200 deploys");
+    assert!(
+        versions
+            .iter()
+            .all(|v| v["status"] != "failed" && v["status"] != "rolled-back"),
+        "{stage}"
+    );
+    let swaps = stage["swaps"].as_u64().unwrap();
+    assert!(swaps >= 100, "only {swaps} worker swaps happened: {stage}");
+    let p99 = stage["swap_pause_ms"]["p99"].as_f64().unwrap();
+    assert!(p99 >= 0.0);
+    println!(
+        "200 deploys, {swaps} worker swaps; swap pause p50 {:.3} ms, p99 {p99:.3} ms; marks {marks:?}",
+        stage["swap_pause_ms"]["p50"].as_f64().unwrap()
+    );
+}
+
+#[test]
+fn garbage_failing_and_trapping_versions_are_refused_or_rolled_back() {
+    const N: u64 = 6_000;
+    let f = Fixture::new("");
+    let stage_file = f.path("stage.wasm");
+    std::fs::copy(MARK_A, &stage_file).unwrap();
+    std::fs::write(
+        f.path("pipeline.toml"),
+        pipeline(N, 2_000, stage_file.to_str().unwrap()),
+    )
+    .unwrap();
+    let (mut child, addr) = start(&f);
+
+    // 1. The watched file replaced by garbage: refused.
+    replace(&stage_file, b"\0asm\x0d\0\x01\0 not a component at all");
+    let refused = eventually(Duration::from_secs(20), || {
+        status(&addr)["stages"][0]["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["status"] == "failed")
+    });
+    assert!(refused, "garbage was not refused: {}", f.stderr(0));
+
+    // 2. A plugin whose init fails (json_project without its `fields` config): refused.
+    let (code, _, answer) = http(
+        &addr,
+        "POST",
+        "/admin/stages/mark/plugin",
+        &[],
+        &std::fs::read(JSON_PROJECT).unwrap(),
+    );
+    assert_eq!(code, 422, "{answer}");
+    assert!(answer.contains("init failed"), "{answer}");
+
+    // 3. One that traps on every event: accepted, then rolled back at its first batch.
+    let (code, _, answer) = http(
+        &addr,
+        "POST",
+        "/admin/stages/mark/plugin",
+        &[],
+        &std::fs::read(HOSTILE_TRAP_ALWAYS).unwrap(),
+    );
+    assert_eq!(code, 200, "{answer}");
+    let rolled = eventually(Duration::from_secs(20), || {
+        status(&addr)["stages"][0]["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["status"] == "rolled-back")
+    });
+    assert!(
+        rolled,
+        "the trapping version was not rolled back: {}",
+        f.stderr(0)
+    );
+
+    // `flowgate status` shows the history.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"))
+        .args(["status", "--data-dir"])
+        .arg(f.path("data"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "\"failed\"",
+        "\"rolled-back\"",
+        "\"live\"",
+        "init failed",
+        "traps on every event",
+    ] {
+        assert!(text.contains(want), "status lacks {want}: {text}");
+    }
+
+    let lines = finish(&f, &mut child, N as usize);
+    let marks = exactly_once(&lines, N);
+    assert_eq!(
+        marks.keys().cloned().collect::<Vec<_>>(),
+        ["a"],
+        "the old version served all: {marks:?}"
+    );
+    let stderr = f.stderr(0);
+    assert!(stderr.contains("rolled back"), "{stderr}");
+}
+
+#[test]
+fn a_pipeline_edit_adds_a_stage_and_rewires_another_while_events_flow() {
+    const N: u64 = 8_000;
+    let v1 = pipeline(N, 2_000, MARK_A);
+    let f = Fixture::new(&v1);
+    let (mut child, addr) = start(&f);
+    let some = eventually(Duration::from_secs(30), || {
+        f.lines("out.ndjson").len() > 500
+    });
+    assert!(some, "{}", f.stderr(0));
+    // `mark` now writes to `mid`, and a new stage upper-cases `mid` into `out`.
+    let v2 = v1.replace(
+        "output = \"out\"\nbatch-size = 64",
+        "output = \"mid\"\nbatch-size = 64",
+    ) + &format!(
+        "\n[stages.shout]\nplugin = \"{UPPERCASE}\"\ninput = \"mid\"\noutput = \"out\"\n"
+    );
+    assert_ne!(v1, v2);
+    replace(&f.path("pipeline.toml"), v2.as_bytes());
+    let applied = eventually(Duration::from_secs(20), || {
+        status(&addr)["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["stage"] == "shout")
+    });
+    assert!(applied, "the edit was not applied: {}", f.stderr(0));
+    let lines = finish(&f, &mut child, N as usize);
+    let marks = exactly_once(&lines, N);
+    assert!(marks.get("a").is_some_and(|n| *n > 0), "{marks:?}");
+    assert!(marks.get("A").is_some_and(|n| *n > 0), "{marks:?}");
+    assert!(
+        f.stderr(0).contains("pipeline edit applied"),
+        "{}",
+        f.stderr(0)
+    );
+}
