@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::process::Child;
 use std::time::Duration;
 
-use flowgate_tests::plugins::{HOSTILE_TRAP_ALWAYS, JSON_PROJECT, MARK_A, MARK_B, UPPERCASE};
+use flowgate_tests::plugins::{
+    HOSTILE_TRAP_ALWAYS, JSON_PROJECT, MARK_A, MARK_B, MARK_LARGE, UPPERCASE,
+};
 use serde_json::Value;
 
 use crate::pipeline::{Fixture, eventually, http, listen_addr, sigterm, wait_exit};
@@ -291,4 +293,39 @@ fn a_pipeline_edit_adds_a_stage_and_rewires_another_while_events_flow() {
         "{}",
         f.stderr(0)
     );
+}
+
+#[test]
+fn a_plugin_file_replaced_on_disk_is_swapped_in_even_a_large_one() {
+    const N: u64 = 6_000;
+    let f = Fixture::new("");
+    let stage_file = f.path("stage.wasm");
+    std::fs::copy(MARK_A, &stage_file).unwrap();
+    std::fs::write(
+        f.path("pipeline.toml"),
+        pipeline(N, 2_000, stage_file.to_str().unwrap()),
+    )
+    .unwrap();
+    let (mut child, addr) = start(&f);
+    let large = std::fs::read(MARK_LARGE).unwrap();
+    assert!(
+        large.len() > 4 << 20,
+        "the large fixture is {} bytes",
+        large.len()
+    );
+    replace(&stage_file, &large);
+    let live = eventually(Duration::from_secs(60), || {
+        let st = status(&addr);
+        let stage = &st["stages"][0];
+        stage["live"]["hash"] == flowgate::runtime::hash_of(&large)
+            && stage["versions"].as_array().unwrap().iter().any(|v| {
+                v["live_after_ms"].is_number()
+                    && v["source"] != "deploy"
+                    && v["id"] == stage["live"]["version"]
+            })
+    });
+    assert!(live, "the large version did not go live: {}", f.stderr(0));
+    let lines = finish(&f, &mut child, N as usize);
+    let marks = exactly_once(&lines, N);
+    assert!(marks.get("L").is_some_and(|n| *n > 0), "{marks:?}");
 }
