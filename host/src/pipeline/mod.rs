@@ -503,6 +503,11 @@ impl Running {
     pub fn apply(&self, new: PipelineConfig) -> anyhow::Result<Vec<String>> {
         let mut state = self.state();
         let old = state.config.clone();
+        if old.is_some() && self.ctl.bounded {
+            anyhow::bail!(
+                "a bounded run does not take pipeline edits (it ends when its inputs do); edit and run it again"
+            );
+        }
         if let Some(old) = &old
             && old.name != new.name
         {
