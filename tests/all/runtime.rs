@@ -86,6 +86,12 @@ fn every_instance_starts_from_fresh_memory() {
     use flowgate_tests::plugins::COUNT_BY_KEY;
     let rt = flowgate_tests::runtime();
     let plugin = rt.load_file(COUNT_BY_KEY.as_ref()).unwrap();
+    // It declares `values = false`: its batches arrive without values (and it still counts).
+    assert!(!plugin.info().reads_values);
+    let upper = rt
+        .load_file(flowgate_tests::plugins::UPPERCASE.as_ref())
+        .unwrap();
+    assert!(upper.info().reads_values);
     let event = flowgate_tests::text("x", 1);
     for round in 0..3 {
         let mut inst = plugin.instantiate(Default::default(), Vec::new()).unwrap();

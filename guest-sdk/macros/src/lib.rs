@@ -30,27 +30,61 @@ pub fn flat_map(args: TokenStream, item: TokenStream) -> TokenStream {
     stage("FlatMap", args, item)
 }
 
-/// Parses `init = path` (the only argument).
-fn parse_init(args: TokenStream) -> syn::Result<Option<Path>> {
-    let mut init = None;
+/// The attribute's arguments.
+struct Args {
+    /// `init = path`.
+    init: Option<Path>,
+    /// `values = false`: the function never reads the input's value.
+    values: bool,
+}
+
+/// Parses `init = path` and `values = false`.
+fn parse_args(args: TokenStream) -> syn::Result<Args> {
+    let mut out = Args {
+        init: None,
+        values: true,
+    };
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("init") {
-            init = Some(meta.value()?.parse::<Path>()?);
+            out.init = Some(meta.value()?.parse::<Path>()?);
+            Ok(())
+        } else if meta.path.is_ident("values") {
+            out.values = meta.value()?.parse::<syn::LitBool>()?.value;
             Ok(())
         } else {
-            Err(meta.error("unknown argument: the only one is `init = your_init_fn`"))
+            Err(meta.error(
+                "unknown argument: the arguments are `init = your_init_fn` and `values = false`",
+            ))
         }
     });
     parser.parse(args)?;
-    Ok(init)
+    Ok(out)
 }
 
 fn stage(kind: &str, args: TokenStream, item: TokenStream) -> TokenStream {
-    let init = match parse_init(args) {
-        Ok(i) => i,
+    let Args { init, values } = match parse_args(args) {
+        Ok(a) => a,
         Err(e) => return e.to_compile_error().into(),
     };
     let func = parse_macro_input!(item as ItemFn);
+    if !values && kind == "Filter" {
+        return syn::Error::new_spanned(
+            &func.sig,
+            "`values = false` does not fit a filter: a filter passes its input events on, values included",
+        )
+        .to_compile_error()
+        .into();
+    }
+    // `values = false` is told to the host in a custom section, so that it does not copy the
+    // input values into the plugin (they arrive empty).
+    let reads = (!values).then(|| {
+        quote! {
+            #[doc(hidden)]
+            #[used]
+            #[unsafe(link_section = "flowgate:no-values")]
+            static __FLOWGATE_NO_VALUES: [u8; 1] = [1];
+        }
+    });
     if func.sig.inputs.len() != 1 {
         return syn::Error::new_spanned(
             &func.sig,
@@ -67,6 +101,8 @@ fn stage(kind: &str, args: TokenStream, item: TokenStream) -> TokenStream {
     };
     quote! {
         #func
+
+        #reads
 
         #[doc(hidden)]
         struct __FlowgateStage;

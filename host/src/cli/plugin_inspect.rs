@@ -38,6 +38,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             "load_ms": info.load_time.as_secs_f64() * 1e3,
             "imports": info.imports,
             "exports": info.exports,
+            "reads_values": info.reads_values,
         });
         writeln!(out, "{doc:#}")?;
         return Ok(ExitCode::SUCCESS);
@@ -47,6 +48,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     writeln!(out, "size:    {} bytes", info.size)?;
     writeln!(out, "sha256:  {}", info.hash)?;
     writeln!(out, "world:   {}", info.world)?;
+    writeln!(
+        out,
+        "values:  {}",
+        if info.reads_values {
+            "read (copied into each call)"
+        } else {
+            "not read (declared values = false: batches arrive without them)"
+        }
+    )?;
     writeln!(
         out,
         "load:    {:.1} ms ({})",

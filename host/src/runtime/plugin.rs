@@ -14,7 +14,7 @@ use super::error::{CallError, CallErrorKind, LoadError, PluginError};
 use super::limits::{self, Limiter, Limits};
 use super::stdio::PluginOutput;
 use super::{Runtime, StageState};
-use crate::event::{self, Batch, BatchBuilder, Event};
+use crate::event::{self, Batch, BatchBuilder, BytesColumn, Event};
 
 /// The exports of the `stage` world.
 const STAGE_EXPORTS: [&str; 3] = ["init", "on-event", "on-batch"];
@@ -38,6 +38,19 @@ pub struct PluginInfo {
     pub imports: Vec<String>,
     /// Exported interfaces and functions.
     pub exports: Vec<String>,
+    /// False when the plugin declared that it never reads input values (the SDK's
+    /// `values = false`): its batches arrive with empty values, which are not copied in.
+    pub reads_values: bool,
+}
+
+/// The custom section by which a plugin says it does not read input values.
+const NO_VALUES_SECTION: &str = "flowgate:no-values";
+
+/// True unless a core module of the component carries [`NO_VALUES_SECTION`].
+fn reads_values(bytes: &[u8]) -> bool {
+    !wasmparser::Parser::new(0).parse_all(bytes).any(
+        |p| matches!(p, Ok(wasmparser::Payload::CustomSection(c)) if c.name() == NO_VALUES_SECTION),
+    )
 }
 
 /// A loaded plugin version: compiled code and a pre-instantiated handle. Cheap to clone.
@@ -129,6 +142,7 @@ pub(crate) fn load(rt: &Runtime, name: &str, bytes: &[u8]) -> Result<Plugin, Loa
         world: "flowgate:plugin/stage@0.1.0",
         imports,
         exports,
+        reads_values: reads_values(bytes),
     };
     tracing::debug!(plugin = name, hash = %info.hash, from_cache, load_ms = info.load_time.as_millis() as u64, "plugin loaded");
     Ok(Plugin {
@@ -384,6 +398,25 @@ impl StageInstance {
     /// survives a trap on one row.
     pub fn on_batch(&mut self, input: &Batch) -> Result<BatchOutput, CallError> {
         let rows = input.values.ends.len();
+        // A plugin that does not read values gets them empty: not copied into its memory.
+        let projected;
+        let input = if self.plugin.info.reads_values {
+            input
+        } else {
+            projected = Batch {
+                values: BytesColumn {
+                    data: Vec::new(),
+                    ends: vec![0; rows],
+                },
+                keys: input.keys.clone(),
+                has_key: input.has_key.clone(),
+                timestamps: input.timestamps.clone(),
+                header_ends: input.header_ends.clone(),
+                header_names: input.header_names.clone(),
+                header_values: input.header_values.clone(),
+            };
+            &projected
+        };
         let result: BatchResult = self
             .call(|stage, store| stage.call_on_batch(store, input))?
             .map_err(|e| self.error(CallErrorKind::Plugin(e.into())))?;
