@@ -67,6 +67,15 @@ fn stage(kind: &str, args: TokenStream, item: TokenStream) -> TokenStream {
         Err(e) => return e.to_compile_error().into(),
     };
     let func = parse_macro_input!(item as ItemFn);
+    let writes = func.sig.inputs.len() == 2;
+    if writes && kind != "Map" {
+        return syn::Error::new_spanned(
+            &func.sig,
+            "only `map` takes a second argument (`out: &mut flowgate_sdk::ValueWriter`)",
+        )
+        .to_compile_error()
+        .into();
+    }
     if !values && kind == "Filter" {
         return syn::Error::new_spanned(
             &func.sig,
@@ -85,16 +94,25 @@ fn stage(kind: &str, args: TokenStream, item: TokenStream) -> TokenStream {
             static __FLOWGATE_NO_VALUES: [u8; 1] = [1];
         }
     });
-    if func.sig.inputs.len() != 1 {
+    if func.sig.inputs.is_empty() || func.sig.inputs.len() > 2 {
         return syn::Error::new_spanned(
             &func.sig,
-            "a stage function takes exactly one argument: `event: &flowgate_sdk::EventRef`",
+            "a stage function takes `event: &flowgate_sdk::EventRef` (and, for `map`, may take `out: &mut flowgate_sdk::ValueWriter`)",
         )
         .to_compile_error()
         .into();
     }
     let name = &func.sig.ident;
     let kind = format_ident!("{kind}");
+    let body = if writes {
+        quote! {
+            sink.emit_write(input, |out| ::flowgate_sdk::kind::Written::into_result(#name(input, out)))
+        }
+    } else {
+        quote! {
+            ::flowgate_sdk::Returned::emit(::flowgate_sdk::kind::#kind(#name(input)), input, sink)
+        }
+    };
     let init = match init {
         Some(path) => quote! { ::core::option::Option::Some(#path) },
         None => quote! { ::core::option::Option::None },
@@ -113,7 +131,7 @@ fn stage(kind: &str, args: TokenStream, item: TokenStream) -> TokenStream {
                 input: &::flowgate_sdk::EventRef<'_>,
                 sink: &mut S,
             ) -> ::core::result::Result<(), ::flowgate_sdk::Error> {
-                ::flowgate_sdk::Returned::emit(::flowgate_sdk::kind::#kind(#name(input)), input, sink)
+                #body
             }
         }
 
