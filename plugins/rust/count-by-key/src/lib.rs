@@ -5,7 +5,7 @@
 //!
 //! The counts live in the instance's memory: they survive between calls, not a restart of the
 //! instance (durable keyed state is a host interface of a later contract version).
-use flowgate_sdk::EventRef;
+use flowgate_sdk::{EventRef, ValueWriter};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -14,14 +14,27 @@ thread_local! {
 }
 
 #[flowgate_sdk::map(values = false)]
-fn count_by_key(event: &EventRef) -> Vec<u8> {
+fn count_by_key(event: &EventRef, out: &mut ValueWriter) {
     let key = event.key.unwrap_or_default();
-    COUNTS.with_borrow_mut(|counts| {
+    let n = COUNTS.with_borrow_mut(|counts| {
         let n = match counts.get_mut(key) {
             Some(n) => n,
             None => counts.entry(key.to_vec()).or_insert(0),
         };
         *n += 1;
-        n.to_string().into_bytes()
-    })
+        *n
+    });
+    // Decimal digits, written in place.
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut rest = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
