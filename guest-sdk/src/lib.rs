@@ -592,11 +592,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn batch_and_event_paths_agree_and_fail_only_the_bad_row() {
-        let inputs = [event(b"a", 1), event(b"bad", 2), event(b"c", 3)];
+    fn batch_of(inputs: &[Event]) -> Batch {
         let mut b = BatchBuilder::default();
-        for e in &inputs {
+        for e in inputs {
             b.push(
                 e.key.as_deref(),
                 &e.value,
@@ -604,8 +602,13 @@ mod tests {
                 e.headers.iter().map(|h| (h.name.as_bytes(), &h.value[..])),
             );
         }
-        let batch = flowgate_batch::batch_from!(Batch, BytesColumn, b);
-        let result = on_batch::<Shout>(batch).unwrap();
+        flowgate_batch::batch_from!(Batch, BytesColumn, b)
+    }
+
+    #[test]
+    fn batch_and_event_paths_agree_and_fail_only_the_bad_row() {
+        let inputs = [event(b"a", 1), event(b"bad", 2), event(b"c", 3)];
+        let result = on_batch::<Shout>(batch_of(&inputs)).unwrap();
         assert_eq!(result.origins, vec![0, 0, 2, 2]);
         assert_eq!(result.failures.len(), 1);
         assert_eq!(result.failures[0].row, 1);
@@ -645,19 +648,7 @@ mod tests {
     #[test]
     fn a_writing_map_fails_a_row_without_leaving_its_partial_value() {
         let inputs = [event(b"a", 1), event(b"bad", 2), event(b"c", 3)];
-        let batch = {
-            let mut b = BatchBuilder::default();
-            for e in &inputs {
-                b.push(
-                    e.key.as_deref(),
-                    &e.value,
-                    e.timestamp,
-                    e.headers.iter().map(|h| (h.name.as_bytes(), &h.value[..])),
-                );
-            }
-            flowgate_batch::batch_from!(Batch, BytesColumn, b)
-        };
-        let result = on_batch::<Writer>(batch).unwrap();
+        let result = on_batch::<Writer>(batch_of(&inputs)).unwrap();
         assert_eq!(result.output.values.data, b"<A><C>");
         assert_eq!(result.output.values.ends, vec![3, 6]);
         assert_eq!(result.origins, vec![0, 2]);

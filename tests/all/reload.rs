@@ -108,6 +108,20 @@ path = "out.ndjson"
     )
 }
 
+/// A pipeline whose stage runs the plugin file `stage.wasm` in its directory (a copy of
+/// `mark_a`), for tests that replace it.
+fn with_stage_file(count: u64, rate: u64) -> (Fixture, std::path::PathBuf) {
+    let f = Fixture::new("");
+    let stage_file = f.path("stage.wasm");
+    std::fs::copy(MARK_A, &stage_file).unwrap();
+    std::fs::write(
+        f.path("pipeline.toml"),
+        pipeline(count, rate, stage_file.to_str().unwrap()),
+    )
+    .unwrap();
+    (f, stage_file)
+}
+
 fn status(addr: &str) -> Value {
     let (code, _, body) = http(addr, "GET", "/admin/status", &[], b"");
     assert_eq!(code, 200, "{body}");
@@ -121,14 +135,7 @@ fn status(addr: &str) -> Value {
 )]
 fn two_hundred_swaps_under_load_lose_and_repeat_nothing() {
     const N: u64 = 20_000;
-    let f = Fixture::new("");
-    let stage_file = f.path("stage.wasm");
-    std::fs::copy(MARK_A, &stage_file).unwrap();
-    std::fs::write(
-        f.path("pipeline.toml"),
-        pipeline(N, 4_000, stage_file.to_str().unwrap()),
-    )
-    .unwrap();
+    let (f, _) = with_stage_file(N, 4_000);
     let (mut child, addr) = start(&f);
     let a = std::fs::read(MARK_A).unwrap();
     let b = std::fs::read(MARK_B).unwrap();
@@ -170,14 +177,7 @@ fn two_hundred_swaps_under_load_lose_and_repeat_nothing() {
 #[test]
 fn garbage_failing_and_trapping_versions_are_refused_or_rolled_back() {
     const N: u64 = 6_000;
-    let f = Fixture::new("");
-    let stage_file = f.path("stage.wasm");
-    std::fs::copy(MARK_A, &stage_file).unwrap();
-    std::fs::write(
-        f.path("pipeline.toml"),
-        pipeline(N, 2_000, stage_file.to_str().unwrap()),
-    )
-    .unwrap();
+    let (f, stage_file) = with_stage_file(N, 2_000);
     let (mut child, addr) = start(&f);
 
     // 1. The watched file replaced by garbage: refused.
@@ -298,14 +298,7 @@ fn a_pipeline_edit_adds_a_stage_and_rewires_another_while_events_flow() {
 #[test]
 fn a_plugin_file_replaced_on_disk_is_swapped_in_even_a_large_one() {
     const N: u64 = 6_000;
-    let f = Fixture::new("");
-    let stage_file = f.path("stage.wasm");
-    std::fs::copy(MARK_A, &stage_file).unwrap();
-    std::fs::write(
-        f.path("pipeline.toml"),
-        pipeline(N, 2_000, stage_file.to_str().unwrap()),
-    )
-    .unwrap();
+    let (f, stage_file) = with_stage_file(N, 2_000);
     let (mut child, addr) = start(&f);
     let large = std::fs::read(MARK_LARGE).unwrap();
     assert!(
