@@ -156,6 +156,13 @@ fn two_hundred_swaps_under_load_lose_and_repeat_nothing() {
         "{marks:?}"
     );
     let stage = &st["stages"][0];
+    assert_eq!(stage["input"], "raw");
+    assert_eq!(stage["partitions"].as_array().unwrap().len(), 2, "{stage}");
+    assert!(stage["events"]["in"].as_u64().unwrap() > 0, "{stage}");
+    assert!(
+        stage["partitions"][0]["end"].as_u64().unwrap() > 0,
+        "{stage}"
+    );
     let versions = stage["versions"].as_array().unwrap();
     assert_eq!(versions.len(), 201, "the first version and 200 deploys");
     assert!(

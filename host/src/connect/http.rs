@@ -461,8 +461,43 @@ async fn admin_status(State(state): State<Arc<HttpState>>, headers: HeaderMap) -
             let live = slot.current();
             let mut pauses = slot.swap_pauses();
             pauses.sort_unstable();
+            let input = config
+                .stages
+                .iter()
+                .find(|s| s.name == slot.stage)
+                .map(|s| s.input.clone())
+                .unwrap_or_default();
+            let ends: Vec<u64> = state
+                .log
+                .describe(&input)
+                .map(|i| i.partitions.iter().map(|p| p.end_offset).collect())
+                .unwrap_or_default();
+            let (partitions, counts) = match state.running.stage_stats(&slot.stage) {
+                Some(st) => {
+                    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                    let parts: Vec<Value> = st
+                        .positions
+                        .iter()
+                        .enumerate()
+                        .map(|(p, pos)| {
+                            let pos = get(pos);
+                            let end = ends.get(p).copied().unwrap_or(pos);
+                            json!({"partition": p, "position": pos, "end": end, "lag": end.saturating_sub(pos)})
+                        })
+                        .collect();
+                    let counts = json!({
+                        "in": get(&st.events_in), "out": get(&st.events_out), "errors": get(&st.errors),
+                        "dead_letters": get(&st.dead_letters), "skipped": get(&st.skipped), "pauses": get(&st.pauses),
+                    });
+                    (parts, counts)
+                }
+                None => (Vec::new(), Value::Null),
+            };
             json!({
                 "stage": slot.stage,
+                "input": input,
+                "partitions": partitions,
+                "events": counts,
                 "live": {"version": live.id, "hash": live.plugin.info().hash, "source": live.source},
                 "swaps": pauses.len(),
                 "swap_pause_ms": {"p50": percentile_ms(&pauses, 0.5), "p99": percentile_ms(&pauses, 0.99), "max": pauses.last().map(|d| d.as_secs_f64() * 1000.0)},

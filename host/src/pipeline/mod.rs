@@ -797,6 +797,11 @@ impl Running {
             .collect()
     }
 
+    /// Counters of a stage.
+    pub fn stage_stats(&self, name: &str) -> Option<Arc<StageStats>> {
+        self.state().stages.get(name).cloned()
+    }
+
     /// Counters of a source.
     pub fn source_stats(&self, name: &str) -> Option<Arc<StepStats>> {
         self.state().sources.get(name).cloned()
