@@ -20,6 +20,16 @@ use crate::runtime::{Limits, Plugin, Runtime, StageInstance};
 
 static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
 
+/// Swap pauses and history records kept per stage (the newest).
+const KEEP: usize = 10_000;
+
+fn push_record(history: &mut Vec<VersionRecord>, r: VersionRecord) {
+    if history.len() >= KEEP {
+        history.drain(..KEEP / 2);
+    }
+    history.push(r);
+}
+
 /// A loaded plugin version of a stage.
 #[derive(Debug)]
 pub struct Version {
@@ -152,10 +162,13 @@ impl StageSlot {
     pub(crate) fn swapped(&self, v: &Version, pause: Duration) {
         metrics::histogram!("flowgate_reload_swap_seconds", "stage" => self.stage.clone())
             .record(pause.as_secs_f64());
-        self.swap_pauses
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(pause);
+        {
+            let mut pauses = self.swap_pauses.lock().unwrap_or_else(|p| p.into_inner());
+            if pauses.len() >= KEEP {
+                pauses.drain(..KEEP / 2);
+            }
+            pauses.push(pause);
+        }
         let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = h.iter_mut().rev().find(|r| r.id == v.id)
             && r.live_after_ms.is_none()
@@ -190,7 +203,7 @@ impl StageSlot {
         self.set_status(prev.id, "live", None);
     }
 
-    /// The history, oldest first.
+    /// The history, oldest first (the newest 10,000 records).
     pub fn history(&self) -> Vec<VersionRecord> {
         self.history
             .lock()
@@ -236,10 +249,9 @@ pub fn deploy(
         tracing::error!(stage = %slot.stage, source = %source, "new plugin version refused: {reason}; the live version keeps serving");
         metrics::counter!("flowgate_reload_failures_total", "stage" => slot.stage.clone())
             .increment(1);
-        slot.history
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(VersionRecord {
+        push_record(
+            &mut slot.history.lock().unwrap_or_else(|p| p.into_inner()),
+            VersionRecord {
                 id: 0,
                 hash: crate::runtime::hash_of(bytes),
                 source: source.clone(),
@@ -247,7 +259,8 @@ pub fn deploy(
                 status: "failed".into(),
                 reason: Some(reason.clone()),
                 live_after_ms: None,
-            });
+            },
+        );
         reason
     };
     let plugin = runtime
@@ -294,7 +307,7 @@ pub fn deploy(
         {
             r.status = "replaced".into();
         }
-        h.push(rec);
+        push_record(&mut h, rec);
     }
     *slot.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(live);
     slot.current.store(Arc::new(v));
