@@ -36,13 +36,10 @@ pub(crate) struct Args {
 
 /// The partition of an event: by key hash, else round-robin.
 pub(crate) fn partition_for(e: &Event, partitions: u32, counter: &mut u64) -> u32 {
-    match &e.key {
-        Some(k) => crc32c::crc32c(k) % partitions,
-        None => {
-            *counter += 1;
-            (*counter % u64::from(partitions)) as u32
-        }
+    if e.key.is_none() {
+        *counter += 1;
     }
+    crate::pipeline::producer::partition_for(e.key.as_deref(), partitions, *counter)
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {

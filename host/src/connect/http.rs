@@ -239,13 +239,7 @@ async fn ingest_inner(
     request: Request,
 ) -> Result<Response, Response> {
     if !authorized(state, request.headers()) {
-        let mut r = error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token (send Authorization: Bearer <token>)",
-        );
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return Err(r);
+        return Err(unauthorized());
     }
     let Some((target, stats)) = state.topics.get(topic) else {
         return Err(error(

@@ -243,10 +243,14 @@ fn retryable(e: &CallError) -> bool {
 }
 
 /// Calls the plugin on a batch (per event or per batch, with retries).
-fn call(s: &StageShared, part: &mut Part, input: &Input) -> Result<Called, Stopped> {
+fn call(
+    s: &StageShared,
+    part: &mut Part,
+    input: &Input,
+    cols: &Columns<'_>,
+) -> Result<Called, Stopped> {
     let name = &s.config.name;
     let n = input.len();
-    let cols = event::columns(&input.batch).expect("the log checked the batch");
     let started = Instant::now();
     let mut failures: Vec<Failed> = Vec::new();
     // Outputs of the plugin: one batch and the input row of each output row.
@@ -349,7 +353,9 @@ fn process(
     input: &Input,
     traps: &mut VecDeque<Instant>,
 ) -> Result<(), Stopped> {
-    let mut called = call(s, part, input)?;
+    // Checked once per batch, read by the call (per event, retries) and by the delivery.
+    let cols = event::columns(&input.batch).expect("the log checked the batch");
+    let mut called = call(s, part, input, &cols)?;
     if let Some(pr) = &mut part.probation {
         pr.events += input.len() as u64;
         pr.failures += called.failures.len() as u64;
@@ -366,14 +372,14 @@ fn process(
             s.slot.roll_back(part.version, reason);
             // Back to the previous instance, and the batch again with it.
             follow_slot(s, part)?;
-            called = call(s, part, input)?;
+            called = call(s, part, input, &cols)?;
         } else if pr.events >= PROBATION_EVENTS || pr.started.elapsed() >= PROBATION_TIME {
             s.slot.confirm(part.version);
             part.previous = None;
             part.probation = None;
         }
     }
-    deliver(s, part, input, called, traps)
+    deliver(s, part, input, &cols, called, traps)
 }
 
 /// Routes the outputs, handles the failed events by policy, and appends.
@@ -381,6 +387,7 @@ fn deliver(
     s: &StageShared,
     part: &mut Part,
     input: &Input,
+    cols: &Columns<'_>,
     called: Called,
     traps: &mut VecDeque<Instant>,
 ) -> Result<(), Stopped> {
@@ -393,7 +400,6 @@ fn deliver(
     } = called;
     let name = &s.config.name;
     let n = input.len();
-    let cols = event::columns(&input.batch).expect("the log checked the batch");
 
     // The common case: every input went through, to one topic and one partition. The plugin's
     // output batch is appended as it is, without copying its rows.
