@@ -303,6 +303,13 @@ impl Pending {
         Pending(rx)
     }
 
+    /// A pending append answered through the returned sender (for logs built in tests).
+    #[cfg(test)]
+    pub(crate) fn answered_by() -> (oneshot::Sender<Result<Ack, LogError>>, Pending) {
+        let (tx, rx) = oneshot::channel();
+        (tx, Pending(rx))
+    }
+
     /// The answer if it has come, without blocking; `None` while the append is in flight.
     pub fn try_wait(&mut self) -> Option<Result<Ack, LogError>> {
         match self.0.try_recv() {

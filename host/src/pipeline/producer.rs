@@ -55,6 +55,11 @@ struct Checkpoint {
 struct InFlight {
     /// Target, partition, bytes, the append.
     appends: Vec<(usize, u32, u64, Pending)>,
+    /// Target, partition and end offset of the appends acknowledged so far. They reach the
+    /// checkpoint only with `next_position`, once every append of the step is acknowledged: a
+    /// checkpointed end past a marker whose position is not checkpointed would hide the marker
+    /// from the scan after a crash, and the replay would write those outputs again.
+    acked: Vec<(usize, u32, u64)>,
     next_position: u64,
 }
 
@@ -280,6 +285,7 @@ impl Producer {
         next_position: u64,
     ) -> Result<(), LogError> {
         self.in_flight.push_back(InFlight {
+            acked: Vec::with_capacity(appends.len()),
             appends,
             next_position,
         });
@@ -321,14 +327,17 @@ impl Producer {
                 }
                 Some(Ok(ack)) => {
                     let end = ack.base_offset + u64::from(ack.count);
-                    let slot = self.ends.entry((*t, *p)).or_insert(end);
-                    *slot = (*slot).max(end);
+                    front.acked.push((*t, *p, end));
                     appended(&self.targets[*t].topic, u64::from(ack.count), *bytes);
                     front.appends.pop();
                 }
             }
         }
         let done = self.in_flight.pop_front().expect("front exists");
+        for (t, p, end) in done.acked {
+            let slot = self.ends.entry((t, p)).or_insert(end);
+            *slot = (*slot).max(end);
+        }
         self.position = done.next_position;
         Ok(true)
     }
@@ -397,4 +406,172 @@ pub(crate) fn appended(topic: &str, records: u64, bytes: u64) {
         .increment(records);
     metrics::counter!("flowgate_topic_bytes_appended_total", "topic" => topic.to_owned())
         .increment(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::event::Event;
+    use crate::log::{Ack, MemoryLog, ReadBatch, TopicConfig, TopicInfo};
+
+    /// A memory log whose appends to partition 0 stay in flight (never written) while `hold`
+    /// is set: the state of a process that crashes before that append is synced.
+    #[derive(Default)]
+    struct Holding {
+        inner: MemoryLog,
+        hold: AtomicBool,
+        held: Mutex<Vec<oneshot::Sender<Result<Ack, LogError>>>>,
+    }
+
+    impl EventLog for Holding {
+        fn create_topic(&self, name: &str, config: TopicConfig) -> Result<(), LogError> {
+            self.inner.create_topic(name, config)
+        }
+        fn topics(&self) -> Vec<String> {
+            self.inner.topics()
+        }
+        fn describe(&self, topic: &str) -> Result<TopicInfo, LogError> {
+            self.inner.describe(topic)
+        }
+        fn submit(&self, topic: &str, partition: u32, batch: Batch) -> Result<Pending, LogError> {
+            if partition == 0 && self.hold.load(Ordering::Acquire) {
+                let (tx, pending) = Pending::answered_by();
+                self.held.lock().unwrap().push(tx);
+                return Ok(pending);
+            }
+            self.inner.submit(topic, partition, batch)
+        }
+        fn read(
+            &self,
+            topic: &str,
+            partition: u32,
+            from: u64,
+            max_bytes: usize,
+        ) -> Result<Vec<ReadBatch>, LogError> {
+            self.inner.read(topic, partition, from, max_bytes)
+        }
+        fn offset_for_time(&self, topic: &str, partition: u32, ts: i64) -> Result<u64, LogError> {
+            self.inner.offset_for_time(topic, partition, ts)
+        }
+        fn wait_for(
+            &self,
+            topic: &str,
+            partition: u32,
+            offset: u64,
+            timeout: Duration,
+        ) -> Result<bool, LogError> {
+            self.inner.wait_for(topic, partition, offset, timeout)
+        }
+        fn roll(&self, topic: &str, partition: u32) -> Result<(), LogError> {
+            self.inner.roll(topic, partition)
+        }
+        fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+            self.inner.enforce_retention(now_ms)
+        }
+        fn commit_offset(&self, g: &str, t: &str, p: u32, offset: u64) -> Result<(), LogError> {
+            self.inner.commit_offset(g, t, p, offset)
+        }
+        fn committed_offset(&self, g: &str, t: &str, p: u32) -> Result<Option<u64>, LogError> {
+            self.inner.committed_offset(g, t, p)
+        }
+        fn save_checkpoint(&self, name: &str, data: &[u8]) -> Result<(), LogError> {
+            self.inner.save_checkpoint(name, data)
+        }
+        fn load_checkpoint(&self, name: &str) -> Result<Option<Vec<u8>>, LogError> {
+            self.inner.load_checkpoint(name)
+        }
+    }
+
+    fn open(log: &Arc<Holding>, interval: Duration) -> (Producer, u64) {
+        let target = Target {
+            topic: "out".into(),
+            partitions: 2,
+        };
+        Producer::open(
+            log.clone(),
+            "p".into(),
+            "p".into(),
+            vec![target],
+            true,
+            interval,
+            || Ok(0),
+        )
+        .unwrap()
+    }
+
+    /// Sends one output per partition for the inputs ending at `origins[0]` and `origins[1]`.
+    fn step(producer: &mut Producer, origins: [u64; 2]) {
+        let events: Vec<Event> = origins
+            .iter()
+            .map(|o| Event {
+                key: None,
+                value: format!("{{\"origin\":{o}}}").into_bytes(),
+                timestamp: 0,
+                headers: Vec::new(),
+            })
+            .collect();
+        let batch = event::batch_of(&events);
+        let cols = event::columns(&batch).unwrap();
+        let rows: Vec<Routed<'_>> = cols
+            .rows()
+            .zip(origins)
+            .enumerate()
+            .map(|(p, (row, origin))| Routed {
+                target: 0,
+                partition: p as u32,
+                origin,
+                row,
+            })
+            .collect();
+        producer.send(&rows, origins[1]).unwrap();
+    }
+
+    fn origins_in(log: &Holding, partition: u32) -> Vec<u64> {
+        let mut out = Vec::new();
+        for rb in log.read("out", partition, 0, 1 << 20).unwrap() {
+            let cols = event::columns(&rb.batch).unwrap();
+            for row in cols.rows() {
+                let v: serde_json::Value = serde_json::from_slice(row.value).unwrap();
+                out.push(v["origin"].as_u64().unwrap());
+            }
+        }
+        out
+    }
+
+    /// A step whose append to one partition is acknowledged and to another is not must not
+    /// move that partition's checkpointed end: the scan after a crash starts there and would
+    /// miss the marker, and the replay would write the step's outputs a second time.
+    #[test]
+    fn a_half_acknowledged_step_is_neither_lost_nor_repeated_after_a_crash() {
+        let log = Arc::new(Holding::default());
+        let config = TopicConfig {
+            partitions: 2,
+            ..TopicConfig::default()
+        };
+        log.create_topic("out", config).unwrap();
+        let (mut producer, from) = open(&log, Duration::from_secs(3600));
+        assert_eq!(from, 0);
+        step(&mut producer, [1, 2]);
+        assert_eq!(producer.position(), 2);
+        log.hold.store(true, Ordering::Release);
+        step(&mut producer, [3, 4]);
+        assert_eq!(producer.position(), 2, "partition 0 has not acknowledged");
+        producer.interval = Duration::ZERO;
+        producer.poll().unwrap();
+        drop(producer); // the crash: partition 0's append of the second step is never written
+
+        log.hold.store(false, Ordering::Release);
+        let (mut producer, from) = open(&log, Duration::ZERO);
+        assert_eq!(from, 2, "resumes after the first step");
+        step(&mut producer, [3, 4]);
+        producer.flush().unwrap();
+        assert_eq!(producer.position(), 4);
+        assert_eq!(origins_in(&log, 0), [1, 3], "partition 0 after the replay");
+        assert_eq!(origins_in(&log, 1), [2, 4], "partition 1 after the replay");
+    }
 }
