@@ -9,6 +9,8 @@
 //!   dead letters, exactly-once replay.
 //! - [`reload`]: hot reload: plugin versions per stage, swaps at batch boundaries, roll-back,
 //!   the file watcher.
+//! - [`state`]: keyed state of stage instances and the event-time windows of aggregators,
+//!   checkpointed with the stage's input position.
 //! - [`connect`]: sources and sinks (files, stdin/stdout, generator, HTTP ingest).
 //! - [`event`]: events and columnar batches as the host holds them, and the NDJSON event format
 //!   every command reads and writes (`docs/events.md`).
@@ -21,4 +23,5 @@ pub mod log;
 pub mod pipeline;
 pub mod reload;
 pub mod runtime;
+pub mod state;
 pub mod units;

@@ -1,7 +1,8 @@
 //! Host bindings generated from `wit/` (the only source of truth for the ABI).
 //!
 //! Every other file under `runtime/` uses these types; one host file per imported WIT interface
-//! (`log.rs` for `flowgate:plugin/log`).
+//! (`log.rs` for `flowgate:plugin/log`, `state.rs` for `flowgate:plugin/state`). The
+//! `aggregator` world shares the interfaces of the `stage` world.
 
 #![expect(
     missing_docs,
@@ -11,5 +12,24 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "stage",
+    imports: { default: trappable },
     additional_derives: [PartialEq, Eq],
 });
+
+/// The `aggregator` world.
+pub mod aggregator {
+    #![expect(
+        missing_docs,
+        reason = "generated code: the WIT doc comments become docs, helper items have none"
+    )]
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "aggregator",
+        with: {
+            "flowgate:plugin/types": super::flowgate::plugin::types,
+            "flowgate:plugin/log": super::flowgate::plugin::log,
+            "flowgate:plugin/state": super::flowgate::plugin::state,
+        },
+        additional_derives: [PartialEq, Eq],
+    });
+}

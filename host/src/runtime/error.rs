@@ -136,6 +136,11 @@ pub enum CallErrorKind {
         /// What wasmtime said.
         message: String,
     },
+    /// An event arrived after every window it belongs to was closed.
+    Late {
+        /// The event time and the watermark.
+        message: String,
+    },
 }
 
 /// A call into a plugin failed. A trap never takes the host down: the instance is rebuilt on
@@ -162,6 +167,11 @@ impl CallError {
         )
     }
 
+    /// True for the plugin's `fatal` error: the stage cannot go on.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self.kind, CallErrorKind::Plugin(PluginError::Fatal(_)))
+    }
+
     /// The plugin's own error, if it returned one.
     pub fn plugin_error(&self) -> Option<&PluginError> {
         match &self.kind {
@@ -184,6 +194,7 @@ impl CallError {
             CallErrorKind::BadOutput { .. } => "bad-output",
             CallErrorKind::NoRoute { .. } => "no-route",
             CallErrorKind::Instantiate { .. } => "instantiate",
+            CallErrorKind::Late { .. } => "late",
         }
     }
 }
@@ -212,6 +223,7 @@ impl fmt::Display for CallError {
             CallErrorKind::Instantiate { message } => {
                 write!(f, "cannot be instantiated: {message}")?
             }
+            CallErrorKind::Late { message } => write!(f, "late event: {message}")?,
         }
         if !self.stderr.is_empty() {
             write!(

@@ -5,7 +5,7 @@ use super::bindings::flowgate::plugin::log::{Host, Level};
 use super::stdio::MAX_LINE;
 
 impl Host for StageState {
-    fn log(&mut self, level: Level, message: String) {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let mut message = message;
         if message.len() > MAX_LINE {
             let mut cut = MAX_LINE;
@@ -22,5 +22,6 @@ impl Host for StageState {
             Level::Warn => tracing::warn!(plugin, "{message}"),
             Level::Error => tracing::error!(plugin, "{message}"),
         }
+        Ok(())
     }
 }

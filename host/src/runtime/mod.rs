@@ -8,8 +8,10 @@
 //! - One [`StageInstance`] per stage instance (stage × partition): a store reused across calls.
 //!
 //! Every guest is bounded by [`Limits`] through one function (`limits::apply`). Plugins see
-//! WASI without filesystem, network or environment, and the `flowgate:plugin/log` import; their
-//! stdout and stderr go to the host's logs under the plugin's name.
+//! WASI without filesystem, network or environment, the `flowgate:plugin/log` import, and
+//! `flowgate:plugin/state` when their stage is granted keyed state; their stdout and stderr go
+//! to the host's logs under the plugin's name. A plugin implements the `stage` world or the
+//! `aggregator` world (windows kept by the host, [`crate::state::window`]).
 
 pub mod bindings;
 mod cache;
@@ -17,6 +19,7 @@ mod error;
 mod limits;
 mod log;
 mod plugin;
+mod state;
 mod stdio;
 
 use std::path::{Path, PathBuf};
@@ -31,7 +34,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use error::{CallError, CallErrorKind, LoadError, PluginError};
 pub use limits::Limits;
-pub use plugin::{BatchOutput, Plugin, PluginInfo, RowFailure, StageInstance, hash_of};
+pub use plugin::{BatchOutput, Plugin, PluginInfo, RowFailure, StageInstance, World, hash_of};
 
 use cache::CodeCache;
 use limits::Limiter;
@@ -85,6 +88,8 @@ pub struct StageState {
     table: ResourceTable,
     limiter: Limiter,
     plugin: Arc<str>,
+    /// The stage instance's keyed state, when granted.
+    state: Option<crate::state::SharedState>,
 }
 
 impl std::fmt::Debug for StageState {
@@ -197,6 +202,11 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
         bindings::flowgate::plugin::log::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| LoadError::Engine(e.to_string()))?;
+        bindings::flowgate::plugin::state::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |s| s,
         )

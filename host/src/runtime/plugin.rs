@@ -8,6 +8,8 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::{Store, Trap, WasmBacktrace};
 use wasmtime_wasi::WasiCtxBuilder;
 
+use super::bindings::aggregator::flowgate::plugin::windows::{AddResult, Pane, Window};
+use super::bindings::aggregator::{Aggregator, AggregatorPre};
 use super::bindings::flowgate::plugin::types::BatchResult;
 use super::bindings::{Stage, StagePre};
 use super::error::{CallError, CallErrorKind, LoadError, PluginError};
@@ -15,9 +17,26 @@ use super::limits::{self, Limiter, Limits};
 use super::stdio::PluginOutput;
 use super::{Runtime, StageState};
 use crate::event::{self, Batch, BatchBuilder, BytesColumn, Event};
+use crate::state::SharedState;
+use crate::state::window::Aggregate;
 
 /// The exports of the `stage` world.
 const STAGE_EXPORTS: [&str; 3] = ["init", "on-event", "on-batch"];
+
+/// The exports of the `aggregator` world.
+const AGGREGATOR_EXPORTS: [&str; 5] = ["init", "create", "add", "merge", "finish"];
+
+/// The import by which a plugin uses keyed state.
+const STATE_IMPORT: &str = "flowgate:plugin/state";
+
+/// The worlds a plugin may implement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum World {
+    /// `flowgate:plugin/stage`: events in, events out.
+    Stage,
+    /// `flowgate:plugin/aggregator`: folds events into windows the host keeps.
+    Aggregator,
+}
 
 /// What is known about a loaded plugin.
 #[derive(Clone, Debug)]
@@ -34,6 +53,10 @@ pub struct PluginInfo {
     pub load_time: Duration,
     /// The world it implements.
     pub world: &'static str,
+    /// The same, as a value.
+    pub kind: World,
+    /// True when it imports `flowgate:plugin/state` (its stage must grant `state = true`).
+    pub uses_state: bool,
     /// Imported interfaces and functions.
     pub imports: Vec<String>,
     /// Exported interfaces and functions.
@@ -57,8 +80,14 @@ fn reads_values(bytes: &[u8]) -> bool {
 #[derive(Clone)]
 pub struct Plugin {
     info: Arc<PluginInfo>,
-    pre: StagePre<StageState>,
+    pre: Pre,
     runtime: Runtime,
+}
+
+#[derive(Clone)]
+enum Pre {
+    Stage(StagePre<StageState>),
+    Aggregator(AggregatorPre<StageState>),
 }
 
 impl std::fmt::Debug for Plugin {
@@ -102,7 +131,17 @@ pub(crate) fn load(rt: &Runtime, name: &str, bytes: &[u8]) -> Result<Plugin, Loa
         .map(|(n, i)| describe(n, &i.ty))
         .collect();
 
-    let missing: Vec<&str> = STAGE_EXPORTS
+    let has = |e: &str| export_names.iter().any(|n| n == e);
+    let kind = if has("add") && has("finish") {
+        World::Aggregator
+    } else {
+        World::Stage
+    };
+    let wanted: &[&str] = match kind {
+        World::Stage => &STAGE_EXPORTS,
+        World::Aggregator => &AGGREGATOR_EXPORTS,
+    };
+    let missing: Vec<&str> = wanted
         .iter()
         .copied()
         .filter(|e| !export_names.iter().any(|n| n == e))
@@ -129,17 +168,29 @@ pub(crate) fn load(rt: &Runtime, name: &str, bytes: &[u8]) -> Result<Plugin, Loa
                 plugin: name.into(),
                 message: format!("{e:#}"),
             })?;
-    let pre = StagePre::new(instance_pre).map_err(|e| LoadError::NotAStage {
+    let not_a_stage = |e: wasmtime::Error| LoadError::NotAStage {
         plugin: name.into(),
         message: format!("{e:#}"),
-    })?;
+    };
+    let pre = match kind {
+        World::Stage => Pre::Stage(StagePre::new(instance_pre).map_err(not_a_stage)?),
+        World::Aggregator => {
+            Pre::Aggregator(AggregatorPre::new(instance_pre).map_err(not_a_stage)?)
+        }
+    };
+    let uses_state = imports.iter().any(|i| i.starts_with(STATE_IMPORT));
     let info = PluginInfo {
         name: name.into(),
         hash,
         size: bytes.len(),
         from_cache,
         load_time: started.elapsed(),
-        world: "flowgate:plugin/stage@0.1.0",
+        world: match kind {
+            World::Stage => "flowgate:plugin/stage@0.1.0",
+            World::Aggregator => "flowgate:plugin/aggregator@0.1.0",
+        },
+        kind,
+        uses_state,
         imports,
         exports,
         reads_values: reads_values(bytes),
@@ -174,6 +225,8 @@ impl Plugin {
             config,
             live: None,
             restarts: 0,
+            state: None,
+            empty: None,
         };
         instance.start()?;
         Ok(instance)
@@ -182,7 +235,12 @@ impl Plugin {
 
 struct Live {
     store: Store<StageState>,
-    stage: Stage,
+    exports: Exports,
+}
+
+enum Exports {
+    Stage(Stage),
+    Aggregator(Aggregator),
 }
 
 /// A stage instance: one store, reused across calls. Not shared between threads at once.
@@ -198,6 +256,9 @@ pub struct StageInstance {
     stderr: PluginOutput,
     live: Option<Live>,
     restarts: u64,
+    state: Option<SharedState>,
+    /// The aggregator's empty accumulator, made once per store.
+    empty: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for StageInstance {
@@ -319,28 +380,92 @@ impl StageInstance {
             table: Default::default(),
             limiter: Limiter::new(&self.limits),
             plugin: self.name.clone(),
+            state: self.state.clone(),
         };
         let mut store = Store::new(&rt.engine, state);
         self.stderr.clear_tail();
         limits::apply(&mut store, self.limits.call_timeout, rt.config.epoch_tick);
-        let stage = match self.plugin.pre.instantiate(&mut store) {
+        let exports = match &self.plugin.pre {
+            Pre::Stage(pre) => pre.instantiate(&mut store).map(Exports::Stage),
+            Pre::Aggregator(pre) => pre.instantiate(&mut store).map(Exports::Aggregator),
+        };
+        let exports = match exports {
             Ok(s) => s,
             Err(e) => return Err(self.classify(e, store.data())),
         };
         limits::apply(&mut store, self.limits.call_timeout, rt.config.epoch_tick);
-        match stage.call_init(&mut store, &self.config) {
+        // `init` may read the state; what it writes is kept only if it succeeds.
+        let mark = self.state_mark();
+        let init = match &exports {
+            Exports::Stage(s) => s.call_init(&mut store, &self.config),
+            Exports::Aggregator(a) => a.call_init(&mut store, &self.config),
+        };
+        match init {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(self.error(CallErrorKind::Plugin(e.into()))),
-            Err(e) => return Err(self.classify(e, store.data())),
+            Ok(Err(e)) => {
+                self.state_roll_back(mark);
+                return Err(self.error(CallErrorKind::Plugin(e.into())));
+            }
+            Err(e) => {
+                self.state_roll_back(mark);
+                return Err(self.classify(e, store.data()));
+            }
         }
-        self.live = Some(Live { store, stage });
+        self.empty = None;
+        self.live = Some(Live { store, exports });
         Ok(())
     }
 
-    /// Runs one call under the limits; on a trap, drops the store.
+    /// Gives this instance a stage instance's keyed state (kept across instances: after a
+    /// trap, a hot reload, a restart from a checkpoint).
+    pub fn attach_state(&mut self, state: SharedState) {
+        if let Some(live) = &mut self.live {
+            live.store.data_mut().state = Some(state.clone());
+        }
+        self.state = Some(state);
+    }
+
+    fn state_mark(&self) -> Option<usize> {
+        self.state.as_ref().map(|s| s.lock().mark())
+    }
+
+    fn state_roll_back(&self, mark: Option<usize>) {
+        if let (Some(s), Some(m)) = (&self.state, mark) {
+            s.lock().roll_back(m);
+        }
+    }
+
+    /// Runs one call of the `stage` world under the limits.
     fn call<R>(
         &mut self,
         f: impl FnOnce(&Stage, &mut Store<StageState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        self.call_any(|exports, store| match exports {
+            Exports::Stage(s) => f(s, store),
+            Exports::Aggregator(_) => Err(wasmtime::format_err!(
+                "this plugin implements the aggregator world; its stage needs a `window`"
+            )),
+        })
+    }
+
+    /// Runs one call of the `aggregator` world under the limits.
+    fn call_aggregator<R>(
+        &mut self,
+        f: impl FnOnce(&Aggregator, &mut Store<StageState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        self.call_any(|exports, store| match exports {
+            Exports::Aggregator(a) => f(a, store),
+            Exports::Stage(_) => Err(wasmtime::format_err!(
+                "this plugin implements the stage world; a stage with a `window` needs an aggregator"
+            )),
+        })
+    }
+
+    /// Runs one call under the limits; on a trap, drops the store and takes back the call's
+    /// writes to the state.
+    fn call_any<R>(
+        &mut self,
+        f: impl FnOnce(&Exports, &mut Store<StageState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         if self.live.is_none() {
             self.restarts += 1;
@@ -354,21 +479,30 @@ impl StageInstance {
             unreachable!("start() succeeded, so the instance is live")
         };
         limits::apply(&mut live.store, timeout, tick);
-        match f(&live.stage, &mut live.store) {
+        let mark = self.state_mark();
+        match f(&live.exports, &mut live.store) {
             Ok(r) => {
                 self.live = Some(live);
                 Ok(r)
             }
             // The store is dropped here: a trapped instance is never entered again.
-            Err(e) => Err(self.classify(e, live.store.data())),
+            Err(e) => {
+                self.state_roll_back(mark);
+                Err(self.classify(e, live.store.data()))
+            }
         }
     }
 
     /// Calls `on-event`.
     pub fn on_event(&mut self, event: &Event) -> Result<Vec<Event>, CallError> {
+        let mark = self.state_mark();
         let out = self
             .call(|stage, store| stage.call_on_event(store, event))?
-            .map_err(|e| self.error(CallErrorKind::Plugin(e.into())))?;
+            .map_err(|e| {
+                // An event that fails leaves the state as it was.
+                self.state_roll_back(mark);
+                self.error(CallErrorKind::Plugin(e.into()))
+            })?;
         let max = self.limits.max_outputs_per_event;
         if out.len() > max {
             return Err(self.error(CallErrorKind::OutputLimit {
@@ -417,9 +551,13 @@ impl StageInstance {
             };
             &projected
         };
+        let mark = self.state_mark();
         let result: BatchResult = self
             .call(|stage, store| stage.call_on_batch(store, input))?
-            .map_err(|e| self.error(CallErrorKind::Plugin(e.into())))?;
+            .map_err(|e| {
+                self.state_roll_back(mark);
+                self.error(CallErrorKind::Plugin(e.into()))
+            })?;
         let bad = |message: String| self.error(CallErrorKind::BadOutput { message });
         let cols = event::columns(&result.output).map_err(|e| bad(e.to_string()))?;
         if result.origins.len() != cols.len() {
@@ -521,5 +659,69 @@ impl StageInstance {
             origins,
             failures,
         })
+    }
+}
+
+impl Aggregate for StageInstance {
+    fn fatal(&self, message: String) -> CallError {
+        self.error(CallErrorKind::Plugin(PluginError::Fatal(message)))
+    }
+
+    fn empty(&mut self) -> Vec<u8> {
+        if let Some(e) = &self.empty {
+            return e.clone();
+        }
+        match self.call_aggregator(|a, store| a.call_create(store)) {
+            Ok(e) => {
+                self.empty = Some(e.clone());
+                e
+            }
+            // A trap in `create` leaves an empty accumulator; `add` will fail on it too and
+            // the rows go by the stage's error policy.
+            Err(e) => {
+                tracing::warn!(plugin = %self.name, error = %e, "create failed");
+                Vec::new()
+            }
+        }
+    }
+
+    fn add(
+        &mut self,
+        accs: Vec<Vec<u8>>,
+        input: &Batch,
+        slots: &[u32],
+    ) -> Result<(Vec<Vec<u8>>, Vec<(u32, CallError)>), CallError> {
+        let result: AddResult = self
+            .call_aggregator(|a, store| a.call_add(store, &accs, input, slots))?
+            .map_err(|e| self.error(CallErrorKind::Plugin(e.into())))?;
+        let failures = result
+            .failures
+            .into_iter()
+            .map(|f| (f.row, self.error(CallErrorKind::Plugin(f.error.into()))))
+            .collect();
+        Ok((result.accumulators, failures))
+    }
+
+    fn merge(&mut self, a: &[u8], b: &[u8]) -> Result<Option<Vec<u8>>, CallError> {
+        self.call_aggregator(|agg, store| agg.call_merge(store, a, b))
+    }
+
+    fn finish(
+        &mut self,
+        panes: &[(Option<&[u8]>, i64, i64, &[u8])],
+    ) -> Result<Vec<Vec<u8>>, CallError> {
+        let panes: Vec<Pane> = panes
+            .iter()
+            .map(|(key, start, end, acc)| Pane {
+                key: key.map(<[u8]>::to_vec),
+                window: Window {
+                    start: *start,
+                    end: *end,
+                },
+                accumulator: acc.to_vec(),
+            })
+            .collect();
+        self.call_aggregator(|a, store| a.call_finish(store, &panes))?
+            .map_err(|e| self.error(CallErrorKind::Plugin(e.into())))
     }
 }
