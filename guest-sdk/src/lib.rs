@@ -42,6 +42,13 @@
 //! and `on-batch`, which walks the batch's flat buffers in place (no allocation per input event)
 //! and writes outputs straight into the output buffers. Both give the same output.
 //!
+//! Keyed state (get, put, delete, scan; checkpointed by the host with the stage's position) is
+//! in [`state`], for stages the pipeline grants `state = true`.
+//!
+//! Windowed aggregations implement [`Aggregator`] (add, optional merge, finish) and mark the
+//! impl with [`aggregator`]: the host assigns events to windows by event time, keeps the
+//! accumulators, tracks the watermark and calls `finish` when a window is due.
+//!
 //! Configuration (`key = value` pairs from the pipeline or `flowgate plugin test --config`) is
 //! read with [`config()`]. To check it once at load time, name an init function:
 //! `#[flowgate_sdk::map(init = setup)]` with `fn setup(config: &Config) -> Result<(), Error>`;
@@ -77,6 +84,35 @@ pub mod __private {
     pub use super::{Stage, on_batch, on_event, run_init};
     pub use wit_bindgen;
 }
+
+#[doc(hidden)]
+#[cfg(feature = "json")]
+pub mod __private_agg {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "aggregator",
+        pub_export_macro: true,
+        export_macro_name: "export_aggregator",
+        default_bindings_module: "::flowgate_sdk::__private_agg",
+        runtime_path: "::flowgate_sdk::__private::wit_bindgen::rt",
+        with: {
+            "flowgate:plugin/types@0.1.0": crate::__private::flowgate::plugin::types,
+            "flowgate:plugin/log@0.1.0": crate::__private::flowgate::plugin::log,
+            "flowgate:plugin/state@0.1.0": crate::__private::flowgate::plugin::state,
+        },
+    });
+
+    pub use super::aggregate::{add, create, finish, init, merge};
+}
+
+#[cfg(feature = "json")]
+mod aggregate;
+#[cfg(feature = "json")]
+pub use aggregate::{Aggregator, Window};
+#[cfg(feature = "json")]
+pub use flowgate_sdk_macros::aggregator;
+
+pub mod state;
 
 use __private::flowgate::plugin::types::{Batch, BatchResult, BytesColumn, RowError};
 

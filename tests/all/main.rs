@@ -2,9 +2,11 @@
 //! `flowgate` command. One test binary, one module per area.
 
 mod cli;
+mod governance;
 mod hostile;
 mod log;
 mod parity;
 mod pipeline;
 mod reload;
 mod runtime;
+mod state;

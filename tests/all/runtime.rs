@@ -37,14 +37,29 @@ fn compiled_code_is_cached_by_content_hash_and_survives_a_bad_entry() {
 }
 
 #[test]
-fn every_plugin_loads_as_a_stage_with_no_filesystem_or_network_grant() {
+fn every_plugin_loads_as_a_stage_or_aggregator_with_no_filesystem_or_network_grant() {
     let rt = flowgate_tests::runtime();
     for (name, path) in ALL {
         let p = rt
             .load_file(path.as_ref())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(p.info().world, "flowgate:plugin/stage@0.1.0");
-        for export in ["init (func)", "on-event (func)", "on-batch (func)"] {
+        let exports: &[&str] = if name.starts_with("window-") {
+            assert_eq!(p.info().world, "flowgate:plugin/aggregator@0.1.0");
+            &[
+                "init (func)",
+                "create (func)",
+                "add (func)",
+                "merge (func)",
+                "finish (func)",
+            ]
+        } else {
+            assert_eq!(p.info().world, "flowgate:plugin/stage@0.1.0");
+            &["init (func)", "on-event (func)", "on-batch (func)"]
+        };
+        // Keyed state is imported only by the plugins that use it.
+        let stateful = ["state-count", "dedup", "linear-regression"].contains(name);
+        assert_eq!(p.info().uses_state, stateful, "{name}");
+        for export in exports {
             assert!(
                 p.info().exports.iter().any(|e| e == export),
                 "{name}: {export}"

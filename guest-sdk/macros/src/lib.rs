@@ -4,7 +4,7 @@
 use proc_macro::TokenStream;
 use quote::{format_ident, quote};
 use syn::parse::Parser;
-use syn::{ItemFn, Path, parse_macro_input};
+use syn::{ItemFn, ItemImpl, Path, parse_macro_input};
 
 /// Marks `fn(&EventRef) -> Vec<u8> | String | Event` (or a `Result` of one) as a map stage.
 #[proc_macro_attribute]
@@ -28,6 +28,67 @@ pub fn filter_map(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn flat_map(args: TokenStream, item: TokenStream) -> TokenStream {
     stage("FlatMap", args, item)
+}
+
+/// Marks `impl flowgate_sdk::Aggregator for T` as the plugin's aggregation (the
+/// `flowgate:plugin/aggregator` world).
+#[proc_macro_attribute]
+pub fn aggregator(args: TokenStream, item: TokenStream) -> TokenStream {
+    if !args.is_empty() {
+        return syn::Error::new(
+            proc_macro2::Span::call_site(),
+            "#[aggregator] takes no arguments",
+        )
+        .to_compile_error()
+        .into();
+    }
+    let imp = parse_macro_input!(item as ItemImpl);
+    let ty = &imp.self_ty;
+    quote! {
+        #imp
+
+        #[doc(hidden)]
+        struct __FlowgateAggregator;
+
+        impl ::flowgate_sdk::__private_agg::Guest for __FlowgateAggregator {
+            fn init(
+                config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+            ) -> ::core::result::Result<(), ::flowgate_sdk::Error> {
+                ::flowgate_sdk::__private_agg::init::<#ty>(config)
+            }
+
+            fn create() -> ::std::vec::Vec<u8> {
+                ::flowgate_sdk::__private_agg::create::<#ty>()
+            }
+
+            fn add(
+                accumulators: ::std::vec::Vec<::std::vec::Vec<u8>>,
+                input: ::flowgate_sdk::__private::flowgate::plugin::types::Batch,
+                slots: ::std::vec::Vec<u32>,
+            ) -> ::core::result::Result<
+                ::flowgate_sdk::__private_agg::flowgate::plugin::windows::AddResult,
+                ::flowgate_sdk::Error,
+            > {
+                ::flowgate_sdk::__private_agg::add::<#ty>(accumulators, input, slots)
+            }
+
+            fn merge(
+                a: ::std::vec::Vec<u8>,
+                b: ::std::vec::Vec<u8>,
+            ) -> ::core::option::Option<::std::vec::Vec<u8>> {
+                ::flowgate_sdk::__private_agg::merge::<#ty>(a, b)
+            }
+
+            fn finish(
+                panes: ::std::vec::Vec<::flowgate_sdk::__private_agg::flowgate::plugin::windows::Pane>,
+            ) -> ::core::result::Result<::std::vec::Vec<::std::vec::Vec<u8>>, ::flowgate_sdk::Error> {
+                ::flowgate_sdk::__private_agg::finish::<#ty>(panes)
+            }
+        }
+
+        ::flowgate_sdk::__private_agg::export_aggregator!(__FlowgateAggregator with_types_in ::flowgate_sdk::__private_agg);
+    }
+    .into()
 }
 
 /// The attribute's arguments.

@@ -71,6 +71,7 @@ fn producer(ctx: &SourceCtx) -> Result<(Producer, u64), LogError> {
         vec![ctx.target.clone()],
         ctx.exactly_once,
         ctx.commit_interval,
+        None,
         || Ok(0),
     )
 }

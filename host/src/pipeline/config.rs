@@ -20,6 +20,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::log::{SyncPolicy, TopicConfig};
 use crate::runtime::Limits;
+use crate::state::{WindowSpec, Windowing};
 
 /// One problem in a pipeline file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -236,6 +237,28 @@ pub struct StageConfig {
     pub max_traps_per_minute: u32,
     /// Where to start without a committed position.
     pub start: Start,
+    /// Keyed state granted to the plugin (`flowgate:plugin/state`).
+    pub state: bool,
+    /// Cap on each instance's keyed state, bytes.
+    pub max_state_bytes: usize,
+    /// Windows, for an aggregator plugin.
+    pub window: Option<Windowing>,
+    /// Where events too late for every window go (else: by the error policy, as `late`).
+    pub late_output: Option<String>,
+}
+
+impl StageConfig {
+    /// Every topic the stage writes: outputs, late events, dead letters.
+    pub fn written_topics(&self) -> Vec<&str> {
+        let mut out = self.output.topics();
+        out.extend(self.late_output.as_deref());
+        if matches!(self.on_error, OnError::DeadLetter | OnError::Retry) {
+            out.push(&self.dead_letter_topic);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 /// Retries of `retryable` errors.
@@ -356,7 +379,14 @@ const STAGE_KEYS: &[&str] = &[
     "dead-letter-topic",
     "max-traps-per-minute",
     "start",
+    "state",
+    "max-state-bytes",
+    "window",
+    "out-of-orderness",
+    "allowed-lateness",
+    "late-output",
 ];
+const WINDOW_KEYS: &[&str] = &["kind", "size", "slide", "gap"];
 const ROUTE_KEYS: &[&str] = &["header", "topics", "default"];
 const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max-backoff"];
 const SINK_KEYS: &[(&str, &[&str])] = &[
@@ -440,6 +470,21 @@ struct StageFile {
     max_traps_per_minute: Option<u32>,
     #[serde(default)]
     start: Start,
+    #[serde(default)]
+    state: bool,
+    max_state_bytes: Option<Size>,
+    window: Option<Spanned<WindowFile>>,
+    out_of_orderness: Option<Dur>,
+    allowed_lateness: Option<Dur>,
+    late_output: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WindowFile {
+    kind: String,
+    size: Option<Dur>,
+    slide: Option<Dur>,
+    gap: Option<Dur>,
 }
 
 #[derive(Deserialize)]
@@ -872,6 +917,7 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
             for (key, keys, sub) in [
                 ("route", ROUTE_KEYS, "route"),
                 ("retry", RETRY_KEYS, "retry"),
+                ("window", WINDOW_KEYS, "window"),
             ] {
                 if let Some(s) = t.get(key)
                     && let DeValue::Table(st) = s.get_ref()
@@ -947,17 +993,11 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
             .push(format!("source `{name}`"));
     }
     for (name, (_, (_, s))) in &stages {
-        for t in s.output.topics() {
+        for t in s.written_topics() {
             writers
                 .entry(t)
                 .or_default()
                 .push(format!("stage `{name}`"));
-        }
-        if s.on_error != OnError::Skip && s.on_error != OnError::Fail {
-            writers
-                .entry(&s.dead_letter_topic)
-                .or_default()
-                .push(format!("stage `{name}` (dead letters)"));
         }
     }
     let external = |t: &str| declared.get(t).is_some_and(|(_, s)| s.external);
@@ -1168,6 +1208,71 @@ fn stage(
     let dead_letter_topic = s
         .dead_letter_topic
         .map_or_else(|| "dead-letters".to_owned(), Spanned::into_inner);
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let window = match s.window {
+        None => None,
+        Some(w) => {
+            let at = w.span();
+            let w = w.into_inner();
+            let positive = |c: &mut Collector<'_>, name: &str, d: Option<Dur>| match d {
+                Some(d) if d.0 >= Duration::from_millis(1) => Some(ms(d.0)),
+                Some(_) => {
+                    c.add(
+                        at.clone(),
+                        format!("{what}: window `{name}` must be at least 1ms"),
+                        None,
+                    );
+                    None
+                }
+                None => {
+                    c.add(
+                        at.clone(),
+                        format!("{what}: a {} window needs `{name}`", w.kind),
+                        Some(format!("add {name} = \"10s\" to the window table")),
+                    );
+                    None
+                }
+            };
+            let spec = match w.kind.as_str() {
+                "tumbling" => positive(c, "size", w.size).map(|size| WindowSpec::Tumbling { size }),
+                "hopping" | "sliding" => {
+                    match (positive(c, "size", w.size), positive(c, "slide", w.slide)) {
+                        (Some(size), Some(slide)) if slide <= size => {
+                            Some(WindowSpec::Hopping { size, slide })
+                        }
+                        (Some(size), Some(slide)) => {
+                            c.add(at.clone(), format!("{what}: window slide ({slide} ms) is longer than its size ({size} ms)"), Some("events between windows would belong to none; use a slide no longer than the size".into()));
+                            None
+                        }
+                        _ => None,
+                    }
+                }
+                "session" => positive(c, "gap", w.gap).map(|gap| WindowSpec::Session { gap }),
+                other => {
+                    c.add(
+                        at.clone(),
+                        format!("{what}: unknown window kind `{other}`"),
+                        Some("write kind = \"tumbling\", \"hopping\" or \"session\"".into()),
+                    );
+                    None
+                }
+            };
+            Some(Windowing {
+                spec: spec?,
+                out_of_orderness: s.out_of_orderness.as_ref().map_or(0, |d| ms(d.0)),
+                allowed_lateness: s.allowed_lateness.as_ref().map_or(0, |d| ms(d.0)),
+            })
+        }
+    };
+    if window.is_none()
+        && (s.out_of_orderness.is_some() || s.allowed_lateness.is_some() || s.late_output.is_some())
+    {
+        c.add(
+            span.clone(),
+            format!("{what}: out-of-orderness, allowed-lateness and late-output apply to windows, and the stage has no `window`"),
+            Some("add window = { kind = \"tumbling\", size = \"1m\" } for an aggregator plugin, or remove them".into()),
+        );
+    }
     Some((
         s.input.span(),
         StageConfig {
@@ -1191,6 +1296,10 @@ fn stage(
             dead_letter_topic,
             max_traps_per_minute: s.max_traps_per_minute.unwrap_or(10),
             start: s.start,
+            state: s.state || window.is_some(),
+            max_state_bytes: s.max_state_bytes.map_or(256 << 20, |b| b.0),
+            window,
+            late_output: s.late_output,
         },
     ))
 }

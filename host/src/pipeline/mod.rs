@@ -25,14 +25,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
-use config::{Delivery, OnError, SourceKind};
+use config::{Delivery, OnError, SourceKind, StageConfig};
 pub use config::{PipelineConfig, Problem, Problems};
 use producer::Target;
 use reader::Cursor;
 
 use crate::log::{EventLog, LogError};
 use crate::reload::StageSlot;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, World};
 
 /// A step stopped because the pipeline is stopping; the reason (if a failure) is in [`Ctl`].
 #[derive(Debug)]
@@ -147,6 +147,10 @@ pub struct StageStats {
     pub retries: AtomicU64,
     /// Times the stage paused after a trap storm.
     pub pauses: AtomicU64,
+    /// Window results emitted (aggregator stages).
+    pub windows_fired: AtomicU64,
+    /// Events too late for their windows, sent to `late-output`.
+    pub late: AtomicU64,
     /// Input position per partition (updated about once a second and at the end).
     pub positions: Vec<AtomicU64>,
 }
@@ -334,6 +338,24 @@ pub fn check_plugins(
     for s in &config.stages {
         let (line, column) = s.plugin_at;
         match runtime.load_file(&s.plugin) {
+            Ok(p) if fit(s, &p).is_err() => problems.push(Problem {
+                line,
+                column,
+                message: format!(
+                    "stage `{}`: {}",
+                    s.name,
+                    fit(s, &p).expect_err("checked")
+                ),
+                help: Some(match p.info().kind {
+                    World::Aggregator if s.window.is_none() => {
+                        "add window = { kind = \"tumbling\", size = \"1m\" } (or hopping, session) to the stage".into()
+                    }
+                    World::Stage if s.window.is_some() => {
+                        "a stage with `window` runs an aggregator plugin (world flowgate:plugin/aggregator); remove `window` to run this plugin".into()
+                    }
+                    _ => "add state = true to the stage".into(),
+                }),
+            }),
             Ok(p) => match p.instantiate(s.limits.clone(), s.config.clone()) {
                 Ok(_) => {
                     plugins.insert(s.name.clone(), p);
@@ -367,6 +389,34 @@ pub fn check_plugins(
             problems,
         })
     }
+}
+
+/// Whether a plugin fits its stage: the world the stage's settings call for, and keyed state
+/// only where the stage grants it.
+pub fn fit(s: &StageConfig, p: &crate::runtime::Plugin) -> Result<(), String> {
+    let info = p.info();
+    match (info.kind, &s.window) {
+        (World::Aggregator, None) => {
+            return Err(format!(
+                "{} implements the aggregator world, and the stage has no `window`",
+                info.name
+            ));
+        }
+        (World::Stage, Some(_)) => {
+            return Err(format!(
+                "the stage has a `window`, and {} implements the stage world, not the aggregator world",
+                info.name
+            ));
+        }
+        _ => {}
+    }
+    if info.uses_state && !s.state {
+        return Err(format!(
+            "{} uses keyed state (it imports flowgate:plugin/state), and the stage is not granted it",
+            info.name
+        ));
+    }
+    Ok(())
 }
 
 /// Creates the pipeline's topics that do not exist yet; returns each topic's partition count.
@@ -415,11 +465,9 @@ pub fn start(
         *writers.get_mut(&s.topic).expect("topic listed") += 1;
     }
     for s in &config.stages {
-        for t in s.output.topics() {
+        // One per topic: a stage's workers report each of its targets once.
+        for t in s.written_topics() {
             *writers.get_mut(t).expect("topic listed") += 1;
-        }
-        if matches!(s.on_error, OnError::DeadLetter | OnError::Retry) {
-            *writers.get_mut(&s.dead_letter_topic).expect("topic listed") += 1;
         }
     }
     let mut ranges = BTreeMap::new();
@@ -482,8 +530,8 @@ fn spawn(
 
 /// A stage's settings apart from its plugin file (a change of those restarts the stage; a new
 /// plugin alone is swapped in).
-fn without_plugin(s: &config::StageConfig) -> config::StageConfig {
-    config::StageConfig {
+fn without_plugin(s: &StageConfig) -> StageConfig {
+    StageConfig {
         plugin: PathBuf::new(),
         plugin_at: (0, 0),
         ..s.clone()
@@ -517,13 +565,13 @@ impl Running {
                 new.name
             );
         }
-        let old_stages: BTreeMap<String, config::StageConfig> = old
+        let old_stages: BTreeMap<String, StageConfig> = old
             .iter()
             .flat_map(|c| c.stages.iter().map(|s| (s.name.clone(), s.clone())))
             .collect();
         // Plugins of the stages that (re)start are loaded and their init tried first: a bad
         // edit changes nothing.
-        let starting: Vec<&config::StageConfig> = new
+        let starting: Vec<&StageConfig> = new
             .stages
             .iter()
             .filter(|s| {
@@ -609,16 +657,16 @@ impl Running {
                 continue;
             }
             let mut targets: Vec<Target> = s.output.topics().into_iter().map(target).collect();
-            let dead_letters =
-                matches!(s.on_error, OnError::DeadLetter | OnError::Retry).then(|| {
-                    match targets.iter().position(|t| t.topic == s.dead_letter_topic) {
-                        Some(i) => i,
-                        None => {
-                            targets.push(target(&s.dead_letter_topic));
-                            targets.len() - 1
-                        }
-                    }
-                });
+            let mut target_of = |topic: &str| match targets.iter().position(|t| t.topic == topic) {
+                Some(i) => i,
+                None => {
+                    targets.push(target(topic));
+                    targets.len() - 1
+                }
+            };
+            let dead_letters = matches!(s.on_error, OnError::DeadLetter | OnError::Retry)
+                .then(|| target_of(&s.dead_letter_topic));
+            let late = s.late_output.as_deref().map(&mut target_of);
             let n = partitions[&s.input];
             let stats = state
                 .stages
@@ -631,11 +679,9 @@ impl Running {
                 })
                 .clone();
             let slot = Arc::new(StageSlot::new(
-                &s.name,
+                s,
                 plugins[&s.name].clone(),
                 s.plugin.display().to_string(),
-                s.limits.clone(),
-                s.config.clone(),
                 (0..n).collect(),
             ));
             state.slots.insert(s.name.clone(), slot.clone());
@@ -652,6 +698,7 @@ impl Running {
                 commit_interval: new.commit_interval,
                 targets,
                 dead_letters,
+                late,
             });
             let workers = s.parallelism.unwrap_or(n).clamp(1, n);
             let remaining = Arc::new(AtomicUsize::new(workers as usize));

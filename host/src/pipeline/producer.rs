@@ -12,6 +12,10 @@
 //! durable as they are. On start the step scans each output partition from its checkpointed end
 //! and, while replaying, drops an output whose input it finds already covered there. Readers
 //! strip the header before a plugin or sink sees the event.
+//!
+//! A stage with keyed state saves the state in the same checkpoint file, after the JSON line
+//! (see [`crate::state::KeyedState::encode`]). Before such a checkpoint is written every append
+//! in flight is waited for, so the position and the state describe the same inputs.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -21,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{self, Batch, BatchBuilder, EventRef};
 use crate::log::{EventLog, LogError, Pending};
+use crate::state::{KeyedState, SharedState};
 
 /// The header that marks how far a producer's outputs in a partition go.
 pub const EOS_HEADER: &str = "flowgate-eos";
@@ -77,6 +82,9 @@ pub(crate) struct Producer {
     saved_position: u64,
     saved_at: Instant,
     interval: Duration,
+    state: Option<SharedState>,
+    /// Something was sent since the last checkpoint.
+    dirty: bool,
 }
 
 impl std::fmt::Debug for Producer {
@@ -94,7 +102,9 @@ fn key(t: &Target, p: u32) -> String {
 
 impl Producer {
     /// Opens the producer `id` (checkpoint `checkpoint`), returning it and the input position to
-    /// resume from (`start()` when there is no checkpoint yet).
+    /// resume from (`start()` when there is no checkpoint yet). `state`, if given, is restored
+    /// from the checkpoint and saved with it from then on.
+    #[expect(clippy::too_many_arguments, reason = "one call site per kind of step")]
     pub fn open(
         log: Arc<dyn EventLog>,
         id: String,
@@ -102,14 +112,33 @@ impl Producer {
         targets: Vec<Target>,
         exactly_once: bool,
         interval: Duration,
+        state: Option<SharedState>,
         start: impl FnOnce() -> Result<u64, LogError>,
     ) -> Result<(Producer, u64), LogError> {
+        let unreadable = |e: String| {
+            LogError::Invalid(format!(
+                "checkpoint `{checkpoint}` is not readable ({e}); delete checkpoints/{checkpoint}.ckpt under the data directory to start that step over"
+            ))
+        };
         let saved: Option<Checkpoint> = match log.load_checkpoint(&checkpoint)? {
-            Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
-                LogError::Invalid(format!(
-                    "checkpoint `{checkpoint}` is not readable ({e}); delete checkpoints/{checkpoint}.ckpt under the data directory to start that step over"
-                ))
-            })?),
+            Some(bytes) => {
+                let mut json = serde_json::Deserializer::from_slice(&bytes).into_iter();
+                let c: Checkpoint = json
+                    .next()
+                    .unwrap_or_else(|| Err(serde::de::Error::custom("empty")))
+                    .map_err(|e| unreadable(e.to_string()))?;
+                let rest = bytes[json.byte_offset()..]
+                    .strip_prefix(b"\n")
+                    .unwrap_or_default();
+                if let Some(state) = &state
+                    && !rest.is_empty()
+                {
+                    let mut s = state.lock();
+                    let restored = KeyedState::decode(rest, usize::MAX).map_err(unreadable)?;
+                    s.replace_with(restored);
+                }
+                Some(c)
+            }
             None => None,
         };
         let mut ends = BTreeMap::new();
@@ -141,6 +170,8 @@ impl Producer {
             saved_position: position,
             saved_at: Instant::now(),
             interval,
+            state,
+            dirty: false,
         };
         if fresh {
             producer.save()?;
@@ -284,6 +315,7 @@ impl Producer {
         appends: Vec<(usize, u32, u64, Pending)>,
         next_position: u64,
     ) -> Result<(), LogError> {
+        self.dirty = true;
         self.in_flight.push_back(InFlight {
             acked: Vec::with_capacity(appends.len()),
             appends,
@@ -295,10 +327,15 @@ impl Producer {
         self.poll()
     }
 
-    /// Takes the acknowledgements that have come; checkpoints when the interval has passed.
+    /// Takes the acknowledgements that have come; checkpoints when the interval has passed
+    /// (with keyed state: after waiting for every append in flight).
     pub fn poll(&mut self) -> Result<(), LogError> {
         while self.complete_front(false)? {}
-        if self.position != self.saved_position && self.saved_at.elapsed() >= self.interval {
+        let moved = self.position != self.saved_position || (self.state.is_some() && self.dirty);
+        if moved && self.saved_at.elapsed() >= self.interval {
+            if self.state.is_some() {
+                while self.complete_front(true)? {}
+            }
             self.save()?;
         }
         Ok(())
@@ -345,7 +382,7 @@ impl Producer {
     /// Waits for every append in flight and saves the checkpoint.
     pub fn flush(&mut self) -> Result<(), LogError> {
         while self.complete_front(true)? {}
-        if self.position != self.saved_position {
+        if self.position != self.saved_position || (self.state.is_some() && self.dirty) {
             self.save()?;
         }
         Ok(())
@@ -360,10 +397,19 @@ impl Producer {
                 .map(|(&(t, p), &e)| (key(&self.targets[t], p), e))
                 .collect(),
         };
-        let bytes = serde_json::to_vec(&c).expect("a checkpoint serialises");
+        let mut bytes = serde_json::to_vec(&c).expect("a checkpoint serialises");
+        if let Some(state) = &self.state {
+            debug_assert!(
+                self.in_flight.is_empty(),
+                "state saved with appends in flight"
+            );
+            bytes.push(b'\n');
+            bytes.extend_from_slice(&state.lock().encode());
+        }
         self.log.save_checkpoint(&self.checkpoint, &bytes)?;
         self.saved_position = self.position;
         self.saved_at = Instant::now();
+        self.dirty = !self.in_flight.is_empty();
         Ok(())
     }
 }
@@ -499,6 +545,7 @@ mod tests {
             vec![target],
             true,
             interval,
+            None,
             || Ok(0),
         )
         .unwrap()

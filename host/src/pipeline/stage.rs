@@ -15,6 +15,7 @@ use crate::event::{self, Batch, BatchBuilder, Columns, EventRef};
 use crate::log::EventLog;
 use crate::reload::StageSlot;
 use crate::runtime::{CallError, CallErrorKind, PluginError, StageInstance};
+use crate::state::{SharedState, WindowState};
 
 /// What every worker of a stage shares.
 pub(crate) struct StageShared {
@@ -31,6 +32,8 @@ pub(crate) struct StageShared {
     /// Output topics first, then the dead-letter topic if the policy uses it.
     pub targets: Vec<Target>,
     pub dead_letters: Option<usize>,
+    /// The `late-output` topic's target.
+    pub late: Option<usize>,
 }
 
 impl StageShared {
@@ -58,6 +61,8 @@ struct Part {
     previous: Option<(u64, StageInstance)>,
     probation: Option<Probation>,
     finished: bool,
+    /// Keyed state (and windows) of this stage on this partition, when granted.
+    state: Option<SharedState>,
 }
 
 /// A new version's first events: it rolls back if more than half of them fail.
@@ -92,6 +97,10 @@ fn follow_slot(s: &StageShared, part: &mut Part) -> Result<(), Stopped> {
                 s.config.name
             ))
         })?;
+        let mut inst = inst;
+        if let Some(state) = &part.state {
+            inst.attach_state(state.clone());
+        }
         let old = std::mem::replace(&mut part.instance, inst);
         part.previous = Some((part.version, old));
         part.version = live.id;
@@ -116,6 +125,10 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
         let input = s.config.input.clone();
         let log = s.log.clone();
         let start = s.config.start;
+        let state = s
+            .config
+            .state
+            .then(|| SharedState::new(s.config.max_state_bytes));
         let (producer, position) = Producer::open(
             s.log.clone(),
             id,
@@ -123,6 +136,7 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
             s.targets.clone(),
             s.exactly_once,
             s.commit_interval,
+            state.clone(),
             || {
                 let info = log.describe(&input)?;
                 let pi = &info.partitions[p as usize];
@@ -134,12 +148,15 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
         )
         .map_err(|e| s.ctl.fail(format!("stage `{name}` partition {p}: {e}")))?;
         let live = s.slot.current();
-        let instance = s.slot.instance_for(&live, p).map_err(|e| {
+        let mut instance = s.slot.instance_for(&live, p).map_err(|e| {
             s.ctl.fail(format!(
                 "stage `{name}`: plugin {} failed to start: {e}",
                 s.config.plugin.display()
             ))
         })?;
+        if let Some(state) = &state {
+            instance.attach_state(state.clone());
+        }
         tracing::debug!(stage = %name, partition = p, position, "stage partition starting");
         let mut cursor = Cursor::new(s.log.clone(), &s.config.input, p, position);
         s.ctl.apply_range(&mut cursor);
@@ -151,6 +168,7 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
             previous: None,
             probation: None,
             finished: false,
+            state,
         });
     }
     let mut traps: VecDeque<Instant> = VecDeque::new();
@@ -178,6 +196,7 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
                         .poll()
                         .map_err(|e| s.ctl.fail(e.to_string()))?;
                     if s.ctl.input_done(&s.log, &part.cursor) {
+                        close_windows(s, part)?;
                         part.producer
                             .flush()
                             .map_err(|e| s.ctl.fail(e.to_string()))?;
@@ -253,9 +272,54 @@ fn call(
     let n = input.len();
     let started = Instant::now();
     let mut failures: Vec<Failed> = Vec::new();
+    let mut late = Vec::new();
     // Outputs of the plugin: one batch and the input row of each output row.
-    let (output, origins): (Batch, Vec<u32>) = match s.config.mode {
-        Mode::Event => {
+    let (output, origins): (Batch, Vec<u32>) = match (&s.config.window, s.config.mode) {
+        (Some(w), _) => {
+            let state = part.state.as_ref().expect("a stage with windows has state");
+            let mut windows = std::mem::take(&mut state.lock().windows);
+            let wm = windows.watermark(w);
+            let result = windows.process(w, &mut part.instance, &input.batch, cols);
+            state.lock().windows = windows;
+            let out = result.map_err(|e| {
+                s.ctl.fail(format!(
+                    "stage `{name}` on {}/{} at offset {}: {e}; the stage stopped. It resumes from its last checkpoint",
+                    s.config.input, part.cursor.partition, input.first
+                ))
+            })?;
+            failures.extend(out.failures.into_iter().map(|(row, error)| Failed {
+                row,
+                error,
+                attempts: 1,
+            }));
+            if s.late.is_some() {
+                late = out.late;
+            } else {
+                let plugin = part.instance.plugin().info().name.clone();
+                failures.extend(out.late.into_iter().map(|row| Failed {
+                    row,
+                    error: CallError {
+                        plugin: plugin.clone(),
+                        kind: CallErrorKind::Late {
+                            message: format!(
+                                "event time {} is before every open window (watermark {wm} or later, allowed lateness {} ms); set late-output to keep late events in a topic",
+                                cols.row(row as usize).timestamp,
+                                w.allowed_lateness
+                            ),
+                        },
+                        stderr: String::new(),
+                    },
+                    attempts: 1,
+                }));
+            }
+            s.stats
+                .windows_fired
+                .fetch_add(out.fired.len() as u64, Ordering::Relaxed);
+            metrics::counter!("flowgate_stage_windows_fired_total", "stage" => name.clone())
+                .increment(out.fired.len() as u64);
+            fired_batch(&out.fired)
+        }
+        (None, Mode::Event) => {
             let mut b = BatchBuilder::with_capacity(n, input.batch.values.data.len());
             let mut origins = Vec::with_capacity(n);
             for (i, row) in cols.rows().enumerate() {
@@ -275,7 +339,7 @@ fn call(
             }
             (event::finish(b), origins)
         }
-        Mode::Batch => match part.instance.process_batch(&input.batch) {
+        (None, Mode::Batch) => match part.instance.process_batch(&input.batch) {
             Ok(out) => {
                 failures.extend(out.failures.into_iter().map(|f| Failed {
                     row: f.row,
@@ -335,7 +399,76 @@ fn call(
         failures,
         retried,
         retried_origins,
+        late,
     })
+}
+
+/// Window results as events: the window's key, the plugin's value, the window's last
+/// millisecond as time, and headers giving the bounds and which firing it is.
+fn fired_batch(fired: &[crate::state::Fired]) -> (Batch, Vec<u32>) {
+    let mut b = BatchBuilder::with_capacity(fired.len(), 64 * fired.len());
+    let mut origins = Vec::with_capacity(fired.len());
+    for f in fired {
+        let (start, end, fire) = (f.start.to_string(), f.end.to_string(), f.fire.to_string());
+        b.push(
+            f.key.as_deref(),
+            &f.value,
+            f.end - 1,
+            [
+                (&b"flowgate-window-start"[..], start.as_bytes()),
+                (&b"flowgate-window-end"[..], end.as_bytes()),
+                (&b"flowgate-window-fire"[..], fire.as_bytes()),
+            ],
+        );
+        origins.push(f.row);
+    }
+    (event::finish(b), origins)
+}
+
+/// At the end of a bounded input: fires every open window and drops them.
+fn close_windows(s: &StageShared, part: &mut Part) -> Result<(), Stopped> {
+    let (Some(_), Some(state)) = (&s.config.window, &part.state) else {
+        return Ok(());
+    };
+    let mut windows = std::mem::take(&mut state.lock().windows);
+    if windows.is_empty() {
+        state.lock().windows = windows;
+        return Ok(());
+    }
+    let result = windows.close_all(&mut part.instance);
+    state.lock().windows = windows;
+    let fired = result.map_err(|e| {
+        s.ctl.fail(format!(
+            "stage `{}` closing its windows: {e}",
+            s.config.name
+        ))
+    })?;
+    let (output, _) = fired_batch(&fired);
+    let cols = event::columns(&output).expect("built here");
+    let position = part.cursor.position;
+    let routed: Vec<Routed<'_>> = cols
+        .rows()
+        .flat_map(|row| {
+            s.config.output.topics().into_iter().map(move |topic| {
+                let t = s.target(topic);
+                Routed {
+                    target: t,
+                    partition: partition_for(row.key, s.targets[t].partitions, 0),
+                    origin: position,
+                    row,
+                }
+            })
+        })
+        .collect();
+    s.stats
+        .windows_fired
+        .fetch_add(fired.len() as u64, Ordering::Relaxed);
+    count(s, 0, routed.len() as u64);
+    part.producer
+        .send(&routed, position)
+        .map_err(|e| s.ctl.fail(e.to_string()))?;
+    state.lock().commit();
+    Ok(())
 }
 
 /// What the plugin made of a batch.
@@ -345,6 +478,8 @@ struct Called {
     failures: Vec<Failed>,
     retried: Batch,
     retried_origins: Vec<u32>,
+    /// Input rows too late for their windows (to the `late-output` topic).
+    late: Vec<u32>,
 }
 
 fn process(
@@ -355,6 +490,14 @@ fn process(
 ) -> Result<(), Stopped> {
     // Checked once per batch, read by the call (per event, retries) and by the delivery.
     let cols = event::columns(&input.batch).expect("the log checked the batch");
+    // What the state was before the batch, to take back if the new version is rolled back.
+    let before: Option<(usize, Option<WindowState>)> = match (&part.state, &part.probation) {
+        (Some(state), Some(_)) => {
+            let st = state.lock();
+            Some((st.mark(), s.config.window.map(|_| st.windows.clone())))
+        }
+        _ => None,
+    };
     let mut called = call(s, part, input, &cols)?;
     if let Some(pr) = &mut part.probation {
         pr.events += input.len() as u64;
@@ -370,6 +513,13 @@ fn process(
                 pr.failures, pr.events
             );
             s.slot.roll_back(part.version, reason);
+            if let (Some(state), Some((mark, windows))) = (&part.state, before) {
+                let mut st = state.lock();
+                st.roll_back(mark);
+                if let Some(w) = windows {
+                    st.windows = w;
+                }
+            }
             // Back to the previous instance, and the batch again with it.
             follow_slot(s, part)?;
             called = call(s, part, input, &cols)?;
@@ -379,7 +529,11 @@ fn process(
             part.probation = None;
         }
     }
-    deliver(s, part, input, &cols, called, traps)
+    deliver(s, part, input, &cols, called, traps)?;
+    if let Some(state) = &part.state {
+        state.lock().commit();
+    }
+    Ok(())
 }
 
 /// Routes the outputs, handles the failed events by policy, and appends.
@@ -397,6 +551,7 @@ fn deliver(
         mut failures,
         retried,
         retried_origins,
+        late,
     } = called;
     let name = &s.config.name;
     let n = input.len();
@@ -405,6 +560,7 @@ fn deliver(
     // output batch is appended as it is, without copying its rows.
     if failures.is_empty()
         && retried_origins.is_empty()
+        && late.is_empty()
         && let Output::Topics(topics) = &s.config.output
         && let [topic] = topics.as_slice()
     {
@@ -559,6 +715,20 @@ fn deliver(
             }
         }
     }
+    if let Some(t) = s.late {
+        for &row in &late {
+            let r = cols.row(row as usize);
+            routed.push(Routed {
+                target: t,
+                partition: partition_for(r.key, s.targets[t].partitions, u64::from(p)),
+                origin: input.first + u64::from(row) + 1,
+                row: r,
+            });
+        }
+        s.stats.late.fetch_add(late.len() as u64, Ordering::Relaxed);
+        metrics::counter!("flowgate_stage_late_events_total", "stage" => name.clone())
+            .increment(late.len() as u64);
+    }
     let dead = event::finish(dead);
     let dead_cols: Columns<'_> = event::columns(&dead).expect("built here");
     if let Some(t) = s.dead_letters {
@@ -573,8 +743,10 @@ fn deliver(
     }
     let outputs = routed
         .iter()
-        .filter(|r| Some(r.target) != s.dead_letters)
+        .filter(|r| Some(r.target) != s.dead_letters && Some(r.target) != s.late)
         .count();
+    // Routed rows go out in input order (the late rows were added after the outputs).
+    routed.sort_by_key(|r| r.origin);
     count(s, n as u64, outputs as u64);
     part.producer
         .send(&routed, input.first + n as u64)

@@ -67,6 +67,8 @@ pub struct VersionRecord {
 pub struct StageSlot {
     /// The stage.
     pub stage: String,
+    /// Its settings (a new version must fit them: same world, state only if granted).
+    settings: crate::pipeline::config::StageConfig,
     limits: Limits,
     config: Vec<(String, String)>,
     partitions: Vec<u32>,
@@ -96,11 +98,9 @@ fn record(v: &Version, status: &str, reason: Option<String>) -> VersionRecord {
 impl StageSlot {
     /// A slot serving `plugin` for `partitions`.
     pub fn new(
-        stage: &str,
+        settings: &crate::pipeline::config::StageConfig,
         plugin: Plugin,
         source: String,
-        limits: Limits,
-        config: Vec<(String, String)>,
         partitions: Vec<u32>,
     ) -> StageSlot {
         let v = Version {
@@ -111,9 +111,10 @@ impl StageSlot {
         };
         let rec = record(&v, "live", None);
         StageSlot {
-            stage: stage.into(),
-            limits,
-            config,
+            stage: settings.name.clone(),
+            settings: settings.clone(),
+            limits: settings.limits.clone(),
+            config: settings.config.clone(),
             partitions,
             current: ArcSwap::from_pointee(v),
             previous: Mutex::new(None),
@@ -266,6 +267,7 @@ pub fn deploy(
     let plugin = runtime
         .load_bytes(&name, bytes)
         .map_err(|e| fail(e.to_string()))?;
+    crate::pipeline::fit(&slot.settings, &plugin).map_err(&fail)?;
     if plugin.info().hash == live.plugin.info().hash {
         return Ok(Deployed {
             stage: slot.stage.clone(),

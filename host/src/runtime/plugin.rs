@@ -708,7 +708,7 @@ impl Aggregate for StageInstance {
 
     fn finish(
         &mut self,
-        panes: &[(Option<&[u8]>, i64, i64, &[u8])],
+        panes: &[crate::state::window::DuePane<'_>],
     ) -> Result<Vec<Vec<u8>>, CallError> {
         let panes: Vec<Pane> = panes
             .iter()

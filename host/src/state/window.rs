@@ -94,6 +94,9 @@ pub struct Fired {
     pub fire: u32,
 }
 
+/// A window whose result is due: key, start, end, accumulator.
+pub type DuePane<'a> = (Option<&'a [u8]>, i64, i64, &'a [u8]);
+
 /// What the host needs of an aggregator plugin.
 pub trait Aggregate {
     /// A `fatal` error of this plugin with `message` (a broken contract: the stage stops).
@@ -112,10 +115,7 @@ pub trait Aggregate {
     /// `a` and `b` merged; `None` when the plugin cannot merge.
     fn merge(&mut self, a: &[u8], b: &[u8]) -> Result<Option<Vec<u8>>, CallError>;
     /// The result of each pane: (key, start, end, accumulator).
-    fn finish(
-        &mut self,
-        panes: &[(Option<&[u8]>, i64, i64, &[u8])],
-    ) -> Result<Vec<Vec<u8>>, CallError>;
+    fn finish(&mut self, panes: &[DuePane<'_>]) -> Result<Vec<Vec<u8>>, CallError>;
 }
 
 /// What a batch gave.
@@ -518,7 +518,7 @@ impl WindowState {
         if ids.is_empty() {
             return Ok(());
         }
-        let panes: Vec<(Option<&[u8]>, i64, i64, &[u8])> = ids
+        let panes: Vec<DuePane<'_>> = ids
             .iter()
             .map(|id| {
                 let p = &self.panes[id];
@@ -679,10 +679,7 @@ mod tests {
             let p = |x: &[u8]| std::str::from_utf8(x).unwrap().parse::<i64>().unwrap();
             Ok(Some((p(a) + p(b)).to_string().into_bytes()))
         }
-        fn finish(
-            &mut self,
-            panes: &[(Option<&[u8]>, i64, i64, &[u8])],
-        ) -> Result<Vec<Vec<u8>>, CallError> {
+        fn finish(&mut self, panes: &[DuePane<'_>]) -> Result<Vec<Vec<u8>>, CallError> {
             Ok(panes.iter().map(|p| p.3.to_vec()).collect())
         }
     }
