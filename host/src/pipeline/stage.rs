@@ -213,6 +213,14 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
                     .set(lag as f64);
                 s.stats.positions[part.cursor.partition as usize]
                     .store(part.cursor.position, Ordering::Relaxed);
+                if let Some(state) = &part.state {
+                    let st = state.lock();
+                    let p = part.cursor.partition.to_string();
+                    metrics::gauge!("flowgate_stage_state_bytes", "stage" => name.clone(), "partition" => p.clone())
+                        .set((st.bytes() + st.windows.bytes()) as f64);
+                    metrics::gauge!("flowgate_stage_windows_open", "stage" => name.clone(), "partition" => p)
+                        .set(st.windows.len() as f64);
+                }
             }
         }
         // A trap storm pauses the stage (not the process), with backoff.

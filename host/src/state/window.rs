@@ -68,7 +68,9 @@ struct Pane {
 pub struct WindowState {
     panes: BTreeMap<u64, Pane>,
     /// Per key: start → pane.
-    by_key: HashMap<Option<Vec<u8>>, BTreeMap<i64, u64>>,
+    by_key: HashMap<Vec<u8>, BTreeMap<i64, u64>>,
+    /// The same for events without a key.
+    unkeyed: BTreeMap<i64, u64>,
     /// Panes that have not fired, by end.
     unfired: BTreeSet<(i64, u64)>,
     /// Every pane, by end (for dropping them).
@@ -179,13 +181,31 @@ impl WindowState {
             .map_or(i64::MIN, |t| t.saturating_sub(w.out_of_orderness))
     }
 
+    /// The panes of a key, by start.
+    fn of_key(&self, key: Option<&[u8]>) -> Option<&BTreeMap<i64, u64>> {
+        match key {
+            Some(k) => self.by_key.get(k),
+            None => Some(&self.unkeyed),
+        }
+    }
+
+    fn of_key_mut(&mut self, key: Option<&[u8]>) -> &mut BTreeMap<i64, u64> {
+        match key {
+            Some(k) => {
+                if !self.by_key.contains_key(k) {
+                    self.by_key.insert(k.to_vec(), BTreeMap::new());
+                }
+                self.by_key.get_mut(k).expect("inserted")
+            }
+            None => &mut self.unkeyed,
+        }
+    }
+
     fn insert(&mut self, pane: Pane) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.by_key
-            .entry(pane.key.clone())
-            .or_default()
-            .insert(pane.start, id);
+        let start = pane.start;
+        self.of_key_mut(pane.key.as_deref()).insert(start, id);
         if pane.fires == 0 {
             self.unfired.insert((pane.end, id));
         }
@@ -196,10 +216,17 @@ impl WindowState {
 
     fn remove(&mut self, id: u64) -> Pane {
         let pane = self.panes.remove(&id).expect("pane exists");
-        if let Some(m) = self.by_key.get_mut(&pane.key) {
-            m.remove(&pane.start);
-            if m.is_empty() {
-                self.by_key.remove(&pane.key);
+        match &pane.key {
+            Some(k) => {
+                if let Some(m) = self.by_key.get_mut(k.as_slice()) {
+                    m.remove(&pane.start);
+                    if m.is_empty() {
+                        self.by_key.remove(k.as_slice());
+                    }
+                }
+            }
+            None => {
+                self.unkeyed.remove(&pane.start);
             }
         }
         self.unfired.remove(&(pane.end, id));
@@ -210,7 +237,10 @@ impl WindowState {
     /// Moves a pane to new bounds.
     fn reshape(&mut self, id: u64, start: i64, end: i64) {
         let pane = self.panes.get_mut(&id).expect("pane exists");
-        let keyed = self.by_key.get_mut(&pane.key).expect("indexed");
+        let keyed = match &pane.key {
+            Some(k) => self.by_key.get_mut(k.as_slice()).expect("indexed"),
+            None => &mut self.unkeyed,
+        };
         keyed.remove(&pane.start);
         keyed.insert(start, id);
         if self.unfired.remove(&(pane.end, id)) {
@@ -223,11 +253,7 @@ impl WindowState {
     }
 
     fn find_or_create(&mut self, key: Option<&[u8]>, start: i64, end: i64, empty: &[u8]) -> u64 {
-        if let Some(&id) = self
-            .by_key
-            .get(&key.map(<[u8]>::to_vec))
-            .and_then(|m| m.get(&start))
-        {
+        if let Some(&id) = self.of_key(key).and_then(|m| m.get(&start)) {
             return id;
         }
         self.insert(Pane {
@@ -254,11 +280,12 @@ impl WindowState {
         let empty = plugin.empty();
         let lateness = w.allowed_lateness;
         let expired = |end: i64, wm: i64| end.saturating_add(lateness) <= wm;
+        let mut panes: Vec<u64> = Vec::with_capacity(4);
         for (i, row) in cols.rows().enumerate() {
             let i = i as u32;
             let ts = row.timestamp;
             let wm = self.watermark(w);
-            let mut panes: Vec<u64> = Vec::with_capacity(2);
+            panes.clear();
             match w.spec {
                 WindowSpec::Tumbling { size } => {
                     let start = tumbling_start(ts, size);
@@ -287,7 +314,7 @@ impl WindowState {
                 out.late.push(i);
                 continue;
             }
-            for id in panes {
+            for &id in &panes {
                 seg.push(i, id);
                 if self.panes[&id].fires > 0 {
                     refire.insert(id);
@@ -295,6 +322,13 @@ impl WindowState {
             }
             self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
             let wm = self.watermark(w);
+            let cut = wm.saturating_sub(lateness).saturating_add(1);
+            let nothing_due = refire.is_empty()
+                && self.unfired.first().is_none_or(|&(end, _)| end > wm)
+                && self.alive.first().is_none_or(|&(end, _)| end >= cut);
+            if nothing_due {
+                continue;
+            }
             let due: Vec<u64> = self
                 .unfired
                 .range(..(wm.saturating_add(1), 0))
@@ -354,7 +388,7 @@ impl WindowState {
         input: &Batch,
     ) -> Result<Option<u64>, CallError> {
         let end = ts.saturating_add(gap);
-        let touching: Vec<u64> = match self.by_key.get(&key.map(<[u8]>::to_vec)) {
+        let touching: Vec<u64> = match self.of_key(key) {
             Some(m) => m
                 .range(..end)
                 .rev()
