@@ -367,21 +367,7 @@ proptest! {
     }
 }
 
-/// A small deterministic generator for the seeded crash cases.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use flowgate_tests::Rng;
 
 /// Checks a recovered partition: offsets contiguous, every record intact and one of those
 /// written, none twice, and every acknowledged one present at its offset.
@@ -462,7 +448,7 @@ fn crash_case(seed: u64, torn: &AtomicU64) {
             3 => CrashMode::GarbageTail(1 + rng.below(5000) as usize),
             _ => CrashMode::ZeroTail(1 + rng.below(5000) as usize),
         };
-        storage.crash_after_writes(1 + rng.below(3), mode, rng.next());
+        storage.crash_after_writes(1 + rng.below(3), mode, rng.next_u64());
         while storage.crashed().is_none() {
             let n = 1 + rng.below(9);
             let _ = log.append("t", 0, event::batch_of(&records(seq..seq + n)));

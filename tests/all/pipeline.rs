@@ -70,6 +70,26 @@ impl Fixture {
         )
     }
 
+    /// Runs `flowgate run --bounded` up to 12 times, killing each run with SIGKILL after a
+    /// wait of 150 ms plus a multiple of `step_ms` (so kills land at different points), until a
+    /// run ends by itself; calls `after_kill` after each kill. Returns the kills.
+    pub(crate) fn kill_repeatedly(&self, step_ms: u64, mut after_kill: impl FnMut()) -> usize {
+        let mut kills = 0;
+        for n in 0..12 {
+            let mut child = self.spawn(&["--bounded"], n);
+            let wait = Duration::from_millis(150 + (n as u64 * step_ms) % 500);
+            if let Some(status) = wait_exit(&mut child, wait) {
+                assert!(status.success(), "{status}: {}", self.stderr(n));
+                break;
+            }
+            child.kill().unwrap();
+            child.wait().unwrap();
+            kills += 1;
+            after_kill();
+        }
+        kills
+    }
+
     pub(crate) fn lines(&self, name: &str) -> Vec<Value> {
         std::fs::read_to_string(self.path(name))
             .unwrap_or_default()
@@ -429,23 +449,13 @@ path = "out.ndjson"
 "#
     ));
     seq_file(&f.path("in.ndjson"), N);
-    let mut kills = 0;
     let mut partial = 0;
-    for n in 0..12 {
-        let mut child = f.spawn(&["--bounded"], n);
-        let wait = Duration::from_millis(150 + (n as u64 * 97) % 500);
-        if let Some(status) = wait_exit(&mut child, wait) {
-            assert!(status.success(), "{status}: {}", f.stderr(n));
-            break;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        kills += 1;
+    let kills = f.kill_repeatedly(97, || {
         let got = f.lines("out.ndjson").len();
         if got > 0 && (got as u64) < N {
             partial += 1;
         }
-    }
+    });
     let (status, stderr) = f.run_bounded();
     assert!(status.success(), "{stderr}");
     assert!(kills >= 3, "only {kills} kills landed mid-run");

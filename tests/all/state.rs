@@ -5,26 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use flowgate_tests::Rng;
 use flowgate_tests::plugins::{STATE_COUNT, WINDOW_STATS};
 use serde_json::{Value, json};
 
 use crate::pipeline::{Fixture, wait_exit};
-
-/// A deterministic pseudo-random sequence (xorshift), so that failures can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Clone, Debug)]
 struct Ev {
@@ -454,18 +439,7 @@ fn kill_and_check_state(delivery: &str) {
     const N: usize = 20_000;
     let f = Fixture::new(&state_pipeline(delivery));
     let evs = keyed_input(&f, N, 50);
-    let mut kills = 0;
-    for n in 0..12 {
-        let mut child = f.spawn(&["--bounded"], n);
-        let wait = Duration::from_millis(150 + (n as u64 * 89) % 450);
-        if let Some(status) = wait_exit(&mut child, wait) {
-            assert!(status.success(), "{status}: {}", f.stderr(n));
-            break;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        kills += 1;
-    }
+    let kills = f.kill_repeatedly(89, || {});
     let (status, stderr) = f.run_bounded();
     assert!(status.success(), "{stderr}");
     assert!(kills >= 3, "only {kills} kills landed mid-run");

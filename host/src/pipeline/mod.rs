@@ -289,6 +289,10 @@ pub struct StageSummary {
     pub skipped: u64,
     /// Pauses after trap storms.
     pub pauses: u64,
+    /// Window results emitted (aggregator stages).
+    pub windows_fired: u64,
+    /// Events sent to `late-output`.
+    pub late: u64,
 }
 
 impl std::fmt::Display for Summary {
@@ -306,6 +310,13 @@ impl std::fmt::Display for Summary {
                 "  stage {name}: {} in, {} out, {} errors ({} dead-lettered, {} skipped), {} pauses",
                 s.events_in, s.events_out, s.errors, s.dead_letters, s.skipped, s.pauses
             )?;
+            if s.windows_fired > 0 || s.late > 0 {
+                writeln!(
+                    f,
+                    "    windows: {} results, {} late events to late-output",
+                    s.windows_fired, s.late
+                )?;
+            }
         }
         for (name, n) in &self.sinks {
             writeln!(f, "  sink {name}: {n} events written")?;
@@ -923,6 +934,8 @@ impl Running {
                             dead_letters: get(&s.dead_letters),
                             skipped: get(&s.skipped),
                             pauses: get(&s.pauses),
+                            windows_fired: get(&s.windows_fired),
+                            late: get(&s.late),
                         },
                     )
                 })
