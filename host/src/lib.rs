@@ -2,6 +2,7 @@
 //!
 //! - [`runtime`]: the wasmtime embedding: one engine, plugins compiled once (and cached on disk),
 //!   one store per stage instance, every guest bounded by [`runtime::Limits`].
+//! - [`build`]: plugins in any language: core modules made into components.
 //! - [`cli`]: the `flowgate` command, one file per subcommand.
 //! - [`log`]: the event log: topics, partitions, segments with CRC-checked record batches,
 //!   group commit, crash recovery, consumer offsets; and its in-memory twin.
@@ -16,6 +17,7 @@
 //!   every command reads and writes (`docs/events.md`).
 #![deny(missing_docs)]
 
+pub mod build;
 pub mod cli;
 pub mod connect;
 pub mod event;

@@ -3,6 +3,7 @@
 mod admin;
 mod consume;
 mod plugin_inspect;
+mod plugin_project;
 mod plugin_test;
 mod produce;
 mod run;
@@ -95,6 +96,11 @@ enum PluginCommand {
     Inspect(plugin_inspect::Args),
     /// Swaps a new plugin version into a stage of a running pipeline (rolled back if it fails).
     Deploy(admin::DeployArgs),
+    /// Writes a new plugin project (sources, WIT, bindings, a sample input and its expected
+    /// output) that builds and passes `flowgate plugin test` as written.
+    New(plugin_project::NewArgs),
+    /// Builds the plugin project in this folder into `build/<name>.wasm` (a component).
+    Build(plugin_project::BuildArgs),
 }
 
 /// Options that set up the runtime and bound the plugin, shared by the plugin commands.
@@ -164,6 +170,8 @@ pub fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(args),
         Command::Plugin(PluginCommand::Inspect(args)) => plugin_inspect::run(args),
         Command::Plugin(PluginCommand::Deploy(args)) => admin::deploy(args),
+        Command::Plugin(PluginCommand::New(args)) => plugin_project::new(args),
+        Command::Plugin(PluginCommand::Build(args)) => plugin_project::build(args),
         Command::Reload(args) => admin::reload(args),
         Command::Status(args) => admin::status(args),
         Command::Topic(cmd) => topic::run(cmd),

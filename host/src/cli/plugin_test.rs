@@ -5,7 +5,7 @@
 //! cannot load or returns a `fatal` error exits with 2.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,11 +27,16 @@ pub(crate) enum Mode {
 /// Arguments of `flowgate plugin test`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The plugin component (.wasm).
-    plugin: PathBuf,
+    /// The plugin component (.wasm). Without it, in a plugin project folder (flowgate.toml):
+    /// the project's build/<name>.wasm, run on test/input.ndjson per event and per batch and
+    /// checked against test/expected.ndjson.
+    plugin: Option<PathBuf>,
     /// NDJSON events to feed it (`-` for stdin); format in docs/events.md.
     #[arg(long, short)]
-    input: PathBuf,
+    input: Option<PathBuf>,
+    /// Compare the output with this NDJSON file instead of printing it; exit 1 on a difference.
+    #[arg(long)]
+    expect: Option<PathBuf>,
     /// Call the plugin per event or per batch.
     #[arg(long, value_enum, default_value = "batch")]
     mode: Mode,
@@ -50,33 +55,128 @@ fn report(row: usize, error: &CallError) {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let reader: Box<dyn BufRead> = if args.input.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        let f = File::open(&args.input)
-            .with_context(|| format!("cannot open input {}", args.input.display()))?;
-        Box::new(BufReader::new(f))
+    let Some(plugin) = args.plugin.clone() else {
+        return run_project(args);
     };
-    let events = ndjson::read_all(reader)
-        .with_context(|| format!("reading events from {}", args.input.display()))?;
-
-    let runtime = args.runtime.runtime()?;
-    let plugin = runtime.load_file(&args.plugin)?;
-    let mut instance = plugin
-        .instantiate(args.runtime.limits(), args.config.clone())
-        .context("the plugin failed to start")?;
-
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    let failed = match args.mode {
-        Mode::Event => run_events(&mut instance, &events, &mut out)?,
-        Mode::Batch => run_batches(&mut instance, &events, args.batch_size as usize, &mut out)?,
+    let Some(input) = args.input.clone() else {
+        bail!("give the events to feed the plugin with --input <file.ndjson> (or - for stdin)");
     };
-    out.flush()?;
+    let mut out = Vec::new();
+    let failed = run_once(&args, &plugin, &input, args.mode, &mut out)?;
+    match &args.expect {
+        Some(expect) => {
+            if !matches_expected(&out, expect, &format!("{:?}", args.mode).to_lowercase())? {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        None => std::io::stdout().lock().write_all(&out)?,
+    }
     if failed > 0 {
-        tracing::error!("{failed} of {} events failed", events.len());
+        tracing::error!("{failed} events failed");
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// In a plugin project: the built component on test/input.ndjson, per event and per batch,
+/// against test/expected.ndjson.
+fn run_project(args: Args) -> anyhow::Result<ExitCode> {
+    let dir = std::path::Path::new(".");
+    let m = crate::build::project::manifest(dir)?;
+    let plugin = crate::build::project::output(dir, &m);
+    if !plugin.exists() {
+        bail!(
+            "{} is not built yet: run `flowgate plugin build` first",
+            plugin.display()
+        );
+    }
+    let input = args
+        .input
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("test/input.ndjson"));
+    let expect = args
+        .expect
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("test/expected.ndjson"));
+    let mut ok = true;
+    for mode in [Mode::Event, Mode::Batch] {
+        let mut out = Vec::new();
+        let failed = run_once(&args, &plugin, &input, mode, &mut out)?;
+        let name = format!("{mode:?}").to_lowercase();
+        ok &= matches_expected(&out, &expect, &name)? && failed == 0;
+    }
+    if ok {
+        writeln!(
+            std::io::stdout(),
+            "ok: {} per event and per batch gives {}",
+            plugin.display(),
+            expect.display()
+        )?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// Compares output with the expected file; reports the first difference.
+fn matches_expected(out: &[u8], expect: &std::path::Path, mode: &str) -> anyhow::Result<bool> {
+    let want = std::fs::read(expect)
+        .with_context(|| format!("cannot read the expected output {}", expect.display()))?;
+    if want == out {
+        return Ok(true);
+    }
+    let (got, want) = (String::from_utf8_lossy(out), String::from_utf8_lossy(&want));
+    let (mut g, mut w) = (got.lines(), want.lines());
+    let mut line = 1;
+    loop {
+        match (g.next(), w.next()) {
+            (Some(a), Some(b)) if a == b => line += 1,
+            (a, b) => {
+                writeln!(
+                    std::io::stderr(),
+                    "per {mode}: output differs from {} at line {line}:\n  expected: {}\n  got:      {}",
+                    expect.display(),
+                    b.unwrap_or("(end of file)"),
+                    a.unwrap_or("(end of output)")
+                )?;
+                return Ok(false);
+            }
+        }
+    }
+}
+
+/// Runs the plugin over the input once; writes its output events as NDJSON; returns the
+/// number of failed events.
+fn run_once(
+    args: &Args,
+    plugin: &std::path::Path,
+    input: &std::path::Path,
+    mode: Mode,
+    out: &mut Vec<u8>,
+) -> anyhow::Result<usize> {
+    let reader: Box<dyn BufRead> = if input.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let f =
+            File::open(input).with_context(|| format!("cannot open input {}", input.display()))?;
+        Box::new(BufReader::new(f))
+    };
+    let events = ndjson::read_all(reader)
+        .with_context(|| format!("reading events from {}", input.display()))?;
+
+    let runtime = args.runtime.runtime()?;
+    let plugin = runtime.load_file(plugin)?;
+    let mut instance = plugin
+        .instantiate(args.runtime.limits(), args.config.clone())
+        .context("the plugin failed to start")?;
+    let failed = match mode {
+        Mode::Event => run_events(&mut instance, &events, out)?,
+        Mode::Batch => run_batches(&mut instance, &events, args.batch_size as usize, out)?,
+    };
+    if failed > 0 {
+        tracing::error!("{failed} of {} events failed", events.len());
+    }
+    Ok(failed)
 }
 
 fn stop_if_fatal(error: &CallError) -> anyhow::Result<()> {

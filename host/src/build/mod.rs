@@ -1,0 +1,92 @@
+//! Building plugins in any language: `flowgate plugin new` writes a project, `flowgate plugin
+//! build` builds it, and a core WebAssembly module (what C, Go, Zig and others produce) becomes
+//! a component here ([`componentize`]), so no separate `wasm-tools` is needed.
+
+pub mod project;
+
+use wit_component::{ComponentEncoder, StringEncoding};
+use wit_parser::Resolve;
+
+/// The contract, as this build of Flowgate speaks it.
+pub const WIT: &str = include_str!("../../../wit/plugin.wit");
+
+/// Why a module could not become a component.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ComponentizeError(String);
+
+/// True when `bytes` is a component (not a core module).
+pub fn is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00]
+}
+
+/// True when the module carries component-type metadata (as wit-bindgen output does).
+fn has_metadata(bytes: &[u8]) -> bool {
+    wasmparser::Parser::new(0).parse_all(bytes).any(|p| {
+        matches!(p, Ok(wasmparser::Payload::CustomSection(c)) if c.name().starts_with("component-type"))
+    })
+}
+
+/// Turns a core module into a component of `world` (`stage` or `aggregator`): embeds the
+/// world's type information unless the module has it already, and adapts WASI preview1 imports
+/// (`wasi_snapshot_preview1`) to WASI 0.2 with the reactor adapter. A component is returned as
+/// it is.
+pub fn componentize(bytes: &[u8], world: &str) -> Result<Vec<u8>, ComponentizeError> {
+    if is_component(bytes) {
+        return Ok(bytes.to_vec());
+    }
+    if bytes.len() < 8 || bytes[..4] != *b"\0asm" {
+        return Err(ComponentizeError(
+            "not a WebAssembly module (no `\\0asm` header): check the build's output file".into(),
+        ));
+    }
+    let mut module = bytes.to_vec();
+    if !has_metadata(bytes) {
+        let mut resolve = Resolve::default();
+        let pkg = resolve
+            .push_str("plugin.wit", WIT)
+            .map_err(|e| ComponentizeError(format!("the bundled WIT does not parse: {e:#}")))?;
+        let world = resolve
+            .select_world(&[pkg], Some(world))
+            .map_err(|e| ComponentizeError(format!("{e:#}")))?;
+        wit_component::embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)
+            .map_err(|e| ComponentizeError(format!("embedding the world: {e:#}")))?;
+    }
+    let mut encoder = ComponentEncoder::default();
+    encoder.validate(true);
+    encoder
+        .module(&module)
+        .map_err(|e| ComponentizeError(format!("{e:#}")))?;
+    let imports_wasi = wasmparser::Parser::new(0)
+        .parse_all(bytes)
+        .any(|p| match p {
+            Ok(wasmparser::Payload::ImportSection(r)) => r.into_iter().any(|group| {
+                let module = match group {
+                    Ok(wasmparser::Imports::Single(_, i)) => i.module,
+                    Ok(wasmparser::Imports::Compact1 { module, .. })
+                    | Ok(wasmparser::Imports::Compact2 { module, .. }) => module,
+                    Err(_) => return false,
+                };
+                module == "wasi_snapshot_preview1"
+            }),
+            _ => false,
+        });
+    if imports_wasi {
+        encoder
+            .adapter(
+                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+            )
+            .map_err(|e| ComponentizeError(format!("{e:#}")))?;
+    }
+    encoder.encode().map_err(|e| {
+        ComponentizeError(format!(
+            "the module does not implement the `{}` world: {e:#}",
+            world_name(world)
+        ))
+    })
+}
+
+fn world_name(world: &str) -> String {
+    format!("flowgate:plugin/{world}")
+}

@@ -1,0 +1,324 @@
+//! Plugin projects: what `flowgate plugin new` writes and how `flowgate plugin build` builds
+//! each language. A project is a folder with a `flowgate.toml` (name, language), its sources, a
+//! sample input (`test/input.ndjson`) and the output expected from it (`test/expected.ndjson`),
+//! which `flowgate plugin test` checks per event and per batch.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use super::{WIT, componentize};
+
+/// The languages `flowgate plugin new` writes projects for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    /// Rust with the `flowgate-sdk` crate; `cargo build` for wasm32-wasip2.
+    Rust,
+    /// C with bindings generated from the WIT (wit-bindgen's C generator, built into
+    /// Flowgate); clang for wasm32-wasi, then made a component by Flowgate.
+    C,
+}
+
+/// `flowgate.toml`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The plugin's name; the component is `build/<name>.wasm`.
+    pub name: String,
+    /// Its language.
+    pub lang: Lang,
+}
+
+/// What went wrong, with what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    /// A tool the language needs is not installed.
+    #[error("{tool} is not installed; install it with:\n    {install}")]
+    Missing {
+        /// The tool.
+        tool: String,
+        /// The command that installs it.
+        install: String,
+    },
+    /// The build command failed.
+    #[error("`{command}` failed ({status}); its output is above")]
+    Build {
+        /// The command.
+        command: String,
+        /// Its exit status.
+        status: String,
+    },
+    /// Anything else: a message that says what to do.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<std::io::Error> for ProjectError {
+    fn from(e: std::io::Error) -> Self {
+        ProjectError::Other(e.to_string())
+    }
+}
+
+const INPUT: &str = r#"{"key":"a","value":"hello","timestamp":1}
+{"key":"b","value":"Flowgate plugins","timestamp":2}
+{"value":{"n":1,"text":"json too"},"timestamp":3}
+"#;
+
+const EXPECTED: &str = r#"{"key":"a","value":"HELLO","timestamp":1}
+{"key":"b","value":"FLOWGATE PLUGINS","timestamp":2}
+{"value":{"N":1,"TEXT":"JSON TOO"},"timestamp":3}
+"#;
+
+/// A name fit for a crate, a file and a C identifier: lower-case letters, digits, dashes.
+fn check_name(name: &str) -> Result<(), ProjectError> {
+    let ok = !name.is_empty()
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ProjectError::Other(format!(
+            "plugin name {name:?}: use lower-case letters, digits and dashes, starting with a letter (e.g. `my-filter`)"
+        )))
+    }
+}
+
+/// Writes a new project for `name` in `dir` (which must not exist or be empty). `sdk` is the
+/// path of the Rust guest SDK the Rust template depends on.
+pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), ProjectError> {
+    check_name(name)?;
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        return Err(ProjectError::Other(format!(
+            "{} exists and is not empty; choose another folder",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir.join("test"))?;
+    let manifest = Manifest {
+        name: name.into(),
+        lang,
+    };
+    let lang_name = match manifest.lang {
+        Lang::Rust => "rust",
+        Lang::C => "c",
+    };
+    std::fs::write(
+        dir.join("flowgate.toml"),
+        format!(
+            "# A Flowgate plugin project: `flowgate plugin build`, then `flowgate plugin test`.\nname = {:?}\nlang = {lang_name:?}\n",
+            manifest.name
+        ),
+    )?;
+    std::fs::write(dir.join("test/input.ndjson"), INPUT)?;
+    std::fs::write(dir.join("test/expected.ndjson"), EXPECTED)?;
+    std::fs::create_dir_all(dir.join("wit"))?;
+    std::fs::write(dir.join("wit/plugin.wit"), WIT)?;
+    match lang {
+        Lang::Rust => new_rust(dir, name, sdk),
+        Lang::C => new_c(dir),
+    }
+}
+
+fn new_rust(dir: &Path, name: &str, sdk: &Path) -> Result<(), ProjectError> {
+    let sdk = sdk.canonicalize().map_err(|e| {
+        ProjectError::Other(format!(
+            "the Rust guest SDK is not at {} ({e}); pass --sdk <path to guest-sdk>",
+            sdk.display()
+        ))
+    })?;
+    std::fs::create_dir_all(dir.join("src"))?;
+    std::fs::create_dir_all(dir.join(".cargo"))?;
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+flowgate-sdk = {{ path = {sdk:?} }}
+
+[profile.release]
+lto = true
+codegen-units = 1
+strip = true
+
+# A project of its own, not part of an enclosing workspace.
+[workspace]
+"#,
+            sdk = sdk.display().to_string()
+        ),
+    )?;
+    std::fs::write(
+        dir.join(".cargo/config.toml"),
+        r#"[build]
+target = "wasm32-wasip2"
+
+[target.wasm32-wasip2]
+rustflags = ["-C", "target-feature=+simd128"]
+"#,
+    )?;
+    std::fs::write(
+        dir.join("src/lib.rs"),
+        r#"//! A map stage: upper-cases each event's value (ASCII), keeping key, time and headers.
+//! Build: `flowgate plugin build`; check against test/: `flowgate plugin test`.
+use flowgate_sdk::{EventRef, ValueWriter};
+
+#[flowgate_sdk::map]
+fn uppercase(event: &EventRef, out: &mut ValueWriter) {
+    out.extend(event.value.iter().map(u8::to_ascii_uppercase));
+}
+"#,
+    )?;
+    Ok(())
+}
+
+/// The C helper (`#include "flowgate.h"`): one function over an event gives both entry points.
+pub const C_HELPER: &str = include_str!("../../../guest-sdk/c/flowgate.h");
+
+/// The C bindings of the `stage` world, generated from the bundled WIT, and the C helper,
+/// written into `dir`.
+fn c_bindings(dir: &Path) -> Result<(), ProjectError> {
+    let mut resolve = wit_parser::Resolve::default();
+    let pkg = resolve
+        .push_str("plugin.wit", WIT)
+        .map_err(|e| ProjectError::Other(format!("{e:#}")))?;
+    let world = resolve
+        .select_world(&[pkg], Some("stage"))
+        .map_err(|e| ProjectError::Other(format!("{e:#}")))?;
+    let mut files = wit_bindgen_core::Files::default();
+    wit_bindgen_c::Opts::default()
+        .build()
+        .generate(&mut resolve, world, &mut files)
+        .map_err(|e| ProjectError::Other(format!("generating C bindings: {e:#}")))?;
+    std::fs::create_dir_all(dir)?;
+    for (name, bytes) in files.iter() {
+        std::fs::write(dir.join(name), bytes)?;
+    }
+    std::fs::write(dir.join("flowgate.h"), C_HELPER)?;
+    Ok(())
+}
+
+fn new_c(dir: &Path) -> Result<(), ProjectError> {
+    std::fs::write(dir.join("plugin.c"), C_TEMPLATE)?;
+    Ok(())
+}
+
+const C_TEMPLATE: &str = include_str!("template.c");
+
+/// Reads `flowgate.toml` in `dir`.
+pub fn manifest(dir: &Path) -> Result<Manifest, ProjectError> {
+    let path = dir.join("flowgate.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ProjectError::Other(format!(
+            "no plugin project here: cannot read {} ({e}); start one with `flowgate plugin new <name> --lang <language>`",
+            path.display()
+        ))
+    })?;
+    toml::from_str(&text).map_err(|e| ProjectError::Other(format!("{}: {e}", path.display())))
+}
+
+/// Where `build` puts the component.
+pub fn output(dir: &Path, m: &Manifest) -> PathBuf {
+    dir.join("build").join(format!("{}.wasm", m.name))
+}
+
+fn run(cmd: &mut Command) -> Result<(), ProjectError> {
+    let command = format!("{cmd:?}").replace('"', "");
+    let status = cmd
+        .status()
+        .map_err(|e| ProjectError::Other(format!("cannot run `{command}`: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(ProjectError::Build {
+            command,
+            status: status.to_string(),
+        })
+    }
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The Debian packages of the C toolchain.
+pub const C_INSTALL: &str =
+    "apt-get install -y clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc";
+
+/// Builds the project in `dir`; returns the component's path.
+pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
+    let m = manifest(dir)?;
+    let out = output(dir, &m);
+    std::fs::create_dir_all(dir.join("build"))?;
+    match m.lang {
+        Lang::Rust => {
+            let installed = Command::new("rustup")
+                .args(["target", "list", "--installed"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
+                .unwrap_or(false);
+            if !installed {
+                return Err(ProjectError::Missing {
+                    tool: "Rust's wasm32-wasip2 target".into(),
+                    install: "rustup target add wasm32-wasip2".into(),
+                });
+            }
+            run(Command::new("cargo")
+                .args(["build", "--release"])
+                .current_dir(dir))?;
+            let built = dir
+                .join("target/wasm32-wasip2/release")
+                .join(format!("{}.wasm", m.name.replace('-', "_")));
+            std::fs::copy(&built, &out)?;
+        }
+        Lang::C => {
+            if !have("clang-19") || !Path::new("/usr/include/wasm32-wasi/stdlib.h").exists() {
+                return Err(ProjectError::Missing {
+                    tool: "clang 19 with the WASI libc".into(),
+                    install: C_INSTALL.into(),
+                });
+            }
+            // Bindings and helper are made fresh from this Flowgate's WIT at each build.
+            c_bindings(&dir.join("build/include"))?;
+            let core = dir.join("build").join(format!("{}.core.wasm", m.name));
+            run(Command::new("clang-19")
+                .args([
+                    "--target=wasm32-wasi",
+                    "-O2",
+                    "-mexec-model=reactor",
+                    "-Wall",
+                    "-Werror",
+                    "-Wno-unused-function",
+                    "-Ibuild/include",
+                    "-o",
+                ])
+                .arg(&core)
+                .args([
+                    "plugin.c",
+                    "build/include/stage.c",
+                    "build/include/stage_component_type.o",
+                ])
+                .current_dir(dir))?;
+            let bytes = std::fs::read(&core)?;
+            let component = componentize(&bytes, "stage")
+                .map_err(|e| ProjectError::Other(format!("{}: {e}", core.display())))?;
+            std::fs::write(&out, component)?;
+        }
+    }
+    Ok(out)
+}
