@@ -4,6 +4,7 @@
 mod cli;
 mod governance;
 mod hostile;
+mod languages;
 mod log;
 mod parity;
 mod pipeline;
