@@ -13,8 +13,9 @@
 // one-row batch, so both give the same output. A row that fails leaves no output behind and
 // is reported alone (the host sends it to the dead-letter topic); FG_FATAL fails the call.
 //
-// Include it in exactly one .c file. Define FG_INIT before including it to be called with
-// the config at load time: `int FG_INIT(const fg_config *c, fg_error *err)`.
+// `flowgate plugin build` compiles the implementation (this header with FG_IMPLEMENTATION
+// defined) as C next to your sources; C++ sources include it the same way. To check the config
+// at load time, define `int fg_init(const fg_config *c, fg_error *err)` (return 0, or fail).
 #ifndef FLOWGATE_H
 #define FLOWGATE_H
 
@@ -23,6 +24,10 @@
 #include <string.h>
 
 #include "stage.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 // One input event, read in place.
 typedef struct {
@@ -60,14 +65,35 @@ typedef struct {
   uint32_t row;
 } fg_out;
 
+// Yours: called for each input event.
 int fg_process(const fg_event *e, fg_out *out, fg_error *err);
+// Yours if you want it: called once with the config; the default accepts any config.
+int fg_init(const fg_config *config, fg_error *err);
+// Emits `in` with its value replaced by `value` (key, time and headers kept).
+void fg_emit(fg_out *out, const fg_event *in, const uint8_t *value, size_t value_len);
+// Emits `in` unchanged.
+void fg_emit_input(fg_out *out, const fg_event *in);
+// The value of config `key`, copied NUL-terminated into `buf`; NULL when not set.
+const char *fg_config_get(const fg_config *c, const char *key, char *buf, size_t size);
 
 // Sets an error and returns 1 (so `return fg_fail(...)` reads well).
+#ifdef __cplusplus
+}
+#endif
+
 static inline int fg_fail(fg_error *err, int kind, const char *message) {
   err->kind = kind;
   strncpy(err->message, message, sizeof err->message - 1);
   err->message[sizeof err->message - 1] = 0;
   return 1;
+}
+
+#ifdef FG_IMPLEMENTATION
+
+__attribute__((weak)) int fg_init(const fg_config *config, fg_error *err) {
+  (void)config;
+  (void)err;
+  return 0;
 }
 
 static void fg_buf_put(fg_buf *b, const void *p, size_t n) {
@@ -91,8 +117,7 @@ static const uint8_t *fg_col(const flowgate_plugin_types_bytes_column_t *c, size
   return c->data.ptr + start;
 }
 
-// Emits `in` with its value replaced by `value` (key, time and headers kept).
-static void fg_emit(fg_out *out, const fg_event *in, const uint8_t *value, size_t value_len) {
+void fg_emit(fg_out *out, const fg_event *in, const uint8_t *value, size_t value_len) {
   fg_buf_put(&out->values, value, value_len);
   fg_buf_u32(&out->value_ends, (uint32_t)out->values.len);
   if (in->key) fg_buf_put(&out->keys, in->key, in->key_len);
@@ -115,13 +140,11 @@ static void fg_emit(fg_out *out, const fg_event *in, const uint8_t *value, size_
   fg_buf_u32(&out->origins, out->row);
 }
 
-// Emits `in` unchanged.
-static inline void fg_emit_input(fg_out *out, const fg_event *in) {
+void fg_emit_input(fg_out *out, const fg_event *in) {
   fg_emit(out, in, in->value, in->value_len);
 }
 
-// The value of config `key` (NUL-terminated copy in `buf`), or NULL.
-static const char *fg_config_get(const fg_config *c, const char *key, char *buf, size_t size) {
+const char *fg_config_get(const fg_config *c, const char *key, char *buf, size_t size) {
   for (size_t i = c->len; i-- > 0;) {
     if (c->ptr[i].f0.len == strlen(key) && !memcmp(c->ptr[i].f0.ptr, key, c->ptr[i].f0.len)) {
       size_t n = c->ptr[i].f1.len < size - 1 ? c->ptr[i].f1.len : size - 1;
@@ -139,12 +162,9 @@ static void fg_set_error(stage_error_t *e, const fg_error *err) {
 }
 
 bool exports_stage_init(stage_list_tuple2_string_string_t *config, stage_error_t *e) {
-  int rc = 0;
-#ifdef FG_INIT
   fg_error err = {FG_FATAL, {0}};
-  rc = FG_INIT(config, &err);
+  int rc = fg_init(config, &err);
   if (rc) fg_set_error(e, &err);
-#endif
   stage_list_tuple2_string_string_free(config);
   return rc == 0;
 }
@@ -321,4 +341,5 @@ bool exports_stage_on_event(stage_event_t *event, stage_list_event_t *ret, stage
   return true;
 }
 
-#endif
+#endif  // FG_IMPLEMENTATION
+#endif  // FLOWGATE_H

@@ -155,7 +155,11 @@ fn every_language_gives_the_same_output_per_event_and_per_batch() {
     for (name, rust, state) in PLUGINS {
         let c = build_project(
             &repo().join("plugins/conformance/c").join(name),
-            scratch.path(),
+            &scratch.path().join("c"),
+        );
+        let cpp = build_project(
+            &repo().join("plugins/conformance/cpp").join(name),
+            &scratch.path().join("cpp"),
         );
         let want = run(rust.as_ref(), false, state);
         assert!(
@@ -168,7 +172,7 @@ fn every_language_gives_the_same_output_per_event_and_per_batch() {
             want,
             "{name}: Rust per batch vs per event"
         );
-        for (lang, path) in [("C", &c)] {
+        for (lang, path) in [("C", &c), ("C++", &cpp)] {
             for per_batch in [false, true] {
                 let got = run(path, per_batch, state);
                 if got != want {
@@ -203,9 +207,9 @@ fn flowgate(dir: &Path, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn a_new_project_builds_and_passes_its_test_as_written_in_rust_and_c() {
+fn a_new_project_builds_and_passes_its_test_as_written_in_every_language() {
     let scratch = tempfile::tempdir().unwrap();
-    for lang in ["rust", "c"] {
+    for lang in ["rust", "c", "cpp"] {
         let name = format!("my-{lang}-plugin");
         let out = flowgate(
             scratch.path(),

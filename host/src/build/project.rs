@@ -19,6 +19,8 @@ pub enum Lang {
     /// C with bindings generated from the WIT (wit-bindgen's C generator, built into
     /// Flowgate); clang for wasm32-wasi, then made a component by Flowgate.
     C,
+    /// C++ on the same bindings and helper; clang++ with libc++ for wasm32-wasi.
+    Cpp,
 }
 
 /// `flowgate.toml`.
@@ -105,6 +107,7 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
     let lang_name = match manifest.lang {
         Lang::Rust => "rust",
         Lang::C => "c",
+        Lang::Cpp => "cpp",
     };
     std::fs::write(
         dir.join("flowgate.toml"),
@@ -120,6 +123,10 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
     match lang {
         Lang::Rust => new_rust(dir, name, sdk),
         Lang::C => new_c(dir),
+        Lang::Cpp => {
+            std::fs::write(dir.join("plugin.cpp"), CPP_TEMPLATE)?;
+            Ok(())
+        }
     }
 }
 
@@ -205,6 +212,10 @@ fn c_bindings(dir: &Path) -> Result<(), ProjectError> {
         std::fs::write(dir.join(name), bytes)?;
     }
     std::fs::write(dir.join("flowgate.h"), C_HELPER)?;
+    std::fs::write(
+        dir.join("flowgate_impl.c"),
+        "#define FG_IMPLEMENTATION\n#include \"flowgate.h\"\n",
+    )?;
     Ok(())
 }
 
@@ -214,6 +225,7 @@ fn new_c(dir: &Path) -> Result<(), ProjectError> {
 }
 
 const C_TEMPLATE: &str = include_str!("template.c");
+const CPP_TEMPLATE: &str = include_str!("template.cpp");
 
 /// Reads `flowgate.toml` in `dir`.
 pub fn manifest(dir: &Path) -> Result<Manifest, ProjectError> {
@@ -260,6 +272,19 @@ fn have(tool: &str) -> bool {
 pub const C_INSTALL: &str =
     "apt-get install -y clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc";
 
+/// The Debian packages of the C++ toolchain.
+pub const CPP_INSTALL: &str = "apt-get install -y clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc libc++-19-dev-wasm32 libc++abi-19-dev-wasm32";
+
+/// Flags of every C and C++ compile.
+const CLANG_FLAGS: [&str; 6] = [
+    "--target=wasm32-wasi",
+    "-O2",
+    "-Wall",
+    "-Werror",
+    "-Wno-unused-function",
+    "-Ibuild/include",
+];
+
 /// Builds the project in `dir`; returns the component's path.
 pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
     let m = manifest(dir)?;
@@ -286,33 +311,53 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                 .join(format!("{}.wasm", m.name.replace('-', "_")));
             std::fs::copy(&built, &out)?;
         }
-        Lang::C => {
-            if !have("clang-19") || !Path::new("/usr/include/wasm32-wasi/stdlib.h").exists() {
+        Lang::C | Lang::Cpp => {
+            let cpp = m.lang == Lang::Cpp;
+            let libcxx = Path::new("/usr/lib/wasm32-wasi/libc++.a").exists()
+                || Path::new("/usr/lib/wasm32-wasi/c++").exists();
+            if !have("clang-19")
+                || !Path::new("/usr/include/wasm32-wasi/stdlib.h").exists()
+                || (cpp && (!have("clang++-19") || !libcxx))
+            {
                 return Err(ProjectError::Missing {
-                    tool: "clang 19 with the WASI libc".into(),
-                    install: C_INSTALL.into(),
+                    tool: if cpp {
+                        "clang++ 19 with the WASI libc and libc++".into()
+                    } else {
+                        "clang 19 with the WASI libc".into()
+                    },
+                    install: if cpp { CPP_INSTALL } else { C_INSTALL }.into(),
                 });
             }
             // Bindings and helper are made fresh from this Flowgate's WIT at each build.
             c_bindings(&dir.join("build/include"))?;
+            let mut objects = Vec::new();
+            for c in ["flowgate_impl", "stage"] {
+                let obj = format!("build/{c}.o");
+                run(Command::new("clang-19")
+                    .args(CLANG_FLAGS)
+                    .args(["-c", &format!("build/include/{c}.c"), "-o", &obj])
+                    .current_dir(dir))?;
+                objects.push(obj);
+            }
+            objects.push("build/include/stage_component_type.o".into());
             let core = dir.join("build").join(format!("{}.core.wasm", m.name));
-            run(Command::new("clang-19")
-                .args([
-                    "--target=wasm32-wasi",
-                    "-O2",
-                    "-mexec-model=reactor",
-                    "-Wall",
-                    "-Werror",
-                    "-Wno-unused-function",
-                    "-Ibuild/include",
-                    "-o",
-                ])
+            let (compiler, source, extra): (&str, &str, &[&str]) = if cpp {
+                (
+                    "clang++-19",
+                    "plugin.cpp",
+                    &["-fno-exceptions", "-std=c++17"],
+                )
+            } else {
+                ("clang-19", "plugin.c", &[])
+            };
+            run(Command::new(compiler)
+                .args(CLANG_FLAGS)
+                .args(extra)
+                .arg("-mexec-model=reactor")
+                .arg("-o")
                 .arg(&core)
-                .args([
-                    "plugin.c",
-                    "build/include/stage.c",
-                    "build/include/stage_component_type.o",
-                ])
+                .arg(source)
+                .args(&objects)
                 .current_dir(dir))?;
             let bytes = std::fs::read(&core)?;
             let component = componentize(&bytes, "stage")

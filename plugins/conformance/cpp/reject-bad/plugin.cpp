@@ -1,0 +1,12 @@
+// Conformance: a per-row error. A value that starts with "bad" fails with invalid-input
+// "bad event" (to the dead-letter topic); the others pass unchanged.
+#include <string_view>
+
+#include "flowgate.h"
+
+extern "C" int fg_process(const fg_event *e, fg_out *out, fg_error *err) {
+  std::string_view v(reinterpret_cast<const char *>(e->value), e->value_len);
+  if (v.substr(0, 3) == "bad") return fg_fail(err, FG_INVALID_INPUT, "bad event");
+  fg_emit_input(out, e);
+  return 0;
+}
