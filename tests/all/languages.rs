@@ -172,7 +172,11 @@ fn every_language_gives_the_same_output_per_event_and_per_batch() {
             want,
             "{name}: Rust per batch vs per event"
         );
-        for (lang, path) in [("C", &c), ("C++", &cpp)] {
+        let python = build_project(
+            &repo().join("plugins/conformance/python").join(name),
+            &scratch.path().join("python"),
+        );
+        for (lang, path) in [("C", &c), ("C++", &cpp), ("Python", &python)] {
             for per_batch in [false, true] {
                 let got = run(path, per_batch, state);
                 if got != want {
@@ -209,7 +213,7 @@ fn flowgate(dir: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn a_new_project_builds_and_passes_its_test_as_written_in_every_language() {
     let scratch = tempfile::tempdir().unwrap();
-    for lang in ["rust", "c", "cpp"] {
+    for lang in ["rust", "c", "cpp", "python"] {
         let name = format!("my-{lang}-plugin");
         let out = flowgate(
             scratch.path(),

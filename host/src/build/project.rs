@@ -21,6 +21,9 @@ pub enum Lang {
     C,
     /// C++ on the same bindings and helper; clang++ with libc++ for wasm32-wasi.
     Cpp,
+    /// Python with componentize-py (CPython in the component: large, slow to compile once;
+    /// the compiled code is cached).
+    Python,
 }
 
 /// `flowgate.toml`.
@@ -108,6 +111,7 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
         Lang::Rust => "rust",
         Lang::C => "c",
         Lang::Cpp => "cpp",
+        Lang::Python => "python",
     };
     std::fs::write(
         dir.join("flowgate.toml"),
@@ -125,6 +129,10 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
         Lang::C => new_c(dir),
         Lang::Cpp => {
             std::fs::write(dir.join("plugin.cpp"), CPP_TEMPLATE)?;
+            Ok(())
+        }
+        Lang::Python => {
+            std::fs::write(dir.join("app.py"), PYTHON_TEMPLATE)?;
             Ok(())
         }
     }
@@ -226,6 +234,13 @@ fn new_c(dir: &Path) -> Result<(), ProjectError> {
 
 const C_TEMPLATE: &str = include_str!("template.c");
 const CPP_TEMPLATE: &str = include_str!("template.cpp");
+const PYTHON_TEMPLATE: &str = include_str!("template.py");
+
+/// The Python helper (`import flowgate`).
+pub const PYTHON_HELPER: &str = include_str!("../../../guest-sdk/python/flowgate.py");
+
+/// The componentize-py release the Python helper is written against.
+pub const PYTHON_INSTALL: &str = "pip install componentize-py==0.25.1";
 
 /// Reads `flowgate.toml` in `dir`.
 pub fn manifest(dir: &Path) -> Result<Manifest, ProjectError> {
@@ -363,6 +378,23 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             let component = componentize(&bytes, "stage")
                 .map_err(|e| ProjectError::Other(format!("{}: {e}", core.display())))?;
             std::fs::write(&out, component)?;
+        }
+        Lang::Python => {
+            if !have("componentize-py") {
+                return Err(ProjectError::Missing {
+                    tool: "componentize-py".into(),
+                    install: PYTHON_INSTALL.into(),
+                });
+            }
+            std::fs::create_dir_all(dir.join("build/wit"))?;
+            std::fs::create_dir_all(dir.join("build/py"))?;
+            std::fs::write(dir.join("build/wit/plugin.wit"), WIT)?;
+            std::fs::write(dir.join("build/py/flowgate.py"), PYTHON_HELPER)?;
+            run(Command::new("componentize-py")
+                .args(["-d", "build/wit", "-w", "stage", "componentize", "app"])
+                .args(["-p", ".", "-p", "build/py", "-o"])
+                .arg(&out)
+                .current_dir(dir))?;
         }
     }
     Ok(out)

@@ -1,0 +1,13 @@
+"""Conformance: a per-row error. A value that starts with "bad" fails with invalid-input
+"bad event" (to the dead-letter topic); the others pass unchanged."""
+
+import flowgate
+
+
+def process(event, emit):
+    if event.value.startswith(b"bad"):
+        raise flowgate.InvalidInput("bad event")
+    emit(event.value)
+
+
+WitWorld = flowgate.stage(process)
