@@ -176,7 +176,16 @@ fn every_language_gives_the_same_output_per_event_and_per_batch() {
             &repo().join("plugins/conformance/python").join(name),
             &scratch.path().join("python"),
         );
-        for (lang, path) in [("C", &c), ("C++", &cpp), ("Python", &python)] {
+        let js = build_project(
+            &repo().join("plugins/conformance/js").join(name),
+            &scratch.path().join("js"),
+        );
+        for (lang, path) in [
+            ("C", &c),
+            ("C++", &cpp),
+            ("Python", &python),
+            ("JavaScript", &js),
+        ] {
             for per_batch in [false, true] {
                 let got = run(path, per_batch, state);
                 if got != want {
@@ -213,7 +222,7 @@ fn flowgate(dir: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn a_new_project_builds_and_passes_its_test_as_written_in_every_language() {
     let scratch = tempfile::tempdir().unwrap();
-    for lang in ["rust", "c", "cpp", "python"] {
+    for lang in ["rust", "c", "cpp", "python", "js"] {
         let name = format!("my-{lang}-plugin");
         let out = flowgate(
             scratch.path(),

@@ -49,7 +49,12 @@ fn main() {
         .map_or(3, |v| v.parse().expect("a number"));
     let scratch = tempfile::tempdir().expect("temp dir");
     let mut plugins = vec![("Rust".to_owned(), PathBuf::from(UPPERCASE))];
-    for (name, dir) in [("C", "c"), ("C++", "cpp"), ("Python", "python")] {
+    for (name, dir) in [
+        ("C", "c"),
+        ("C++", "cpp"),
+        ("Python", "python"),
+        ("JavaScript", "js"),
+    ] {
         plugins.push((name.to_owned(), build(dir, scratch.path())));
     }
     let events: Vec<Event> = (0..200_000)

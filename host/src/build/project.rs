@@ -24,6 +24,8 @@ pub enum Lang {
     /// Python with componentize-py (CPython in the component: large, slow to compile once;
     /// the compiled code is cached).
     Python,
+    /// JavaScript with componentize-js (StarlingMonkey in the component).
+    Js,
 }
 
 /// `flowgate.toml`.
@@ -112,6 +114,7 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
         Lang::C => "c",
         Lang::Cpp => "cpp",
         Lang::Python => "python",
+        Lang::Js => "js",
     };
     std::fs::write(
         dir.join("flowgate.toml"),
@@ -133,6 +136,10 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
         }
         Lang::Python => {
             std::fs::write(dir.join("app.py"), PYTHON_TEMPLATE)?;
+            Ok(())
+        }
+        Lang::Js => {
+            std::fs::write(dir.join("app.js"), JS_TEMPLATE)?;
             Ok(())
         }
     }
@@ -238,6 +245,14 @@ const PYTHON_TEMPLATE: &str = include_str!("template.py");
 
 /// The Python helper (`import flowgate`).
 pub const PYTHON_HELPER: &str = include_str!("../../../guest-sdk/python/flowgate.py");
+
+const JS_TEMPLATE: &str = include_str!("template.js");
+
+/// The JavaScript helper (the `flowgate` object, put before app.js).
+pub const JS_HELPER: &str = include_str!("../../../guest-sdk/js/flowgate.js");
+
+/// The componentize-js release the JavaScript helper is written against.
+pub const JS_INSTALL: &str = "npm install -g @bytecodealliance/componentize-js@0.23.0";
 
 /// The componentize-py release the Python helper is written against.
 pub const PYTHON_INSTALL: &str = "pip install componentize-py==0.25.1";
@@ -394,6 +409,25 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                 .args(["-d", "build/wit", "-w", "stage", "componentize", "app"])
                 .args(["-p", ".", "-p", "build/py", "-o"])
                 .arg(&out)
+                .current_dir(dir))?;
+        }
+        Lang::Js => {
+            if !have("componentize-js") {
+                return Err(ProjectError::Missing {
+                    tool: "componentize-js (and Node.js)".into(),
+                    install: JS_INSTALL.into(),
+                });
+            }
+            std::fs::create_dir_all(dir.join("build/wit"))?;
+            std::fs::create_dir_all(dir.join("build/js"))?;
+            std::fs::write(dir.join("build/wit/plugin.wit"), WIT)?;
+            let app = std::fs::read_to_string(dir.join("app.js"))?;
+            std::fs::write(dir.join("build/js/app.js"), format!("{JS_HELPER}\n{app}"))?;
+            // Without stdio, random, clocks and HTTP the component imports none of them.
+            run(Command::new("componentize-js")
+                .args(["build/js/app.js", "-w", "build/wit", "-n", "stage", "-o"])
+                .arg(&out)
+                .args(["-d", "stdio", "random", "clocks", "http", "fetch-event"])
                 .current_dir(dir))?;
         }
     }
