@@ -180,12 +180,18 @@ fn every_language_gives_the_same_output_per_event_and_per_batch() {
             &repo().join("plugins/conformance/js").join(name),
             &scratch.path().join("js"),
         );
-        for (lang, path) in [
+        let ts = build_project(
+            &repo().join("plugins/conformance/ts").join(name),
+            &scratch.path().join("ts"),
+        );
+        let langs = [
             ("C", &c),
             ("C++", &cpp),
             ("Python", &python),
             ("JavaScript", &js),
-        ] {
+            ("TypeScript", &ts),
+        ];
+        for (lang, path) in langs {
             for per_batch in [false, true] {
                 let got = run(path, per_batch, state);
                 if got != want {
@@ -222,7 +228,7 @@ fn flowgate(dir: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn a_new_project_builds_and_passes_its_test_as_written_in_every_language() {
     let scratch = tempfile::tempdir().unwrap();
-    for lang in ["rust", "c", "cpp", "python", "js"] {
+    for lang in ["rust", "c", "cpp", "python", "js", "ts"] {
         let name = format!("my-{lang}-plugin");
         let out = flowgate(
             scratch.path(),

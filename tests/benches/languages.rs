@@ -54,6 +54,7 @@ fn main() {
         ("C++", "cpp"),
         ("Python", "python"),
         ("JavaScript", "js"),
+        ("TypeScript", "ts"),
     ] {
         plugins.push((name.to_owned(), build(dir, scratch.path())));
     }

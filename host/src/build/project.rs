@@ -26,6 +26,8 @@ pub enum Lang {
     Python,
     /// JavaScript with componentize-js (StarlingMonkey in the component).
     Js,
+    /// TypeScript, checked and compiled by `tsc` (strict), then as JavaScript.
+    Ts,
 }
 
 /// `flowgate.toml`.
@@ -115,6 +117,7 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
         Lang::Cpp => "cpp",
         Lang::Python => "python",
         Lang::Js => "js",
+        Lang::Ts => "ts",
     };
     std::fs::write(
         dir.join("flowgate.toml"),
@@ -140,6 +143,10 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
         }
         Lang::Js => {
             std::fs::write(dir.join("app.js"), JS_TEMPLATE)?;
+            Ok(())
+        }
+        Lang::Ts => {
+            std::fs::write(dir.join("app.ts"), TS_TEMPLATE)?;
             Ok(())
         }
     }
@@ -250,6 +257,15 @@ const JS_TEMPLATE: &str = include_str!("template.js");
 
 /// The JavaScript helper (the `flowgate` object, put before app.js).
 pub const JS_HELPER: &str = include_str!("../../../guest-sdk/js/flowgate.js");
+
+const TS_TEMPLATE: &str = include_str!("template.ts");
+
+/// Types of the JavaScript helper and the host imports, for TypeScript.
+pub const TS_TYPES: &str = include_str!("../../../guest-sdk/js/flowgate.d.ts");
+
+/// The TypeScript compiler.
+pub const TS_INSTALL: &str =
+    "npm install -g typescript@5.9 @bytecodealliance/componentize-js@0.23.0";
 
 /// The componentize-js release the JavaScript helper is written against.
 pub const JS_INSTALL: &str = "npm install -g @bytecodealliance/componentize-js@0.23.0";
@@ -411,17 +427,45 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                 .arg(&out)
                 .current_dir(dir))?;
         }
-        Lang::Js => {
-            if !have("componentize-js") {
+        Lang::Js | Lang::Ts => {
+            let ts = m.lang == Lang::Ts;
+            if !have("componentize-js") || (ts && !have("tsc")) {
                 return Err(ProjectError::Missing {
-                    tool: "componentize-js (and Node.js)".into(),
-                    install: JS_INSTALL.into(),
+                    tool: if ts {
+                        "the TypeScript compiler and componentize-js (and Node.js)".into()
+                    } else {
+                        "componentize-js (and Node.js)".into()
+                    },
+                    install: if ts { TS_INSTALL } else { JS_INSTALL }.into(),
                 });
             }
             std::fs::create_dir_all(dir.join("build/wit"))?;
             std::fs::create_dir_all(dir.join("build/js"))?;
             std::fs::write(dir.join("build/wit/plugin.wit"), WIT)?;
-            let app = std::fs::read_to_string(dir.join("app.js"))?;
+            let source = if ts {
+                std::fs::create_dir_all(dir.join("build/ts"))?;
+                std::fs::write(dir.join("build/ts/flowgate.d.ts"), TS_TYPES)?;
+                run(Command::new("tsc")
+                    .args([
+                        "--strict",
+                        "--noEmitOnError",
+                        "--target",
+                        "es2022",
+                        "--module",
+                        "es2022",
+                        "--moduleResolution",
+                        "bundler",
+                        "--outDir",
+                        "build/ts/out",
+                        "app.ts",
+                        "build/ts/flowgate.d.ts",
+                    ])
+                    .current_dir(dir))?;
+                "build/ts/out/app.js"
+            } else {
+                "app.js"
+            };
+            let app = std::fs::read_to_string(dir.join(source))?;
             std::fs::write(dir.join("build/js/app.js"), format!("{JS_HELPER}\n{app}"))?;
             // Without stdio, random, clocks and HTTP the component imports none of them.
             run(Command::new("componentize-js")
