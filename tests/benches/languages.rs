@@ -52,6 +52,7 @@ fn main() {
     for (name, dir) in [
         ("C", "c"),
         ("C++", "cpp"),
+        ("Zig", "zig"),
         ("Python", "python"),
         ("JavaScript", "js"),
         ("TypeScript", "ts"),

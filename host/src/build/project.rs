@@ -28,6 +28,9 @@ pub enum Lang {
     Js,
     /// TypeScript, checked and compiled by `tsc` (strict), then as JavaScript.
     Ts,
+    /// Zig (0.17, from PyPI's `ziglang`) over the C bindings and helper, imported with
+    /// `zig translate-c`; then made a component by Flowgate.
+    Zig,
 }
 
 /// `flowgate.toml`.
@@ -118,6 +121,7 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
         Lang::Python => "python",
         Lang::Js => "js",
         Lang::Ts => "ts",
+        Lang::Zig => "zig",
     };
     std::fs::write(
         dir.join("flowgate.toml"),
@@ -147,6 +151,10 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
         }
         Lang::Ts => {
             std::fs::write(dir.join("app.ts"), TS_TEMPLATE)?;
+            Ok(())
+        }
+        Lang::Zig => {
+            std::fs::write(dir.join("plugin.zig"), ZIG_TEMPLATE)?;
             Ok(())
         }
     }
@@ -262,6 +270,11 @@ const TS_TEMPLATE: &str = include_str!("template.ts");
 
 /// Types of the JavaScript helper and the host imports, for TypeScript.
 pub const TS_TYPES: &str = include_str!("../../../guest-sdk/js/flowgate.d.ts");
+
+const ZIG_TEMPLATE: &str = include_str!("template.zig");
+
+/// Zig, from PyPI (run as `python3 -m ziglang`).
+pub const ZIG_INSTALL: &str = "python3 -m pip install ziglang==0.17.1";
 
 /// The TypeScript compiler.
 pub const TS_INSTALL: &str =
@@ -426,6 +439,59 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                 .args(["-p", ".", "-p", "build/py", "-o"])
                 .arg(&out)
                 .current_dir(dir))?;
+        }
+        Lang::Zig => {
+            let zig = |args: &[&str]| {
+                let mut c = Command::new("python3");
+                c.args(["-m", "ziglang"]).args(args).current_dir(dir);
+                c
+            };
+            let installed = zig(&["version"]).output().is_ok_and(|o| o.status.success());
+            if !installed {
+                return Err(ProjectError::Missing {
+                    tool: "Zig".into(),
+                    install: ZIG_INSTALL.into(),
+                });
+            }
+            c_bindings(&dir.join("build/include"))?;
+            // The C bindings and helper, as a Zig module.
+            let translated = zig(&[
+                "translate-c",
+                "-target",
+                "wasm32-wasi",
+                "-lc",
+                "-Ibuild/include",
+                "build/include/flowgate.h",
+            ])
+            .output()?;
+            if !translated.status.success() {
+                return Err(ProjectError::Other(format!(
+                    "zig translate-c of the bindings failed: {}",
+                    String::from_utf8_lossy(&translated.stderr)
+                )));
+            }
+            std::fs::write(dir.join("build/include/flowgate_c.zig"), translated.stdout)?;
+            std::fs::copy(dir.join("plugin.zig"), dir.join("build/include/plugin.zig"))?;
+            let core = format!("build/{}.core.wasm", m.name);
+            run(&mut zig(&[
+                "build-exe",
+                "build/include/plugin.zig",
+                "build/include/flowgate_impl.c",
+                "build/include/stage.c",
+                "build/include/stage_component_type.o",
+                "-target",
+                "wasm32-wasi",
+                "-fno-entry",
+                "-rdynamic",
+                "-OReleaseSmall",
+                "-lc",
+                "-Ibuild/include",
+                &format!("-femit-bin={core}"),
+            ]))?;
+            let bytes = std::fs::read(dir.join(&core))?;
+            let component = componentize(&bytes, "stage")
+                .map_err(|e| ProjectError::Other(format!("{core}: {e}")))?;
+            std::fs::write(&out, component)?;
         }
         Lang::Js | Lang::Ts => {
             let ts = m.lang == Lang::Ts;
