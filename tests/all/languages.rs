@@ -188,9 +188,14 @@ fn every_language_gives_the_same_output_per_event_and_per_batch() {
             &repo().join("plugins/conformance/zig").join(name),
             &scratch.path().join("zig"),
         );
+        let go = build_project(
+            &repo().join("plugins/conformance/go").join(name),
+            &scratch.path().join("go"),
+        );
         let langs = [
             ("C", &c),
             ("Zig", &zig),
+            ("Go", &go),
             ("C++", &cpp),
             ("Python", &python),
             ("JavaScript", &js),
@@ -233,7 +238,7 @@ fn flowgate(dir: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn a_new_project_builds_and_passes_its_test_as_written_in_every_language() {
     let scratch = tempfile::tempdir().unwrap();
-    for lang in ["rust", "c", "cpp", "zig", "python", "js", "ts"] {
+    for lang in ["rust", "c", "cpp", "zig", "go", "python", "js", "ts"] {
         let name = format!("my-{lang}-plugin");
         let out = flowgate(
             scratch.path(),

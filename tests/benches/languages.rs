@@ -53,6 +53,7 @@ fn main() {
         ("C", "c"),
         ("C++", "cpp"),
         ("Zig", "zig"),
+        ("Go", "go"),
         ("Python", "python"),
         ("JavaScript", "js"),
         ("TypeScript", "ts"),

