@@ -504,7 +504,22 @@ fn kill_and_check_state(delivery: &str) {
         sorted_lines(&clean, "stats.ndjson"),
     );
     if delivery == "exactly-once" {
-        assert_eq!(mine, theirs, "window results after {kills} kills");
+        let extra: Vec<&String> = mine
+            .iter()
+            .filter(|l| !theirs.contains(l))
+            .take(3)
+            .collect();
+        let missing: Vec<&String> = theirs
+            .iter()
+            .filter(|l| !mine.contains(l))
+            .take(3)
+            .collect();
+        assert!(
+            mine == theirs,
+            "window results after {kills} kills: {} lines vs {}; extra {extra:#?}; missing {missing:#?}",
+            mine.len(),
+            theirs.len()
+        );
         assert_eq!(
             sorted_lines(&f, "late.ndjson"),
             sorted_lines(&clean, "late.ndjson")

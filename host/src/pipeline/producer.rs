@@ -11,7 +11,9 @@
 //! partition are here". It is written in the same append as the rows, so it is exactly as
 //! durable as they are. On start the step scans each output partition from its checkpointed end
 //! and, while replaying, drops an output whose input it finds already covered there. Readers
-//! strip the header before a plugin or sink sees the event.
+//! strip the header before a plugin or sink sees the event. The outputs of closing an input
+//! (an aggregator's last windows at the end of a bounded run) are marked `<position>+`: they
+//! follow every output of the inputs up to `position`.
 //!
 //! A stage with keyed state saves the state in the same checkpoint file, after the JSON line
 //! (see [`crate::state::KeyedState::encode`]). Before such a checkpoint is written every append
@@ -205,7 +207,7 @@ impl Producer {
                                 && let Some(pos) = std::str::from_utf8(value)
                                     .ok()
                                     .and_then(|v| v.strip_prefix(&prefix))
-                                    .and_then(|v| v.parse::<u64>().ok())
+                                    .and_then(half_steps)
                             {
                                 let d = self.done.entry((t, p)).or_insert(0);
                                 *d = (*d).max(pos);
@@ -217,7 +219,7 @@ impl Producer {
             }
         }
         if !self.done.is_empty() {
-            tracing::info!(producer = %self.id, from = self.position, covered = ?self.done.values().max(), "exactly-once: replaying; outputs already written will not be written again");
+            tracing::info!(producer = %self.id, from = self.position, covered = ?self.done.values().max().map(|d| d / 2), "exactly-once: replaying; outputs already written will not be written again");
         }
         Ok(())
     }
@@ -230,13 +232,32 @@ impl Producer {
     /// Appends `rows` (in input order) and records that inputs up to `next_position` are done
     /// once they are durable. Rows already written before a crash are dropped (exactly-once).
     pub fn send(&mut self, rows: &[Routed<'_>], next_position: u64) -> Result<(), LogError> {
+        self.send_rows(rows, next_position, false)
+    }
+
+    /// Appends the outputs of closing the input at `position` (an aggregator's last windows at
+    /// the end of a bounded run): they come after every output of the inputs up to `position`,
+    /// so their marker says `<position>+` and a replay tells them apart from the outputs of the
+    /// last input.
+    pub fn send_closing(&mut self, rows: &[Routed<'_>], position: u64) -> Result<(), LogError> {
+        self.send_rows(rows, position, true)
+    }
+
+    fn send_rows(
+        &mut self,
+        rows: &[Routed<'_>],
+        next_position: u64,
+        closing: bool,
+    ) -> Result<(), LogError> {
         let mut last: HashMap<(usize, u32), usize> = HashMap::new();
+        // Positions in half steps: the closing outputs at `p` sit between `p` and `p + 1`.
+        let at = |origin: u64| 2 * origin + u64::from(closing);
         let keep = |r: &Routed<'_>| {
             !self.exactly_once
                 || self
                     .done
                     .get(&(r.target, r.partition))
-                    .is_none_or(|&d| r.origin > d)
+                    .is_none_or(|&d| at(r.origin) > d)
         };
         for (i, r) in rows.iter().enumerate() {
             if keep(r) {
@@ -244,7 +265,11 @@ impl Producer {
             }
         }
         let mut builders: BTreeMap<(usize, u32), BatchBuilder> = BTreeMap::new();
-        let marker = format!("{}@{next_position}", self.id);
+        let marker = format!(
+            "{}@{next_position}{}",
+            self.id,
+            if closing { "+" } else { "" }
+        );
         for (i, r) in rows.iter().enumerate() {
             let k = (r.target, r.partition);
             if !keep(r) {
@@ -283,7 +308,7 @@ impl Producer {
             && self
                 .done
                 .get(&(target, partition))
-                .is_some_and(|&d| first < d)
+                .is_some_and(|&d| 2 * first < d)
     }
 
     /// Appends a whole batch to one partition as it is (the marker header, if any, is added to
@@ -420,6 +445,15 @@ pub(crate) fn partition_for(key: Option<&[u8]>, partitions: u32, fallback: u64) 
     match key {
         Some(k) => crc32c::crc32c(k) % partitions,
         None => (fallback % u64::from(partitions)) as u32,
+    }
+}
+
+/// A marker's position in half steps (`done` holds them so): `P` is `2P`, the closing marker
+/// `P+` is `2P + 1`.
+fn half_steps(v: &str) -> Option<u64> {
+    match v.strip_suffix('+') {
+        Some(p) => p.parse::<u64>().ok().map(|p| 2 * p + 1),
+        None => v.parse::<u64>().ok().map(|p| 2 * p),
     }
 }
 
@@ -576,6 +610,59 @@ mod tests {
             })
             .collect();
         producer.send(&rows, origins[1]).unwrap();
+    }
+
+    /// Sends the closing outputs at `position`, one per partition, with origin `position`.
+    fn close(producer: &mut Producer, position: u64) {
+        let events: Vec<Event> = (0..2)
+            .map(|_| Event {
+                key: None,
+                value: b"{\"origin\":999}".to_vec(),
+                timestamp: 0,
+                headers: Vec::new(),
+            })
+            .collect();
+        let batch = event::batch_of(&events);
+        let cols = event::columns(&batch).unwrap();
+        let rows: Vec<Routed<'_>> = cols
+            .rows()
+            .enumerate()
+            .map(|(p, row)| Routed {
+                target: 0,
+                partition: p as u32,
+                origin: position,
+                row,
+            })
+            .collect();
+        producer.send_closing(&rows, position).unwrap();
+    }
+
+    /// The closing outputs at the end of the input come after the last input's outputs and
+    /// their marker: after a crash, those not written yet are written, and those written are
+    /// not written again.
+    #[test]
+    fn closing_outputs_after_the_last_input_are_written_once_across_a_crash() {
+        let log = Arc::new(Holding::default());
+        let config = TopicConfig {
+            partitions: 2,
+            ..TopicConfig::default()
+        };
+        log.create_topic("out", config).unwrap();
+        // The last input's outputs are written with their marker, not yet checkpointed.
+        let (mut producer, _) = open(&log, Duration::from_secs(3600));
+        step(&mut producer, [1, 2]);
+        log.hold.store(true, Ordering::Release);
+        close(&mut producer, 2);
+        drop(producer); // partition 0's closing output is never written
+
+        log.hold.store(false, Ordering::Release);
+        let (mut producer, from) = open(&log, Duration::ZERO);
+        assert_eq!(from, 0, "resumes at the checkpoint");
+        step(&mut producer, [1, 2]);
+        close(&mut producer, 2);
+        producer.flush().unwrap();
+        assert_eq!(origins_in(&log, 0), [1, 999], "partition 0");
+        assert_eq!(origins_in(&log, 1), [2, 999], "partition 1");
     }
 
     fn origins_in(log: &Holding, partition: u32) -> Vec<u64> {

@@ -473,7 +473,7 @@ fn close_windows(s: &StageShared, part: &mut Part) -> Result<(), Stopped> {
         .fetch_add(fired.len() as u64, Ordering::Relaxed);
     count(s, 0, routed.len() as u64);
     part.producer
-        .send(&routed, position)
+        .send_closing(&routed, position)
         .map_err(|e| s.ctl.fail(e.to_string()))?;
     state.lock().commit();
     Ok(())
