@@ -78,6 +78,7 @@ fn main() {
             let config = RuntimeConfig {
                 cache_dir: Some(cache),
                 max_stage_instances: 8,
+                max_memory_bytes: 512 << 20,
                 ..RuntimeConfig::default()
             };
             let t = Instant::now();
@@ -95,9 +96,13 @@ fn main() {
                 "{name}: not loaded from the cache"
             );
             let t = Instant::now();
-            let mut instance = plugin
-                .instantiate(Default::default(), Vec::new())
-                .expect("instance");
+            // A generous cap: the JavaScript engine's memory grows over long per-event runs
+            // (see docs/languages/js.md); the benchmark measures speed, not that.
+            let limits = flowgate::runtime::Limits {
+                memory_bytes: 512 << 20,
+                ..Default::default()
+            };
+            let mut instance = plugin.instantiate(limits, Vec::new()).expect("instance");
             inst.push(t.elapsed().as_secs_f64());
             let t = Instant::now();
             for e in &events {
