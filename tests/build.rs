@@ -52,7 +52,7 @@ fn main() {
     );
 
     let out_dir = plugins.join("target").join(TARGET).join("release");
-    let tests_src = read_tests(&here.join("all"));
+    let tests_src = read_tests(&here.join("all")) + &read_tests(&here.join("languages"));
     let mut consts = String::new();
     let mut all = String::from(
         "/// Every plugin: (crate name, component path).\npub const ALL: &[(&str, &str)] = &[\n",
@@ -74,7 +74,7 @@ fn main() {
         let constant = name.replace('-', "_").to_uppercase();
         assert!(
             tests_src.contains(&constant),
-            "plugin `{name}` has no test: name `{constant}` in a test under tests/all/"
+            "plugin `{name}` has no test: name `{constant}` in a test under tests/all/ or tests/languages/"
         );
         consts.push_str(&format!(
             "/// Component of `plugins/rust/{name}`.\npub const {constant}: &str = {:?};\n",

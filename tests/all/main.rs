@@ -4,7 +4,6 @@
 mod cli;
 mod governance;
 mod hostile;
-mod languages;
 mod log;
 mod parity;
 mod pipeline;

@@ -1,4 +1,4 @@
-//! Plugins in other languages: the conformance suite (the same plugins written in each
+//! Plugins in other languages (a test binary of its own: see tests/Cargo.toml): the conformance suite (the same plugins written in each
 //! language, run on the same input per event and per batch, outputs compared byte for byte),
 //! and `flowgate plugin new` / `build` / `test` as a plugin author uses them.
 //!
