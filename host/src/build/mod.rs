@@ -17,7 +17,7 @@ pub struct ComponentizeError(String);
 
 /// True when `bytes` is a component (not a core module).
 pub fn is_component(bytes: &[u8]) -> bool {
-    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00]
+    wasmparser::Parser::is_component(bytes)
 }
 
 /// True when the module carries component-type metadata (as wit-bindgen output does).
@@ -35,9 +35,11 @@ pub fn componentize(bytes: &[u8], world: &str) -> Result<Vec<u8>, ComponentizeEr
     if is_component(bytes) {
         return Ok(bytes.to_vec());
     }
-    if bytes.len() < 8 || bytes[..4] != *b"\0asm" {
+    if !wasmparser::Parser::is_core_wasm(bytes) {
         return Err(ComponentizeError(
-            "not a WebAssembly module (no `\\0asm` header): check the build's output file".into(),
+            "neither a WebAssembly core module nor a component (no `\\0asm` header of a known \
+             version): check the build's output file"
+                .into(),
         ));
     }
     let renamed = dashed_exports(bytes)?;

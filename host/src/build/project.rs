@@ -354,18 +354,10 @@ fn run(cmd: &mut Command) -> Result<(), ProjectError> {
     }
 }
 
-fn have_go() -> bool {
-    Command::new("go")
-        .arg("version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn have(tool: &str) -> bool {
+/// True when `tool arg` runs and succeeds (`arg` is the tool's version flag).
+fn have(tool: &str, arg: &str) -> bool {
     Command::new(tool)
-        .arg("--version")
+        .arg(arg)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
@@ -419,9 +411,9 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             let cpp = m.lang == Lang::Cpp;
             let libcxx = Path::new("/usr/lib/wasm32-wasi/libc++.a").exists()
                 || Path::new("/usr/lib/wasm32-wasi/c++").exists();
-            if !have("clang-19")
+            if !have("clang-19", "--version")
                 || !Path::new("/usr/include/wasm32-wasi/stdlib.h").exists()
-                || (cpp && (!have("clang++-19") || !libcxx))
+                || (cpp && (!have("clang++-19", "--version") || !libcxx))
             {
                 return Err(ProjectError::Missing {
                     tool: if cpp {
@@ -469,7 +461,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             std::fs::write(&out, component)?;
         }
         Lang::Python => {
-            if !have("componentize-py") {
+            if !have("componentize-py", "--version") {
                 return Err(ProjectError::Missing {
                     tool: "componentize-py".into(),
                     install: PYTHON_INSTALL.into(),
@@ -539,7 +531,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             std::fs::write(&out, component)?;
         }
         Lang::Go => {
-            if !have_go() {
+            if !have("go", "version") {
                 return Err(ProjectError::Missing {
                     tool: "Go (1.24 or newer)".into(),
                     install: GO_INSTALL.into(),
@@ -579,7 +571,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             std::fs::write(&out, component)?;
         }
         Lang::AssemblyScript => {
-            if !have("asc") {
+            if !have("asc", "--version") {
                 return Err(ProjectError::Missing {
                     tool: "the AssemblyScript compiler (asc, with Node.js)".into(),
                     install: AS_INSTALL.into(),
@@ -608,7 +600,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
         }
         Lang::Js | Lang::Ts => {
             let ts = m.lang == Lang::Ts;
-            if !have("componentize-js") || (ts && !have("tsc")) {
+            if !have("componentize-js", "--version") || (ts && !have("tsc", "--version")) {
                 return Err(ProjectError::Missing {
                     tool: if ts {
                         "the TypeScript compiler and componentize-js (and Node.js)".into()

@@ -642,12 +642,7 @@ mod tests {
     /// not written again.
     #[test]
     fn closing_outputs_after_the_last_input_are_written_once_across_a_crash() {
-        let log = Arc::new(Holding::default());
-        let config = TopicConfig {
-            partitions: 2,
-            ..TopicConfig::default()
-        };
-        log.create_topic("out", config).unwrap();
+        let log = two_partitions();
         // The last input's outputs are written with their marker, not yet checkpointed.
         let (mut producer, _) = open(&log, Duration::from_secs(3600));
         step(&mut producer, [1, 2]);
@@ -663,6 +658,17 @@ mod tests {
         producer.flush().unwrap();
         assert_eq!(origins_in(&log, 0), [1, 999], "partition 0");
         assert_eq!(origins_in(&log, 1), [2, 999], "partition 1");
+    }
+
+    /// A memory log with the topic `out` of two partitions.
+    fn two_partitions() -> Arc<Holding> {
+        let log = Arc::new(Holding::default());
+        let config = TopicConfig {
+            partitions: 2,
+            ..TopicConfig::default()
+        };
+        log.create_topic("out", config).unwrap();
+        log
     }
 
     fn origins_in(log: &Holding, partition: u32) -> Vec<u64> {
@@ -682,12 +688,7 @@ mod tests {
     /// miss the marker, and the replay would write the step's outputs a second time.
     #[test]
     fn a_half_acknowledged_step_is_neither_lost_nor_repeated_after_a_crash() {
-        let log = Arc::new(Holding::default());
-        let config = TopicConfig {
-            partitions: 2,
-            ..TopicConfig::default()
-        };
-        log.create_topic("out", config).unwrap();
+        let log = two_partitions();
         let (mut producer, from) = open(&log, Duration::from_secs(3600));
         assert_eq!(from, 0);
         step(&mut producer, [1, 2]);

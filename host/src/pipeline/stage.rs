@@ -454,20 +454,16 @@ fn close_windows(s: &StageShared, part: &mut Part) -> Result<(), Stopped> {
     let (output, _) = fired_batch(&fired);
     let cols = event::columns(&output).expect("built here");
     let position = part.cursor.position;
-    let routed: Vec<Routed<'_>> = cols
-        .rows()
-        .flat_map(|row| {
-            s.config.output.topics().into_iter().map(move |topic| {
-                let t = s.target(topic);
-                Routed {
-                    target: t,
-                    partition: partition_for(row.key, s.targets[t].partitions, 0),
-                    origin: position,
-                    row,
-                }
-            })
-        })
-        .collect();
+    let mut routed: Vec<Routed<'_>> = Vec::with_capacity(cols.len());
+    for row in cols.rows() {
+        if let Err(message) = route(s, part.cursor.partition, row, position, &mut routed) {
+            // A window result has no input event to dead-letter: counted and logged.
+            s.stats.errors.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("flowgate_stage_errors_total", "stage" => s.config.name.clone(), "kind" => "no-route")
+                .increment(1);
+            tracing::error!(stage = %s.config.name, "a closing window result is dropped: {message}");
+        }
+    }
     s.stats
         .windows_fired
         .fetch_add(fired.len() as u64, Ordering::Relaxed);
@@ -477,6 +473,57 @@ fn close_windows(s: &StageShared, part: &mut Part) -> Result<(), Stopped> {
         .map_err(|e| s.ctl.fail(e.to_string()))?;
     state.lock().commit();
     Ok(())
+}
+
+/// Routes one output row (from the input before position `origin`) to its topics: every
+/// output topic, or the one its route header names. `Err` says why no route fits.
+fn route<'a>(
+    s: &StageShared,
+    input_partition: u32,
+    row: EventRef<'a>,
+    origin: u64,
+    routed: &mut Vec<Routed<'a>>,
+) -> Result<(), String> {
+    let mut push = |topic: &str| {
+        let t = s.target(topic);
+        routed.push(Routed {
+            target: t,
+            partition: partition_for(row.key, s.targets[t].partitions, u64::from(input_partition)),
+            origin,
+            row,
+        });
+    };
+    match &s.config.output {
+        Output::Topics(topics) => {
+            topics.iter().for_each(|t| push(t));
+            Ok(())
+        }
+        Output::Route {
+            header,
+            topics,
+            default,
+        } => {
+            let value = row.header(header);
+            let topic = value
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| topics.get(v))
+                .or(default.as_ref());
+            match (topic, value) {
+                (Some(t), _) => {
+                    push(t);
+                    Ok(())
+                }
+                (None, Some(v)) => Err(format!(
+                    "output header `{header}` = {:?} names no route (routes: {})",
+                    String::from_utf8_lossy(v),
+                    topics.keys().cloned().collect::<Vec<_>>().join(", ")
+                )),
+                (None, None) => Err(format!(
+                    "output has no `{header}` header and the route has no default"
+                )),
+            }
+        }
+    }
 }
 
 /// What the plugin made of a batch.
@@ -615,43 +662,8 @@ fn deliver(
     let p = part.cursor.partition;
     for (origin, row) in rows {
         let at = input.first + u64::from(origin) + 1;
-        let mut push = |topic: &str| {
-            let t = s.target(topic);
-            routed.push(Routed {
-                target: t,
-                partition: partition_for(row.key, s.targets[t].partitions, u64::from(p)),
-                origin: at,
-                row,
-            });
-        };
-        match &s.config.output {
-            Output::Topics(topics) => topics.iter().for_each(|t| push(t)),
-            Output::Route {
-                header,
-                topics,
-                default,
-            } => {
-                let value = row.header(header);
-                let topic = value
-                    .and_then(|v| std::str::from_utf8(v).ok())
-                    .and_then(|v| topics.get(v))
-                    .or(default.as_ref());
-                match topic {
-                    Some(t) => push(t),
-                    None => {
-                        no_route.entry(origin).or_insert_with(|| match value {
-                            Some(v) => format!(
-                                "output header `{header}` = {:?} names no route (routes: {})",
-                                String::from_utf8_lossy(v),
-                                topics.keys().cloned().collect::<Vec<_>>().join(", ")
-                            ),
-                            None => format!(
-                                "output has no `{header}` header and the route has no default"
-                            ),
-                        });
-                    }
-                }
-            }
+        if let Err(message) = route(s, p, row, at, &mut routed) {
+            no_route.entry(origin).or_insert(message);
         }
     }
     for (row, message) in no_route {

@@ -274,7 +274,7 @@ impl Runtime {
         {
             return Ok((c, true));
         }
-        if wasmparser_is_core_module(bytes) {
+        if wasmparser::Parser::is_core_wasm(bytes) {
             return Err(LoadError::NotAComponent {
                 plugin: name.into(),
             });
@@ -288,9 +288,4 @@ impl Runtime {
         }
         Ok((component, false))
     }
-}
-
-/// True for a core WebAssembly module (version 1), which must be made a component first.
-fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
-    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }
