@@ -21,6 +21,8 @@ const flowgate = (() => {
 
   const bytes = (v) => (typeof v === 'string' ? encoder.encode(v) : v);
 
+  const EMPTY = new Uint8Array(0);
+
   class Column {
     constructor() {
       this.parts = [];
@@ -32,13 +34,13 @@ const flowgate = (() => {
       this.size += b.length;
       this.ends.push(this.size);
     }
-    mark() {
-      return [this.parts.length, this.size];
+    get length() {
+      return this.parts.length;
     }
-    rollback([n, size]) {
+    rollback(n) {
       this.parts.length = n;
       this.ends.length = n;
-      this.size = size;
+      this.size = n ? this.ends[n - 1] : 0;
     }
     finish() {
       const data = new Uint8Array(this.size);
@@ -52,6 +54,11 @@ const flowgate = (() => {
   }
 
   const slice = (c, i) => c.data.subarray(i ? c.ends[i - 1] : 0, c.ends[i]);
+
+  // Rethrows what `process` threw: a Flowgate failure as the WIT error, anything else as it is.
+  const rethrow = (e) => {
+    throw e && e.flowgateFailure ? { tag: e.tag, val: e.val } : e;
+  };
 
   function stage(process, init) {
     return {
@@ -68,11 +75,12 @@ const flowgate = (() => {
       },
       onEvent(event) {
         const outs = [];
+        const emit = (value) =>
+          outs.push({ key: event.key, value: bytes(value), timestamp: event.timestamp, headers: event.headers });
         try {
-          process(event, (value) => outs.push({ ...event, value: bytes(value) }));
+          process(event, emit);
         } catch (e) {
-          if (e && e.flowgateFailure) throw { tag: e.tag, val: e.val };
-          throw e;
+          rethrow(e);
         }
         return outs;
       },
@@ -80,42 +88,44 @@ const flowgate = (() => {
         const rows = input.timestamps.length;
         const values = new Column(), keys = new Column(), names = new Column(), hvalues = new Column();
         const hasKey = [], timestamps = [], headerEnds = [], origins = [], failures = [];
+        // One `emit` for the whole batch (no closure per row): it reads the current row.
+        let event = null;
+        let row = 0;
+        const emit = (value) => {
+          values.push(bytes(value));
+          keys.push(event.key || EMPTY);
+          hasKey.push(event.key ? 1 : 0);
+          timestamps.push(event.timestamp);
+          for (const hd of event.headers) {
+            names.push(encoder.encode(hd.name));
+            hvalues.push(hd.value);
+          }
+          headerEnds.push(names.length);
+          origins.push(row);
+        };
         let h = 0;
-        for (let row = 0; row < rows; row++) {
+        for (row = 0; row < rows; row++) {
           const headers = [];
           for (; h < input.headerEnds[row]; h++) {
             headers.push({ name: decoder.decode(slice(input.headerNames, h)), value: slice(input.headerValues, h) });
           }
-          const event = {
+          event = {
             key: input.hasKey[row] ? slice(input.keys, row) : undefined,
             value: slice(input.values, row),
             timestamp: input.timestamps[row],
             headers,
           };
-          const mark = [values.mark(), keys.mark(), names.mark(), hvalues.mark(), origins.length];
+          const outputs = origins.length, headerRows = names.length;
           try {
-            process(event, (value) => {
-              values.push(bytes(value));
-              keys.push(event.key || new Uint8Array(0));
-              hasKey.push(event.key ? 1 : 0);
-              timestamps.push(event.timestamp);
-              for (const hd of headers) {
-                names.push(encoder.encode(hd.name));
-                hvalues.push(hd.value);
-              }
-              headerEnds.push(names.ends.length);
-              origins.push(row);
-            });
+            process(event, emit);
           } catch (e) {
-            if (!(e && e.flowgateFailure) || e.tag === 'fatal') {
-              throw e && e.flowgateFailure ? { tag: e.tag, val: e.val } : e;
-            }
-            values.rollback(mark[0]);
-            keys.rollback(mark[1]);
-            names.rollback(mark[2]);
-            hvalues.rollback(mark[3]);
-            const n = mark[4];
-            hasKey.length = timestamps.length = headerEnds.length = origins.length = n;
+            if (!(e && e.flowgateFailure) || e.tag === 'fatal') rethrow(e);
+            // The row's outputs so far are dropped: a failed row has none.
+            values.rollback(outputs);
+            keys.rollback(outputs);
+            names.rollback(headerRows);
+            hvalues.rollback(headerRows);
+            hasKey.length = timestamps.length = headerEnds.length = origins.length = outputs;
             failures.push({ row, error: { tag: e.tag, val: e.val } });
           }
         }

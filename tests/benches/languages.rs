@@ -5,8 +5,8 @@
 //! per event (`on-event`) and per batch (`on-batch`, 1,024 events) over 200,000 events of 64
 //! bytes. Figures are medians of `--runs` runs (default 3), all languages in one process.
 //!
-//! Run: `cargo bench -p flowgate-tests --bench languages` (needs the toolchains CI installs:
-//! see `.ci/run`).
+//! Run: `cargo bench -p flowgate-tests --bench languages [-- --runs N --only rust,zig]` (needs
+//! the toolchains CI installs: see `.ci/run`).
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its table")]
 
@@ -35,13 +35,24 @@ fn build(lang: &str, scratch: &Path) -> PathBuf {
     out
 }
 
+/// The value after `flag` on the command line.
+fn arg(flag: &str) -> Option<String> {
+    std::env::args().skip_while(|a| a != flag).nth(1)
+}
+
 fn main() {
-    let runs: usize = std::env::args()
-        .skip_while(|a| a != "--runs")
-        .nth(1)
-        .map_or(3, |v| v.parse().expect("a number"));
+    let runs: usize = arg("--runs").map_or(3, |v| v.parse().expect("a number"));
+    // `--only rust,zig`: those languages (by `--lang` name) and no others.
+    let only = arg("--only");
+    let wanted = |lang: &str| {
+        only.as_ref()
+            .is_none_or(|o| o.split(',').any(|l| l == lang))
+    };
     let scratch = tempfile::tempdir().expect("temp dir");
-    let mut plugins = vec![("Rust".to_owned(), PathBuf::from(UPPERCASE))];
+    let mut plugins = Vec::new();
+    if wanted("rust") {
+        plugins.push(("Rust".to_owned(), PathBuf::from(UPPERCASE)));
+    }
     for (name, dir) in [
         ("C", "c"),
         ("C++", "cpp"),
@@ -52,7 +63,9 @@ fn main() {
         ("JavaScript", "js"),
         ("TypeScript", "ts"),
     ] {
-        plugins.push((name.to_owned(), build(dir, scratch.path())));
+        if wanted(dir) {
+            plugins.push((name.to_owned(), build(dir, scratch.path())));
+        }
     }
     let events: Vec<Event> = (0..200_000)
         .map(|i| Event {

@@ -520,7 +520,12 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                 "wasm32-wasi",
                 "-fno-entry",
                 "-rdynamic",
-                "-OReleaseSmall",
+                "-OReleaseFast",
+                "-mcpu=generic+bulk_memory+simd128",
+                // Zig's default stack is 16 MiB, all of it linear memory under the stage's cap.
+                "--stack",
+                "1048576",
+                "-fstrip",
                 "-lc",
                 "-Ibuild/include",
                 &format!("-femit-bin={core}"),
@@ -589,7 +594,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                     &core,
                     "-O3",
                     "--runtime",
-                    "incremental",
+                    "minimal",
                 ])
                 .args(["--use", "abort="])
                 .current_dir(dir))?;

@@ -9,13 +9,15 @@ const std = @import("std");
 const fg = @import("flowgate_c.zig");
 
 export fn fg_process(e: *const fg.fg_event, out: *fg.fg_out, err: *fg.fg_error) c_int {
-    _ = err;
     const value = e.value[0..e.value_len];
-    const upper = std.heap.c_allocator.alloc(u8, value.len) catch return 1;
-    defer std.heap.c_allocator.free(upper);
-    for (value, upper) |c, *u| {
-        u.* = std.ascii.toUpper(c);
-    }
-    fg.fg_emit(out, e, upper.ptr, upper.len);
+    // Values up to 4 KiB are upper-cased on the stack; larger ones on the heap.
+    var buf: [4096]u8 = undefined;
+    const upper = if (value.len <= buf.len)
+        buf[0..value.len]
+    else
+        std.heap.c_allocator.alloc(u8, value.len) catch
+            return fg.fg_fail(err, fg.FG_RETRYABLE, "out of memory");
+    defer if (value.len > buf.len) std.heap.c_allocator.free(upper);
+    fg.fg_emit(out, e, std.ascii.upperString(upper, value).ptr, value.len);
     return 0;
 }
