@@ -23,12 +23,22 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// `lang` is a `--lang` name, `-aot` appended for ahead-of-time compilation.
 fn build(lang: &str, scratch: &Path) -> PathBuf {
     // The project `flowgate plugin new` writes: the upper-casing map of every language.
     let dir = scratch.join(lang);
+    let (lang, aot) = match lang.strip_suffix("-aot") {
+        Some(l) => (l, true),
+        None => (lang, false),
+    };
     let lang_value: project::Lang = clap::ValueEnum::from_str(lang, true).expect("a language");
     let sdk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
     project::new(&dir, "uppercase", lang_value, &sdk).expect("project");
+    if aot {
+        let manifest = dir.join("flowgate.toml");
+        let text = std::fs::read_to_string(&manifest).expect("flowgate.toml");
+        std::fs::write(&manifest, format!("{text}aot = true\n")).expect("flowgate.toml");
+    }
     let t = Instant::now();
     let out = project::build(&dir).unwrap_or_else(|e| panic!("{lang}: {e}"));
     println!("  ({lang} built in {:.1} s)", t.elapsed().as_secs_f64());
@@ -42,7 +52,8 @@ fn arg(flag: &str) -> Option<String> {
 
 fn main() {
     let runs: usize = arg("--runs").map_or(3, |v| v.parse().expect("a number"));
-    // `--only rust,zig`: those languages (by `--lang` name) and no others.
+    // `--only rust,zig`: those languages (by `--lang` name; `js-aot` for JavaScript compiled
+    // ahead of time) and no others.
     let only = arg("--only");
     let wanted = |lang: &str| {
         only.as_ref()
@@ -61,6 +72,7 @@ fn main() {
         ("AssemblyScript", "assemblyscript"),
         ("Python", "python"),
         ("JavaScript", "js"),
+        ("JavaScript (aot)", "js-aot"),
         ("TypeScript", "ts"),
     ] {
         if wanted(dir) {

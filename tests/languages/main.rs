@@ -29,9 +29,10 @@ fn repo() -> PathBuf {
 }
 
 /// Builds a conformance project (copied aside, so the sources stay clean); `uppercase` is the
-/// project `flowgate plugin new` writes, so the templates are held to the suite too. Fails with
-/// the install command when a toolchain is missing.
-fn build_project(src: &Path, scratch: &Path) -> PathBuf {
+/// project `flowgate plugin new` writes, so the templates are held to the suite too. `aot`
+/// turns on ahead-of-time compilation (JavaScript and TypeScript). Fails with the install
+/// command when a toolchain is missing.
+fn build_project(src: &Path, scratch: &Path, aot: bool) -> PathBuf {
     let dir = scratch.join(src.file_name().unwrap());
     if src.ends_with("uppercase") {
         let lang = src.parent().unwrap().file_name().unwrap().to_str().unwrap();
@@ -45,6 +46,11 @@ fn build_project(src: &Path, scratch: &Path) -> PathBuf {
                 std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
             }
         }
+    }
+    if aot {
+        let manifest = dir.join("flowgate.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        std::fs::write(&manifest, format!("{text}aot = true\n")).unwrap();
     }
     match project::build(&dir) {
         Ok(out) => out,
@@ -156,16 +162,18 @@ fn run(plugin: &Path, per_batch: bool, state: bool) -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// The languages held to the Rust plugins' output: folder under `plugins/conformance`, name.
-const LANGUAGES: [(&str, &str); 8] = [
-    ("c", "C"),
-    ("zig", "Zig"),
-    ("go", "Go"),
-    ("assemblyscript", "AssemblyScript"),
-    ("cpp", "C++"),
-    ("python", "Python"),
-    ("js", "JavaScript"),
-    ("ts", "TypeScript"),
+/// The languages held to the Rust plugins' output: folder under `plugins/conformance`, name,
+/// whether compiled ahead of time.
+const LANGUAGES: [(&str, &str, bool); 9] = [
+    ("c", "C", false),
+    ("zig", "Zig", false),
+    ("go", "Go", false),
+    ("assemblyscript", "AssemblyScript", false),
+    ("cpp", "C++", false),
+    ("python", "Python", false),
+    ("js", "JavaScript", false),
+    ("js", "JavaScript (aot)", true),
+    ("ts", "TypeScript", false),
 ];
 
 #[test]
@@ -183,10 +191,11 @@ fn every_language_gives_the_same_output_per_event_and_per_batch() {
             want,
             "{name}: Rust per batch vs per event"
         );
-        for (dir, lang) in LANGUAGES {
+        for (dir, lang, aot) in LANGUAGES {
             let path = build_project(
                 &repo().join("plugins/conformance").join(dir).join(name),
-                &scratch.path().join(dir),
+                &scratch.path().join(if aot { "js-aot" } else { dir }),
+                aot,
             );
             for per_batch in [false, true] {
                 let got = run(path.as_ref(), per_batch, state);
@@ -224,7 +233,8 @@ fn flowgate(dir: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn a_new_project_builds_and_passes_its_test_as_written_in_every_language() {
     let scratch = tempfile::tempdir().unwrap();
-    for lang in std::iter::once("rust").chain(LANGUAGES.map(|(dir, _)| dir)) {
+    let languages = LANGUAGES.iter().filter(|(_, _, aot)| !aot);
+    for lang in std::iter::once("rust").chain(languages.map(|(dir, _, _)| *dir)) {
         let name = format!("my-{lang}-plugin");
         let out = flowgate(
             scratch.path(),
@@ -295,6 +305,50 @@ fn a_missing_toolchain_stops_the_build_with_the_command_that_installs_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains(project::C_INSTALL), "{err}");
+
+    // `aot = true` with componentize-js (and Node.js) but no weval on PATH.
+    let bin = scratch.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["componentize-js", "node"] {
+        let path = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{tool} is needed for this test: {}", project::JS_INSTALL));
+        std::os::unix::fs::symlink(path, bin.join(tool)).unwrap();
+    }
+    let dir = scratch.path().join("js");
+    project::new(&dir, "js", project::Lang::Js, &repo().join("guest-sdk")).unwrap();
+    let manifest = dir.join("flowgate.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace("# aot = true", "aot = true")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"))
+        .args(["plugin", "build"])
+        .current_dir(&dir)
+        .env("PATH", &bin)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(project::WEVAL_INSTALL), "{err}");
+}
+
+#[test]
+fn ahead_of_time_compilation_is_refused_for_other_languages() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("p");
+    project::new(&dir, "p", project::Lang::C, &repo().join("guest-sdk")).unwrap();
+    let manifest = dir.join("flowgate.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(
+        !text.contains("aot"),
+        "only JavaScript and TypeScript offer it: {text}"
+    );
+    std::fs::write(&manifest, format!("{text}aot = true\n")).unwrap();
+    let err = project::build(&dir).unwrap_err().to_string();
+    assert!(
+        err.contains("`aot` applies to JavaScript and TypeScript plugins only"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -351,6 +405,7 @@ fn a_long_run_stays_within_a_small_memory_cap() {
                 .join(dir)
                 .join("uppercase"),
             &scratch.path().join(dir),
+            false,
         );
         let rt = flowgate_tests::runtime();
         let plugin = rt.load_file(&path).unwrap();
