@@ -35,9 +35,7 @@ fn build(lang: &str, scratch: &Path) -> PathBuf {
     let sdk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
     project::new(&dir, "uppercase", lang_value, &sdk).expect("project");
     if aot {
-        let manifest = dir.join("flowgate.toml");
-        let text = std::fs::read_to_string(&manifest).expect("flowgate.toml");
-        std::fs::write(&manifest, format!("{text}aot = true\n")).expect("flowgate.toml");
+        flowgate_tests::compile_ahead_of_time(&dir);
     }
     let t = Instant::now();
     let out = project::build(&dir).unwrap_or_else(|e| panic!("{lang}: {e}"));
@@ -45,16 +43,11 @@ fn build(lang: &str, scratch: &Path) -> PathBuf {
     out
 }
 
-/// The value after `flag` on the command line.
-fn arg(flag: &str) -> Option<String> {
-    std::env::args().skip_while(|a| a != flag).nth(1)
-}
-
 fn main() {
-    let runs: usize = arg("--runs").map_or(3, |v| v.parse().expect("a number"));
+    let runs = flowgate_tests::bench_arg("--runs", 3) as usize;
     // `--only rust,zig`: those languages (by `--lang` name; `js-aot` for JavaScript compiled
     // ahead of time) and no others.
-    let only = arg("--only");
+    let only = flowgate_tests::bench_word("--only");
     let wanted = |lang: &str| {
         only.as_ref()
             .is_none_or(|o| o.split(',').any(|l| l == lang))

@@ -48,9 +48,7 @@ fn build_project(src: &Path, scratch: &Path, aot: bool) -> PathBuf {
         }
     }
     if aot {
-        let manifest = dir.join("flowgate.toml");
-        let text = std::fs::read_to_string(&manifest).unwrap();
-        std::fs::write(&manifest, format!("{text}aot = true\n")).unwrap();
+        flowgate_tests::compile_ahead_of_time(&dir);
     }
     match project::build(&dir) {
         Ok(out) => out,
@@ -318,9 +316,7 @@ fn a_missing_toolchain_stops_the_build_with_the_command_that_installs_it() {
     }
     let dir = scratch.path().join("js");
     project::new(&dir, "js", project::Lang::Js, &repo().join("guest-sdk")).unwrap();
-    let manifest = dir.join("flowgate.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(&manifest, text.replace("# aot = true", "aot = true")).unwrap();
+    flowgate_tests::compile_ahead_of_time(&dir);
     let out = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"))
         .args(["plugin", "build"])
         .current_dir(&dir)
@@ -337,13 +333,12 @@ fn ahead_of_time_compilation_is_refused_for_other_languages() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("p");
     project::new(&dir, "p", project::Lang::C, &repo().join("guest-sdk")).unwrap();
-    let manifest = dir.join("flowgate.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
+    let text = std::fs::read_to_string(dir.join("flowgate.toml")).unwrap();
     assert!(
         !text.contains("aot"),
         "only JavaScript and TypeScript offer it: {text}"
     );
-    std::fs::write(&manifest, format!("{text}aot = true\n")).unwrap();
+    flowgate_tests::compile_ahead_of_time(&dir);
     let err = project::build(&dir).unwrap_err().to_string();
     assert!(
         err.contains("`aot` applies to JavaScript and TypeScript plugins only"),

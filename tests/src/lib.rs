@@ -2,7 +2,7 @@
 //! shared by the integration tests and benchmarks.
 #![deny(missing_docs)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use flowgate::event::Event;
 use flowgate::runtime::{Runtime, RuntimeConfig};
@@ -75,15 +75,24 @@ pub fn record(seq: u64) -> Event {
     }
 }
 
-/// The number after `name` on the command line (`--events 1000`), or `default`: the options of
-/// the bench binaries.
+/// The word after `name` on the command line (`--only rust,c`): the options of the bench
+/// binaries.
+pub fn bench_word(name: &str) -> Option<String> {
+    std::env::args().skip_while(|a| a != name).nth(1)
+}
+
+/// The number after `name` on the command line (`--events 1000`), or `default`.
 pub fn bench_arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
+    bench_word(name)
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Turns on ahead-of-time compilation (`aot = true`) in the plugin project at `dir`.
+pub fn compile_ahead_of_time(dir: &Path) {
+    let manifest = dir.join("flowgate.toml");
+    let text = std::fs::read_to_string(&manifest).expect("flowgate.toml");
+    std::fs::write(&manifest, format!("{text}aot = true\n")).expect("flowgate.toml");
 }
 
 /// A small deterministic generator (xorshift), so that a failing seeded case can be replayed.

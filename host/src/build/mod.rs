@@ -95,18 +95,6 @@ pub fn componentize(bytes: &[u8], world: &str) -> Result<Vec<u8>, ComponentizeEr
 /// exports `on_event` for `on-event`).
 const DASHED: [&str; 2] = ["on-event", "on-batch"];
 
-fn leb128(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
 /// The module with its `on_event` / `on_batch` exports renamed `on-event` / `on-batch`, or
 /// `None` when there is nothing to rename.
 fn dashed_exports(bytes: &[u8]) -> Result<Option<Vec<u8>>, ComponentizeError> {
@@ -135,23 +123,22 @@ fn dashed_exports(bytes: &[u8]) -> Result<Option<Vec<u8>>, ComponentizeError> {
     if renames.is_empty() {
         return Ok(None);
     }
-    let mut section = Vec::new();
-    leb128(&mut section, exports.len() as u64);
+    let mut section = wasm_encoder::ExportSection::new();
     for (name, kind, index) in &exports {
         let name = renames
             .iter()
             .find(|(_, snake)| snake == name)
             .map_or(name.as_str(), |(d, _)| d);
-        leb128(&mut section, name.len() as u64);
-        section.extend_from_slice(name.as_bytes());
-        section.push(match kind {
-            wasmparser::ExternalKind::Func | wasmparser::ExternalKind::FuncExact => 0,
-            wasmparser::ExternalKind::Table => 1,
-            wasmparser::ExternalKind::Memory => 2,
-            wasmparser::ExternalKind::Global => 3,
-            wasmparser::ExternalKind::Tag => 4,
-        });
-        leb128(&mut section, u64::from(*index));
+        let kind = match kind {
+            wasmparser::ExternalKind::Func | wasmparser::ExternalKind::FuncExact => {
+                wasm_encoder::ExportKind::Func
+            }
+            wasmparser::ExternalKind::Table => wasm_encoder::ExportKind::Table,
+            wasmparser::ExternalKind::Memory => wasm_encoder::ExportKind::Memory,
+            wasmparser::ExternalKind::Global => wasm_encoder::ExportKind::Global,
+            wasmparser::ExternalKind::Tag => wasm_encoder::ExportKind::Tag,
+        };
+        section.export(name, kind, *index);
     }
     // The section's id and size come just before its contents: replace all three.
     let mut start = range.start - 1;
@@ -160,13 +147,64 @@ fn dashed_exports(bytes: &[u8]) -> Result<Option<Vec<u8>>, ComponentizeError> {
     }
     start -= 1; // the id byte
     let mut out = bytes[..start].to_vec();
-    out.push(7);
-    leb128(&mut out, section.len() as u64);
-    out.extend_from_slice(&section);
+    wasm_encoder::Section::append_to(&section, &mut out);
     out.extend_from_slice(&bytes[range.end..]);
     Ok(Some(out))
 }
 
 fn world_name(world: &str) -> String {
     format!("flowgate:plugin/{world}")
+}
+
+#[cfg(test)]
+mod tests {
+    use wasm_encoder::{
+        CodeSection, ExportKind, ExportSection, Function, FunctionSection, Module, TypeSection,
+    };
+
+    use super::dashed_exports;
+
+    fn exports(bytes: &[u8]) -> Vec<String> {
+        let mut names = Vec::new();
+        for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+            if let wasmparser::Payload::ExportSection(reader) = payload.unwrap() {
+                names.extend(reader.into_iter().map(|e| e.unwrap().name.to_owned()));
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn snake_case_entry_points_are_renamed_and_the_module_stays_valid() {
+        let mut module = Module::new();
+        let mut types = TypeSection::new();
+        types.ty().function([], []);
+        module.section(&types);
+        let mut funcs = FunctionSection::new();
+        funcs.function(0).function(0);
+        module.section(&funcs);
+        let mut section = ExportSection::new();
+        section
+            .export("on_event", ExportKind::Func, 0)
+            .export("init", ExportKind::Func, 1)
+            .export("on-batch", ExportKind::Func, 1);
+        module.section(&section);
+        let mut code = CodeSection::new();
+        for _ in 0..2 {
+            let mut f = Function::new([]);
+            f.instructions().end();
+            code.function(&f);
+        }
+        module.section(&code);
+        let bytes = module.finish();
+
+        let renamed = dashed_exports(&bytes).unwrap().expect("a rename");
+        assert_eq!(exports(&renamed), ["on-event", "init", "on-batch"]);
+        wasmparser::Validator::new().validate_all(&renamed).unwrap();
+        assert_eq!(
+            dashed_exports(&renamed).unwrap(),
+            None,
+            "nothing left to rename"
+        );
+    }
 }

@@ -402,6 +402,15 @@ const CLANG_FLAGS: [&str; 6] = [
     "-Ibuild/include",
 ];
 
+/// Makes the core module at `core` a component of the stage world, written to `out`.
+fn component_from(core: &Path, out: &Path) -> Result<(), ProjectError> {
+    let bytes = std::fs::read(core)?;
+    let component = componentize(&bytes, "stage")
+        .map_err(|e| ProjectError::Other(format!("{}: {e}", core.display())))?;
+    std::fs::write(out, component)?;
+    Ok(())
+}
+
 /// Builds the project in `dir`; returns the component's path.
 pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
     let m = manifest(dir)?;
@@ -482,10 +491,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                 .arg(source)
                 .args(&objects)
                 .current_dir(dir))?;
-            let bytes = std::fs::read(&core)?;
-            let component = componentize(&bytes, "stage")
-                .map_err(|e| ProjectError::Other(format!("{}: {e}", core.display())))?;
-            std::fs::write(&out, component)?;
+            component_from(&core, &out)?;
         }
         Lang::Python => {
             if !have("componentize-py", "--version") {
@@ -557,10 +563,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                 "-Ibuild/include",
                 &format!("-femit-bin={core}"),
             ]))?;
-            let bytes = std::fs::read(dir.join(&core))?;
-            let component = componentize(&bytes, "stage")
-                .map_err(|e| ProjectError::Other(format!("{core}: {e}")))?;
-            std::fs::write(&out, component)?;
+            component_from(&dir.join(&core), &out)?;
         }
         Lang::Go => {
             if !have("go", "version") {
@@ -597,10 +600,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                 .env("GOTOOLCHAIN", "local")
                 .env("GOPROXY", "off")
                 .current_dir(&src))?;
-            let bytes = std::fs::read(&core)?;
-            let component = componentize(&bytes, "stage")
-                .map_err(|e| ProjectError::Other(format!("{}: {e}", core.display())))?;
-            std::fs::write(&out, component)?;
+            component_from(&core, &out)?;
         }
         Lang::AssemblyScript => {
             if !have("asc", "--version") {
@@ -625,10 +625,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                 ])
                 .args(["--use", "abort="])
                 .current_dir(dir))?;
-            let bytes = std::fs::read(dir.join(&core))?;
-            let component = componentize(&bytes, "stage")
-                .map_err(|e| ProjectError::Other(format!("{core}: {e}")))?;
-            std::fs::write(&out, component)?;
+            component_from(&dir.join(&core), &out)?;
         }
         Lang::Js | Lang::Ts => {
             let ts = m.lang == Lang::Ts;

@@ -585,13 +585,19 @@ mod tests {
         .unwrap()
     }
 
-    /// Sends one output per partition for the inputs ending at `origins[0]` and `origins[1]`.
-    fn step(producer: &mut Producer, origins: [u64; 2]) {
-        let events: Vec<Event> = origins
+    /// One output to each of partitions 0 and 1, from the inputs ending at `origins`, with the
+    /// value `{"origin":<value>}`, handed to `send`.
+    fn send_two(
+        producer: &mut Producer,
+        origins: [u64; 2],
+        values: [u64; 2],
+        send: impl FnOnce(&mut Producer, &[Routed<'_>]),
+    ) {
+        let events: Vec<Event> = values
             .iter()
-            .map(|o| Event {
+            .map(|v| Event {
                 key: None,
-                value: format!("{{\"origin\":{o}}}").into_bytes(),
+                value: format!("{{\"origin\":{v}}}").into_bytes(),
                 timestamp: 0,
                 headers: Vec::new(),
             })
@@ -609,32 +615,21 @@ mod tests {
                 row,
             })
             .collect();
-        producer.send(&rows, origins[1]).unwrap();
+        send(producer, &rows);
     }
 
-    /// Sends the closing outputs at `position`, one per partition, with origin `position`.
+    /// Sends one output per partition for the inputs ending at `origins[0]` and `origins[1]`.
+    fn step(producer: &mut Producer, origins: [u64; 2]) {
+        send_two(producer, origins, origins, |p, rows| {
+            p.send(rows, origins[1]).unwrap();
+        });
+    }
+
+    /// Sends the closing outputs at `position`, one per partition (value origin 999).
     fn close(producer: &mut Producer, position: u64) {
-        let events: Vec<Event> = (0..2)
-            .map(|_| Event {
-                key: None,
-                value: b"{\"origin\":999}".to_vec(),
-                timestamp: 0,
-                headers: Vec::new(),
-            })
-            .collect();
-        let batch = event::batch_of(&events);
-        let cols = event::columns(&batch).unwrap();
-        let rows: Vec<Routed<'_>> = cols
-            .rows()
-            .enumerate()
-            .map(|(p, row)| Routed {
-                target: 0,
-                partition: p as u32,
-                origin: position,
-                row,
-            })
-            .collect();
-        producer.send_closing(&rows, position).unwrap();
+        send_two(producer, [position; 2], [999; 2], |p, rows| {
+            p.send_closing(rows, position).unwrap();
+        });
     }
 
     /// The closing outputs at the end of the input come after the last input's outputs and
