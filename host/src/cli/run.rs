@@ -125,6 +125,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
     )?;
     let shared = running.clone();
+    // The watches are in place before the HTTP server says it listens: a client that changes a
+    // file once it sees the server must not race the watcher's start.
+    let watcher = if args.bounded || args.no_watch {
+        None
+    } else {
+        Some(crate::reload::watch::spawn(shared.clone())?)
+    };
     if let Some(h) = &config.http {
         let state = HttpState::new(shared.clone(), Some(metrics.clone()))?;
         let listener = tokio
@@ -173,11 +180,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         stop.stop();
     });
     let progress = args.bounded.then(|| spawn_progress(shared.clone()));
-    let watcher = if args.bounded || args.no_watch {
-        None
-    } else {
-        Some(crate::reload::watch::spawn(shared.clone())?)
-    };
     let summary = running.wait(args.grace);
     shared.stop();
     if let Some(p) = progress {
