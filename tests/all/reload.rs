@@ -333,3 +333,139 @@ fn a_plugin_file_replaced_on_disk_is_swapped_in_even_a_large_one() {
     let marks = exactly_once(&lines, N);
     assert!(marks.get("L").is_some_and(|n| *n > 0), "{marks:?}");
 }
+
+/// A pipeline with an HTTP source feeding `mark` (with the `[http]` keys given), into out.ndjson.
+fn http_pipeline(http_keys: &str) -> String {
+    format!(
+        r#"
+[http]
+{http_keys}
+
+[sources.api]
+type = "http"
+topic = "raw"
+
+[stages.mark]
+plugin = "{MARK_A}"
+input = "raw"
+output = "out"
+
+[sinks.out]
+type = "file"
+input = "out"
+path = "out.ndjson"
+"#
+    )
+}
+
+/// Starts `flowgate run` with the environment given, stderr in `run-0.log`.
+fn spawn_with_env(f: &Fixture, env: &[(&str, &str)]) -> Child {
+    let mut c = f.command(&["run"]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(f.path("run-0.log")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn an_admin_api_open_beyond_loopback_without_a_token_is_refused_at_start() {
+    let f = Fixture::new(&http_pipeline("listen = \"0.0.0.0:0\""));
+    let mut child = spawn_with_env(&f, &[]);
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let stderr = f.stderr(0);
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{stderr}");
+    for want in [
+        "listen = \"0.0.0.0:0\"",
+        "reachable from other machines",
+        "admin-token-env",
+        "admin = false",
+    ] {
+        assert!(
+            stderr.contains(want),
+            "the refusal lacks {want:?}: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("listening"), "{stderr}");
+
+    // With the admin routes off, the same address serves ingest (and no /admin).
+    let f = Fixture::new(&http_pipeline("listen = \"0.0.0.0:0\"\nadmin = false"));
+    let mut child = spawn_with_env(&f, &[]);
+    let addr = listen_addr(&f, 0, &mut child);
+    let port = addr.rsplit_once(':').unwrap().1;
+    let local = format!("127.0.0.1:{port}");
+    let (code, _, body) = http(
+        &local,
+        "POST",
+        "/topics/raw/events",
+        &[],
+        b"{\"value\":\"x\"}",
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, _, body) = http(
+        &local,
+        "POST",
+        "/admin/stages/mark/plugin",
+        &[],
+        &std::fs::read(MARK_B).unwrap(),
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("admin = false"), "{body}");
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).is_some_and(|s| s.success()));
+}
+
+#[test]
+fn ingest_and_admin_tokens_are_separate_and_deploys_are_logged_with_their_address() {
+    let f = Fixture::new(&http_pipeline(
+        "listen = \"127.0.0.1:0\"\nadmin-token-env = \"ADMIN_T\"\ningest-token-env = \"INGEST_T\"",
+    ));
+    let mut child = spawn_with_env(&f, &[("ADMIN_T", "adm-secret"), ("INGEST_T", "ing-secret")]);
+    let addr = listen_addr(&f, 0, &mut child);
+    let ingest = [("Authorization", "Bearer ing-secret")];
+    let admin = [("Authorization", "Bearer adm-secret")];
+    let event = b"{\"value\":\"{\\\"seq\\\":0}\"}";
+    let b = std::fs::read(MARK_B).unwrap();
+
+    let (code, _, body) = http(&addr, "POST", "/topics/raw/events", &ingest, event);
+    assert_eq!(code, 200, "{body}");
+    let (code, _, body) = http(&addr, "POST", "/topics/raw/events", &admin, event);
+    assert_eq!(code, 401, "the admin token is not an ingest token: {body}");
+    for (path, method) in [
+        ("/admin/stages/mark/plugin", "POST"),
+        ("/admin/reload", "POST"),
+        ("/admin/status", "GET"),
+    ] {
+        let (code, _, body) = http(&addr, method, path, &ingest, &b);
+        assert_eq!(code, 401, "the ingest token opened {path}: {body}");
+    }
+    let (code, _, body) = http(&addr, "POST", "/admin/stages/mark/plugin", &admin, &b);
+    assert_eq!(code, 200, "{body}");
+    let (code, _, body) = http(&addr, "POST", "/admin/reload", &admin, b"");
+    assert_eq!(code, 200, "{body}");
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).is_some_and(|s| s.success()));
+    let stderr = f.stderr(0);
+    let line = |what: &str| {
+        stderr
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} line: {stderr}"))
+            .to_owned()
+    };
+    let deployed = line("plugin deployed through the admin API");
+    assert!(deployed.contains("from=127.0.0.1:"), "{deployed}");
+    assert!(deployed.contains("stage=mark"), "{deployed}");
+    assert!(
+        line("pipeline reloaded through the admin API").contains("from=127.0.0.1:"),
+        "{stderr}"
+    );
+    let refused = line("admin request refused");
+    assert!(refused.contains("from=127.0.0.1:"), "{refused}");
+}

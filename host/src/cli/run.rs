@@ -85,6 +85,10 @@ pub(crate) fn runtime_for(
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = PipelineConfig::load(&args.pipeline)?;
+    if let Some(h) = &config.http {
+        // Before anything starts: a server that may not listen stops the run here.
+        http::check(h)?;
+    }
     let metrics = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Suffix("_seconds".into()),

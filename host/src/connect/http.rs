@@ -1,8 +1,13 @@
 //! The HTTP server: ingest (`POST /topics/{topic}/events`), `GET /metrics` (Prometheus) and
 //! `GET /health`, and the admin endpoints: `POST /admin/stages/{stage}/plugin` (body: the
 //! component) deploys a plugin version, `POST /admin/reload` re-reads the pipeline file and
-//! applies it, `GET /admin/status` shows each stage's versions. Admin calls need the bearer token
-//! when one is set.
+//! applies it, `GET /admin/status` shows each stage's versions.
+//!
+//! Ingest and admin have tokens of their own (`ingest-token-env`, `admin-token-env`; `token-env`
+//! sets both), compared in constant time. The admin API can replace plugins, so it is never open
+//! to other machines without a token: a `listen` address beyond loopback with no admin token is
+//! refused at start unless `admin = false` turns the admin routes off. Every deploy and reload
+//! is logged with the address it came from.
 //!
 //! Ingest takes a JSON event, a JSON array of events, NDJSON (`Content-Type:
 //! application/x-ndjson`), or the Confluent REST Proxy v2 produce body
@@ -13,12 +18,13 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -30,6 +36,7 @@ use tokio::sync::Semaphore;
 use crate::event::{Event, ndjson};
 use crate::log::EventLog;
 use crate::pipeline::Running;
+use crate::pipeline::config::HttpConfig;
 use crate::pipeline::producer::Target;
 
 /// What the server serves.
@@ -38,7 +45,12 @@ pub struct HttpState {
     running: Arc<Running>,
     /// Topics HTTP sources may append to.
     topics: BTreeMap<String, (Target, Arc<crate::pipeline::StepStats>)>,
-    token: Option<String>,
+    /// The bearer token ingest requests must send, if any.
+    ingest_token: Option<String>,
+    /// The bearer token admin requests must send, if any.
+    admin_token: Option<String>,
+    /// Whether the `/admin` routes are served.
+    admin: bool,
     max_body: usize,
     max_lag: u64,
     inflight: Arc<Semaphore>,
@@ -54,25 +66,129 @@ impl std::fmt::Debug for HttpState {
     }
 }
 
+/// Why the HTTP server does not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The pipeline has no `[http]` section.
+    #[error("the pipeline has no [http] section; add one with listen = \"127.0.0.1:8080\"")]
+    NoSection,
+    /// A token's environment variable is not set, or empty.
+    #[error(
+        "[http] {key} = {var:?}, but ${var} is not set or empty; export it with the bearer token {who} must send"
+    )]
+    TokenUnset {
+        /// The key naming the variable.
+        key: &'static str,
+        /// The variable.
+        var: String,
+        /// Who sends the token.
+        who: &'static str,
+    },
+    /// The `listen` address does not resolve.
+    #[error(
+        "[http] listen = {listen:?} is not an address ({source}); write host:port, e.g. \"127.0.0.1:8080\""
+    )]
+    Listen {
+        /// The address as written.
+        listen: String,
+        /// Why it does not resolve.
+        source: std::io::Error,
+    },
+    /// The server would listen beyond loopback with an admin API that takes no token.
+    #[error(
+        "[http] listen = {listen:?} ({addr}) is reachable from other machines, and the admin API, which replaces plugins, has no token: set admin-token-env = \"<VAR>\" in [http] and export VAR with a secret, or set admin = false in [http] to serve no /admin routes, or listen on 127.0.0.1"
+    )]
+    OpenAdmin {
+        /// The address as written.
+        listen: String,
+        /// The address it resolves to that is not loopback.
+        addr: SocketAddr,
+    },
+    /// A topic of an HTTP source cannot be described.
+    #[error("HTTP source topic: {0}")]
+    Log(#[from] crate::log::LogError),
+}
+
+/// The token in `$var`, if `var` is given; an unset or empty variable is an error.
+fn token_from(
+    key: &'static str,
+    var: Option<&String>,
+    who: &'static str,
+) -> Result<Option<String>, HttpError> {
+    let Some(var) = var else {
+        return Ok(None);
+    };
+    match std::env::var(var) {
+        Ok(t) if !t.is_empty() => Ok(Some(t)),
+        _ => Err(HttpError::TokenUnset {
+            key,
+            var: var.clone(),
+            who,
+        }),
+    }
+}
+
+/// The first address `listen` resolves to that is not loopback, if any.
+fn beyond_loopback(listen: &str) -> Result<Option<SocketAddr>, HttpError> {
+    let addrs = listen
+        .to_socket_addrs()
+        .map_err(|source| HttpError::Listen {
+            listen: listen.to_owned(),
+            source,
+        })?;
+    Ok(addrs.into_iter().find(|a| !a.ip().is_loopback()))
+}
+
+/// The tokens of an `[http]` section.
+struct Tokens {
+    ingest: Option<String>,
+    admin: Option<String>,
+}
+
+/// Reads the tokens of `http` and refuses an admin API without a token on an address beyond
+/// loopback; `warn`: log that an ingest without a token is reachable beyond loopback.
+fn tokens(http: &HttpConfig, warn: bool) -> Result<Tokens, HttpError> {
+    let (admin_key, admin_var) = match &http.admin_token_env {
+        Some(v) => ("admin-token-env", Some(v)),
+        None => ("token-env", http.token_env.as_ref()),
+    };
+    let (ingest_key, ingest_var) = match &http.ingest_token_env {
+        Some(v) => ("ingest-token-env", Some(v)),
+        None => ("token-env", http.token_env.as_ref()),
+    };
+    let admin = token_from(admin_key, admin_var, "admin clients")?;
+    let ingest = token_from(ingest_key, ingest_var, "ingest clients")?;
+    if let Some(addr) = beyond_loopback(&http.listen)? {
+        if http.admin && admin.is_none() {
+            return Err(HttpError::OpenAdmin {
+                listen: http.listen.clone(),
+                addr,
+            });
+        }
+        if warn && ingest.is_none() {
+            tracing::warn!(listen = %http.listen, reachable_at = %addr, "ingest takes no token and is reachable from other machines: anyone who reaches it can append events; set ingest-token-env in [http]");
+        }
+    }
+    Ok(Tokens { ingest, admin })
+}
+
+/// Checks an `[http]` section before anything starts: its token variables are set, and an
+/// admin API reachable beyond loopback has a token.
+pub fn check(http: &HttpConfig) -> Result<(), HttpError> {
+    tokens(http, false).map(|_| ())
+}
+
 impl HttpState {
     /// The server's state for a running pipeline (which must have an `[http]` section).
+    /// Refuses an admin API without a token on an address beyond loopback.
     pub fn new(
         running: Arc<Running>,
         metrics: Option<PrometheusHandle>,
-    ) -> anyhow::Result<Arc<HttpState>> {
+    ) -> Result<Arc<HttpState>, HttpError> {
         let config = running.config();
-        let http = config
-            .http
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("the pipeline has no [http] section"))?;
-        let token = match &http.token_env {
-            Some(var) => Some(std::env::var(var).map_err(|_| {
-                anyhow::anyhow!(
-                    "[http] token-env = {var:?}, but ${var} is not set; export it (the bearer token clients must send)"
-                )
-            })?),
-            None => None,
-        };
+        let http = config.http.clone().ok_or(HttpError::NoSection)?;
+        let tokens = tokens(&http, true)?;
         let log = running.log().clone();
         let mut topics = BTreeMap::new();
         for s in config.sources.values() {
@@ -95,7 +211,9 @@ impl HttpState {
             log,
             running: running.clone(),
             topics,
-            token,
+            ingest_token: tokens.ingest,
+            admin_token: tokens.admin,
+            admin: http.admin,
             max_body: http.max_body,
             max_lag: http.max_lag,
             inflight: Arc::new(Semaphore::new(http.max_inflight)),
@@ -124,15 +242,22 @@ impl HttpState {
 }
 
 /// The router.
+/// The router. Its admin handlers read the client's address: serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, as [`serve`] does.
 pub fn router(state: Arc<HttpState>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/topics/{topic}/events", post(ingest))
-        .route("/admin/stages/{stage}/plugin", post(admin_deploy))
-        .route("/admin/reload", post(admin_reload))
-        .route("/admin/status", get(admin_status))
         .route("/metrics", get(metrics))
-        .route("/health", get(health))
-        .with_state(state)
+        .route("/health", get(health));
+    let router = if state.admin {
+        router
+            .route("/admin/stages/{stage}/plugin", post(admin_deploy))
+            .route("/admin/reload", post(admin_reload))
+            .route("/admin/status", get(admin_status))
+    } else {
+        router.route("/admin/{*rest}", axum::routing::any(admin_off))
+    };
+    router.with_state(state)
 }
 
 /// Serves until `shutdown` completes.
@@ -141,9 +266,12 @@ pub async fn serve(
     state: Arc<HttpState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -158,8 +286,9 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     r
 }
 
-fn authorized(state: &HttpState, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.token else {
+/// Whether the request carries `token` (any request does when there is none).
+fn authorized(token: Option<&String>, headers: &HeaderMap) -> bool {
+    let Some(token) = token else {
         return true;
     };
     let given = headers
@@ -170,8 +299,9 @@ fn authorized(state: &HttpState, headers: &HeaderMap) -> bool {
     given.as_bytes().ct_eq(token.as_bytes()).into()
 }
 
-/// Events of a request body.
-fn parse_body(ndjson_body: bool, body: &[u8]) -> Result<Vec<Event>, String> {
+/// Events of an ingest request body: NDJSON when `ndjson_body`, else a JSON event, an array of
+/// them or a Confluent REST Proxy v2 `{"records": [...]}`. The error is the message for the client.
+pub fn parse_body(ndjson_body: bool, body: &[u8]) -> Result<Vec<Event>, String> {
     let now = ndjson::now_ms();
     let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8 ({e})"))?;
     if ndjson_body {
@@ -238,7 +368,7 @@ async fn ingest_inner(
     topic: &str,
     request: Request,
 ) -> Result<Response, Response> {
-    if !authorized(state, request.headers()) {
+    if !authorized(state.ingest_token.as_ref(), request.headers()) {
         return Err(unauthorized());
     }
     let Some((target, stats)) = state.topics.get(topic) else {
@@ -376,13 +506,37 @@ fn unauthorized() -> Response {
     r
 }
 
+async fn admin_off() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "the admin API is off ([http] admin = false)",
+    )
+}
+
+/// The answer to an admin request without the admin token (logged with its address), if it
+/// is one.
+fn admin_refusal(
+    state: &HttpState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    what: &str,
+) -> Option<Response> {
+    if authorized(state.admin_token.as_ref(), headers) {
+        None
+    } else {
+        tracing::warn!(from = %peer, request = what, "admin request refused: missing or wrong admin token");
+        Some(unauthorized())
+    }
+}
+
 async fn admin_deploy(
     State(state): State<Arc<HttpState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(stage): Path<String>,
     request: Request,
 ) -> Response {
-    if !authorized(&state, request.headers()) {
-        return unauthorized();
+    if let Some(r) = admin_refusal(&state, request.headers(), peer, "deploy") {
+        return r;
     }
     let requested_at = std::time::Instant::now();
     let Some(slot) = state.running.slot(&stage) else {
@@ -402,36 +556,51 @@ async fn admin_deploy(
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
     };
     let running = state.running.clone();
+    let size = bytes.len();
     let result = tokio::task::spawn_blocking(move || {
         crate::reload::deploy(
             running.runtime(),
             &slot,
-            "deploy".into(),
+            format!("deploy from {peer}"),
             &bytes,
             requested_at,
         )
     })
     .await;
     match result {
-        Ok(Ok(d)) => (StatusCode::OK, axum::Json(d)).into_response(),
-        Ok(Err(reason)) => error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("refused; the live version keeps serving: {reason}"),
-        ),
+        Ok(Ok(d)) => {
+            tracing::info!(stage = %stage, from = %peer, version = d.version, hash = %d.hash, changed = d.changed, bytes = size, "plugin deployed through the admin API");
+            (StatusCode::OK, axum::Json(d)).into_response()
+        }
+        Ok(Err(reason)) => {
+            tracing::warn!(stage = %stage, from = %peer, bytes = size, "plugin deploy through the admin API refused: {reason}");
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("refused; the live version keeps serving: {reason}"),
+            )
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
-async fn admin_reload(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
+async fn admin_reload(
+    State(state): State<Arc<HttpState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = admin_refusal(&state, &headers, peer, "reload") {
+        return r;
     }
     let running = state.running.clone();
     match tokio::task::spawn_blocking(move || crate::reload::watch::reload(&running)).await {
         Ok(Ok(changes)) => {
+            tracing::info!(from = %peer, changes = ?changes, "pipeline reloaded through the admin API");
             (StatusCode::OK, axum::Json(json!({ "changes": changes }))).into_response()
         }
-        Ok(Err(reason)) => error(StatusCode::UNPROCESSABLE_ENTITY, reason),
+        Ok(Err(reason)) => {
+            tracing::warn!(from = %peer, "pipeline reload through the admin API refused: {reason}");
+            error(StatusCode::UNPROCESSABLE_ENTITY, reason)
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -442,9 +611,13 @@ fn percentile_ms(sorted: &[std::time::Duration], p: f64) -> Option<f64> {
         .then(|| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0)
 }
 
-async fn admin_status(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
+async fn admin_status(
+    State(state): State<Arc<HttpState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = admin_refusal(&state, &headers, peer, "status") {
+        return r;
     }
     let config = state.running.config();
     let stages: Vec<Value> = state

@@ -158,8 +158,15 @@ pub struct TopicSpec {
 pub struct HttpConfig {
     /// Address to listen on.
     pub listen: String,
-    /// Name of the environment variable holding the bearer token; none: no auth.
+    /// Name of the environment variable holding the bearer token of both ingest and admin
+    /// (unless `admin-token-env` / `ingest-token-env` name their own); none: no auth.
     pub token_env: Option<String>,
+    /// Name of the environment variable holding the admin API's bearer token.
+    pub admin_token_env: Option<String>,
+    /// Name of the environment variable holding the ingest bearer token.
+    pub ingest_token_env: Option<String>,
+    /// Whether the `/admin` routes are served (`admin = false` turns them off).
+    pub admin: bool,
     /// Largest request body.
     pub max_body: usize,
     /// Bytes of ingest requests in flight at once before 503.
@@ -345,7 +352,16 @@ const TOP_KEYS: &[&str] = &[
     "sinks",
 ];
 const LOG_KEYS: &[&str] = &["sync"];
-const HTTP_KEYS: &[&str] = &["listen", "token-env", "max-body", "max-inflight", "max-lag"];
+const HTTP_KEYS: &[&str] = &[
+    "listen",
+    "token-env",
+    "admin-token-env",
+    "ingest-token-env",
+    "admin",
+    "max-body",
+    "max-inflight",
+    "max-lag",
+];
 const TOPIC_KEYS: &[&str] = &[
     "partitions",
     "segment-bytes",
@@ -416,6 +432,9 @@ struct LogFile {
 struct HttpFile {
     listen: String,
     token_env: Option<String>,
+    admin_token_env: Option<String>,
+    ingest_token_env: Option<String>,
+    admin: Option<bool>,
     max_body: Option<Size>,
     max_inflight: Option<Size>,
     max_lag: Option<u64>,
@@ -852,6 +871,9 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
             http = Some(HttpConfig {
                 listen: h.listen,
                 token_env: h.token_env,
+                admin_token_env: h.admin_token_env,
+                ingest_token_env: h.ingest_token_env,
+                admin: h.admin.unwrap_or(true),
                 max_body: h.max_body.map_or(8 << 20, |s| s.0),
                 max_inflight: h.max_inflight.map_or(64 << 20, |s| s.0),
                 max_lag: h.max_lag.unwrap_or(1_000_000),
