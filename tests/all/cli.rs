@@ -285,3 +285,62 @@ fn consume_follow_prints_events_another_process_appends() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), format!("{EVENTS}{EVENTS}"));
 }
+
+/// `flowgate <command> <dir>/pipeline.toml` on `pipeline`: exit code and stdout + stderr.
+fn on_pipeline(command: &str, pipeline: &str) -> (Option<i32>, String) {
+    let f = crate::pipeline::Fixture::new(pipeline);
+    let out = f
+        .command(&[command])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!("{}{}", text(&out.stdout), text(&out.stderr)),
+    )
+}
+
+fn http_pipeline(max_inflight: &str) -> String {
+    format!(
+        r#"[http]
+listen = "127.0.0.1:0"
+max-inflight = {max_inflight}
+
+[sources.api]
+type = "http"
+topic = "raw"
+
+[stages.up]
+plugin = "{UPPERCASE}"
+input = "raw"
+output = "out"
+"#
+    )
+}
+
+#[test]
+fn a_bad_http_value_is_reported_once_where_it_is() {
+    let (code, out) = on_pipeline("validate", &http_pipeline("\"4TiB\""));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("has 1 problem:"), "{out}");
+    assert!(out.contains("pipeline.toml:3:"), "{out}");
+    assert!(out.contains("tib"), "{out}");
+    assert!(!out.contains("no [http] section"), "{out}");
+}
+
+#[test]
+fn max_inflight_beyond_the_semaphore_maximum_is_refused_with_the_range() {
+    let too_many = (1u64 << 62).to_string();
+    for command in ["validate", "run"] {
+        let (code, out) = on_pipeline(command, &http_pipeline(&too_many));
+        assert_eq!(code, Some(2), "{command}: {out}");
+        assert!(out.contains("pipeline.toml:3:"), "{command}: {out}");
+        assert!(
+            out.contains("max-inflight = 4611686018427387904 bytes is out of range")
+                && out.contains("from 1 to 2305843009213693951 bytes"),
+            "{command}: {out}"
+        );
+        assert!(!out.contains("panicked"), "{command}: {out}");
+    }
+}

@@ -436,7 +436,7 @@ struct HttpFile {
     ingest_token_env: Option<String>,
     admin: Option<bool>,
     max_body: Option<Size>,
-    max_inflight: Option<Size>,
+    max_inflight: Option<Spanned<Size>>,
     max_lag: Option<u64>,
 }
 
@@ -861,13 +861,34 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
     }
 
     let mut http = None;
+    // Whether the file has an [http] table, even one whose values were refused (each problem
+    // is reported once, where it is).
+    let mut http_section = false;
     if let Some(v) = root.get("http")
         && as_table(c, v, "http").is_some()
     {
+        http_section = true;
         if let DeValue::Table(t) = v.get_ref() {
             c.keys(t, HTTP_KEYS, "[http]");
         }
         if let Some(h) = c.section::<HttpFile>(v, "[http]") {
+            let max_inflight = match h.max_inflight {
+                None => 64 << 20,
+                Some(m) => {
+                    let n = m.get_ref().0;
+                    if !(1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&n) {
+                        c.add(
+                            m.span(),
+                            format!(
+                                "[http] max-inflight = {n} bytes is out of range: it must be from 1 to {} bytes",
+                                tokio::sync::Semaphore::MAX_PERMITS
+                            ),
+                            Some("write e.g. max-inflight = \"64MiB\"".into()),
+                        );
+                    }
+                    n
+                }
+            };
             http = Some(HttpConfig {
                 listen: h.listen,
                 token_env: h.token_env,
@@ -875,7 +896,7 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
                 ingest_token_env: h.ingest_token_env,
                 admin: h.admin.unwrap_or(true),
                 max_body: h.max_body.map_or(8 << 20, |s| s.0),
-                max_inflight: h.max_inflight.map_or(64 << 20, |s| s.0),
+                max_inflight,
                 max_lag: h.max_lag.unwrap_or(1_000_000),
             });
         }
@@ -994,7 +1015,7 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
             Some("add at least a [stages.<name>] table; see docs/pipeline.md".into()),
         );
     }
-    if http.is_none()
+    if !http_section
         && let Some((name, (span, _))) = sources
             .iter()
             .find(|(_, (_, (_, s)))| matches!(s.kind, SourceKind::Http))
