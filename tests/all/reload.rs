@@ -6,7 +6,7 @@ use std::process::Child;
 use std::time::Duration;
 
 use flowgate_tests::plugins::{
-    HOSTILE_TRAP_ALWAYS, JSON_PROJECT, MARK_A, MARK_B, MARK_LARGE, UPPERCASE,
+    HOSTILE_LOOP, HOSTILE_TRAP_ALWAYS, JSON_PROJECT, MARK_A, MARK_B, MARK_LARGE, UPPERCASE,
 };
 use serde_json::Value;
 
@@ -468,4 +468,168 @@ fn ingest_and_admin_tokens_are_separate_and_deploys_are_logged_with_their_addres
     );
     let refused = line("admin request refused");
     assert!(refused.contains("from=127.0.0.1:"), "{refused}");
+}
+
+/// A pipeline with an HTTP source of its own (`other`, into other.ndjson) beside a stage
+/// `slow` reading `raw` (from a second HTTP source) with `plugin` and `stage_keys`.
+fn slow_stage_pipeline(plugin: &str, stage_keys: &str, output: &str) -> String {
+    format!(
+        r#"
+commit-interval = "50ms"
+
+[http]
+listen = "127.0.0.1:0"
+
+[sources.api]
+type = "http"
+topic = "raw"
+
+[sources.other]
+type = "http"
+topic = "other"
+
+[stages.slow]
+plugin = "{plugin}"
+input = "raw"
+output = "{output}"
+batch-size = 1
+on-error = "skip"
+{stage_keys}
+
+[sinks.other]
+type = "file"
+input = "other"
+path = "other.ndjson"
+"#
+    )
+}
+
+/// POSTs `body` to `path`, returning the status and how long the answer took.
+fn timed_post(addr: &str, path: &str, body: &[u8]) -> (u16, String, Duration) {
+    let t = std::time::Instant::now();
+    let (code, _, answer) = http(addr, "POST", path, &[], body);
+    (code, answer, t.elapsed())
+}
+
+#[test]
+#[expect(
+    clippy::print_stdout,
+    reason = "reports the measured ingest latencies (see them with --nocapture)"
+)]
+fn ingest_keeps_answering_while_an_edit_waits_for_a_busy_stage_to_stop() {
+    // `slow` spins in every call until its 4 s timeout: restarting it waits for that call.
+    let keys = "timeout = \"4s\"\nmax-traps-per-minute = 100000";
+    let f = Fixture::new(&slow_stage_pipeline(HOSTILE_LOOP, keys, "out"));
+    let mut child = f.spawn(&["--no-watch"], 0);
+    let addr = listen_addr(&f, 0, &mut child);
+    let (code, _, answer) = http(
+        &addr,
+        "POST",
+        "/topics/raw/events",
+        &[("Content-Type", "application/x-ndjson")],
+        b"{\"value\":\"spin\"}\n{\"value\":\"spin again\"}\n",
+    );
+    assert_eq!(code, 200, "{answer}");
+    // The first call has timed out (events are counted once processed): the stage has just
+    // begun its 4 s call on the second.
+    let busy = eventually(Duration::from_secs(20), || {
+        status(&addr)["stages"][0]["events"]["in"].as_u64() == Some(1)
+    });
+    assert!(busy, "{}", f.stderr(0));
+
+    // Ingest runs throughout; the edit (a rewiring of `slow`) is applied meanwhile.
+    let (first_tx, first) = std::sync::mpsc::channel();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hammer = {
+        let (addr, done) = (addr.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let sent = std::time::Instant::now();
+                let (code, answer, took) =
+                    timed_post(&addr, "/topics/other/events", b"{\"value\":\"x\"}");
+                assert_eq!(code, 200, "{answer}");
+                answers.push((sent, took));
+                let _ = first_tx.send(());
+            }
+            answers
+        })
+    };
+    first.recv_timeout(Duration::from_secs(20)).unwrap();
+    replace(
+        &f.path("pipeline.toml"),
+        slow_stage_pipeline(HOSTILE_LOOP, keys, "out2").as_bytes(),
+    );
+    let applying = std::time::Instant::now();
+    let (code, answer, apply) = timed_post(&addr, "/admin/reload", b"");
+    assert_eq!(code, 200, "{answer}");
+    assert!(answer.contains("started stage `slow`"), "{answer}");
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let answers = hammer.join().unwrap();
+    let during: Vec<Duration> = answers
+        .iter()
+        .filter(|(sent, took)| *sent + *took > applying && *sent < applying + apply)
+        .map(|(_, took)| *took)
+        .collect();
+    let max = during.iter().max().copied().unwrap_or_default();
+    println!(
+        "apply (waiting for a stage's call to end) took {apply:?}; {} ingest requests during it, the slowest {max:?}",
+        during.len()
+    );
+    // The apply really waited for the busy call; ingest did not.
+    assert!(apply >= Duration::from_secs(1), "the apply took {apply:?}");
+    assert!(
+        during.len() >= 5,
+        "{} requests during the apply",
+        during.len()
+    );
+    assert!(
+        max < Duration::from_millis(500),
+        "an ingest request took {max:?} during a {apply:?} apply"
+    );
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).is_some());
+}
+
+#[test]
+#[expect(
+    clippy::print_stdout,
+    reason = "reports the measured restart time (see it with --nocapture)"
+)]
+fn a_paused_stage_stops_promptly_when_an_edit_restarts_it() {
+    // Every event traps: past 1 trap a minute the stage pauses 1 s, 2 s, 4 s, ...
+    let keys = "max-traps-per-minute = 1";
+    let f = Fixture::new(&slow_stage_pipeline(HOSTILE_TRAP_ALWAYS, keys, "out"));
+    let mut child = f.spawn(&["--no-watch"], 0);
+    let addr = listen_addr(&f, 0, &mut child);
+    let events: String = (0..50)
+        .map(|i| format!("{{\"value\":\"{i}\"}}\n"))
+        .collect();
+    let (code, _, answer) = http(
+        &addr,
+        "POST",
+        "/topics/raw/events",
+        &[("Content-Type", "application/x-ndjson")],
+        events.as_bytes(),
+    );
+    assert_eq!(code, 200, "{answer}");
+    // The third pause (4 s) has begun.
+    let paused = eventually(Duration::from_secs(30), || {
+        status(&addr)["stages"][0]["events"]["pauses"].as_u64() >= Some(3)
+    });
+    assert!(paused, "{}", f.stderr(0));
+    replace(
+        &f.path("pipeline.toml"),
+        slow_stage_pipeline(HOSTILE_TRAP_ALWAYS, keys, "out2").as_bytes(),
+    );
+    let (code, answer, took) = timed_post(&addr, "/admin/reload", b"");
+    assert_eq!(code, 200, "{answer}");
+    assert!(answer.contains("stopped stage `slow`"), "{answer}");
+    println!("an edit restarted a stage in its 4 s pause in {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "restarting the paused stage took {took:?}"
+    );
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).is_some());
 }

@@ -35,16 +35,15 @@ use tokio::sync::Semaphore;
 
 use crate::event::{Event, ndjson};
 use crate::log::EventLog;
-use crate::pipeline::Running;
 use crate::pipeline::config::HttpConfig;
-use crate::pipeline::producer::Target;
+use crate::pipeline::{Running, StageStats};
 
 /// What the server serves.
 pub struct HttpState {
     log: Arc<dyn EventLog>,
+    /// The pipeline: the topics open to ingest are looked up in what it publishes (no lock),
+    /// so an edit that adds an HTTP source is served at once.
     running: Arc<Running>,
-    /// Topics HTTP sources may append to.
-    topics: BTreeMap<String, (Target, Arc<crate::pipeline::StepStats>)>,
     /// The bearer token ingest requests must send, if any.
     ingest_token: Option<String>,
     /// The bearer token admin requests must send, if any.
@@ -61,7 +60,7 @@ pub struct HttpState {
 impl std::fmt::Debug for HttpState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpState")
-            .field("topics", &self.topics.keys())
+            .field("topics", &self.running.ingest_topics())
             .finish_non_exhaustive()
     }
 }
@@ -105,9 +104,6 @@ pub enum HttpError {
         /// The address it resolves to that is not loopback.
         addr: SocketAddr,
     },
-    /// A topic of an HTTP source cannot be described.
-    #[error("HTTP source topic: {0}")]
-    Log(#[from] crate::log::LogError),
 }
 
 /// The token in `$var`, if `var` is given; an unset or empty variable is an error.
@@ -189,28 +185,9 @@ impl HttpState {
         let config = running.config();
         let http = config.http.clone().ok_or(HttpError::NoSection)?;
         let tokens = tokens(&http, true)?;
-        let log = running.log().clone();
-        let mut topics = BTreeMap::new();
-        for s in config.sources.values() {
-            if matches!(s.kind, crate::pipeline::config::SourceKind::Http) {
-                let partitions = log.describe(&s.topic)?.partitions.len() as u32;
-                let stats = running.source_stats(&s.name).expect("sources are running");
-                topics.insert(
-                    s.topic.clone(),
-                    (
-                        Target {
-                            topic: s.topic.clone(),
-                            partitions,
-                        },
-                        stats,
-                    ),
-                );
-            }
-        }
         Ok(Arc::new(HttpState {
-            log,
+            log: running.log().clone(),
             running: running.clone(),
-            topics,
             ingest_token: tokens.ingest,
             admin_token: tokens.admin,
             admin: http.admin,
@@ -222,12 +199,12 @@ impl HttpState {
         }))
     }
 
-    fn lag(&self, topic: &str) -> u64 {
+    /// How far the slowest of `readers` is behind in `topic`.
+    fn lag(&self, topic: &str, readers: &[Arc<StageStats>]) -> u64 {
         let Ok(info) = self.log.describe(topic) else {
             return 0;
         };
-        self.running
-            .readers(topic)
+        readers
             .iter()
             .map(|s| {
                 info.partitions
@@ -371,15 +348,16 @@ async fn ingest_inner(
     if !authorized(state.ingest_token.as_ref(), request.headers()) {
         return Err(unauthorized());
     }
-    let Some((target, stats)) = state.topics.get(topic) else {
+    let Some(route) = state.running.ingest_route(topic) else {
         return Err(error(
             StatusCode::NOT_FOUND,
             format!(
                 "no HTTP source appends to topic `{topic}`; topics open to ingest: {}",
-                state.topics.keys().cloned().collect::<Vec<_>>().join(", ")
+                state.running.ingest_topics().join(", ")
             ),
         ));
     };
+    let (target, stats) = (&route.target, &route.stats);
     if state.running.stopping() {
         return Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -423,7 +401,7 @@ async fn ingest_inner(
     if events.is_empty() {
         return Err(error(StatusCode::BAD_REQUEST, "the body holds no events"));
     }
-    let lag = state.lag(topic);
+    let lag = state.lag(topic, &route.readers);
     if lag > state.max_lag {
         return Err(error(
             StatusCode::TOO_MANY_REQUESTS,

@@ -188,7 +188,7 @@ fn generator(
             let due = started + Duration::from_secs_f64((seq - first) as f64 / r as f64);
             let now = Instant::now();
             if due > now {
-                ctx.ctl.sleep(due - now);
+                ctx.ctl.sleep(due - now, &ctx.stop);
                 continue;
             }
         }

@@ -23,6 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use config::{Delivery, OnError, SourceKind, StageConfig};
@@ -58,6 +59,11 @@ impl Ctl {
 
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Release);
+        self.wake_sleepers();
+    }
+
+    /// Wakes every [`Ctl::sleep`], so that each checks its stop flags again.
+    fn wake_sleepers(&self) {
         let _guard = self.wake.0.lock();
         self.wake.1.notify_all();
     }
@@ -74,13 +80,13 @@ impl Ctl {
         Stopped
     }
 
-    /// Sleeps `d`, or less if the pipeline stops.
-    pub(crate) fn sleep(&self, d: Duration) {
+    /// Sleeps `d`, or less if the pipeline stops or `step` (the sleeping step's own stop flag)
+    /// is set: a paused stage that an edit stops ends at once.
+    pub(crate) fn sleep(&self, d: Duration, step: &AtomicBool) {
         let guard = self.wake.0.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = self
-            .wake
-            .1
-            .wait_timeout_while(guard, d, |_| !self.stopping());
+        let _ = self.wake.1.wait_timeout_while(guard, d, |_| {
+            !self.stopping() && !step.load(Ordering::Acquire)
+        });
     }
 
     /// A writer of `topic` is done (bounded runs: the topic closes when none is left).
@@ -222,16 +228,22 @@ impl Step {
         self.threads.iter().all(|(_, h)| h.is_finished())
     }
 
-    /// Stops the step: it finishes its batch, commits and ends; waits for that.
-    fn stop_and_join(self) {
+    /// Asks the step to stop: it finishes its batch, commits and ends (a pause ends at once).
+    fn ask_stop(&self, ctl: &Ctl) {
         self.stop.store(true, Ordering::Release);
+        ctl.wake_sleepers();
+    }
+
+    /// Waits for the step's threads to end.
+    fn join(self) {
         for (_, h) in self.threads {
             let _ = h.join();
         }
     }
 }
 
-/// What is running now, changed only by [`Running::apply`].
+/// What is running now, changed only by [`Running::apply`], which locks it only to read or
+/// change it: never while a plugin compiles or a step is joined.
 #[derive(Default)]
 struct RunState {
     config: Option<PipelineConfig>,
@@ -243,6 +255,27 @@ struct RunState {
     slots: BTreeMap<String, Arc<StageSlot>>,
 }
 
+/// What readers of a running pipeline need (ingest, status, counters), published by
+/// [`Running::apply`] after each change: they read it without any lock.
+#[derive(Default)]
+struct View {
+    config: Option<Arc<PipelineConfig>>,
+    slots: BTreeMap<String, Arc<StageSlot>>,
+    stages: BTreeMap<String, Arc<StageStats>>,
+    sources: BTreeMap<String, Arc<StepStats>>,
+    sinks: BTreeMap<String, Arc<StepStats>>,
+    ingest: BTreeMap<String, Arc<IngestRoute>>,
+}
+
+/// A topic open to ingest (an HTTP source's): where its events go, the source's counters, and
+/// the counters of the stages reading the topic (for the lag check).
+#[derive(Debug)]
+pub(crate) struct IngestRoute {
+    pub(crate) target: Target,
+    pub(crate) stats: Arc<StepStats>,
+    pub(crate) readers: Vec<Arc<StageStats>>,
+}
+
 /// A running pipeline. Shared (`Arc`) between the thread that waits for it, the HTTP server
 /// and the reloader.
 pub struct Running {
@@ -250,7 +283,10 @@ pub struct Running {
     log: Arc<dyn EventLog>,
     runtime: Runtime,
     started: Instant,
+    /// Held for a whole [`Running::apply`]: one edit at a time. Readers never take it.
+    applying: Mutex<()>,
     state: Mutex<RunState>,
+    view: ArcSwap<View>,
 }
 
 impl std::fmt::Debug for Running {
@@ -522,7 +558,9 @@ pub fn start(
         log,
         runtime: runtime.clone(),
         started: Instant::now(),
+        applying: Mutex::new(()),
         state: Mutex::new(RunState::default()),
+        view: ArcSwap::from_pointee(View::default()),
     });
     running.apply(config)?;
     Ok(running)
@@ -559,9 +597,13 @@ impl Running {
     /// changed ones stop and start again from their checkpoint (a switch at a batch boundary).
     /// A stage whose only change is its plugin gets the new version swapped in ([`crate::reload::deploy`]).
     /// Returns what it did, one line each.
+    ///
+    /// One apply runs at a time. Plugins compile, new versions deploy and stopped steps are
+    /// joined with no lock held; the run state is locked only to take steps out and put new
+    /// ones in, and what readers need is published when the edit is done.
     pub fn apply(&self, new: PipelineConfig) -> anyhow::Result<Vec<String>> {
-        let mut state = self.state();
-        let old = state.config.clone();
+        let _applying = self.applying.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.state().config.clone();
         if old.is_some() && self.ctl.bounded {
             anyhow::bail!(
                 "a bounded run does not take pipeline edits (it ends when its inputs do); edit and run it again"
@@ -597,7 +639,6 @@ impl Running {
         };
         let plugins = check_plugins(&probe, &self.runtime)?;
         let partitions = ensure_topics(&new, &self.log)?;
-        state.partitions = partitions.clone();
         let mut done = Vec::new();
         // New plugin versions that were refused: the live ones keep serving.
         let mut refused = Vec::new();
@@ -611,24 +652,75 @@ impl Running {
                         .is_some_and(|o| without_plugin(o) == without_plugin(s))
             })
         };
-        let keys: Vec<String> = state.steps.keys().cloned().collect();
-        for key in keys {
-            let (kind, name) = key.split_once(':').expect("step keys are kind:name");
-            let keep = match (kind, &old) {
-                ("stage", _) => keep_stage(name),
-                ("source", Some(o)) => new.sources.get(name) == o.sources.get(name),
-                ("sink", Some(o)) => new.sinks.get(name) == o.sinks.get(name),
-                _ => false,
-            };
-            if !keep {
-                let step = state.steps.remove(&key).expect("listed");
-                step.stop_and_join();
-                if kind == "stage" {
-                    state.slots.remove(name);
+        // Taken out under the lock; asked to stop together, then joined without it.
+        let (stopping, kept) = {
+            let mut state = self.state();
+            state.partitions = partitions.clone();
+            let keys: Vec<String> = state.steps.keys().cloned().collect();
+            let mut stopping = Vec::new();
+            for key in keys {
+                let (kind, name) = key.split_once(':').expect("step keys are kind:name");
+                let keep = match (kind, &old) {
+                    ("stage", _) => keep_stage(name),
+                    ("source", Some(o)) => new.sources.get(name) == o.sources.get(name),
+                    ("sink", Some(o)) => new.sinks.get(name) == o.sinks.get(name),
+                    _ => false,
+                };
+                if !keep {
+                    let step = state.steps.remove(&key).expect("listed");
+                    if kind == "stage" {
+                        state.slots.remove(name);
+                    }
+                    stopping.push((key, step));
                 }
-                done.push(format!("stopped {kind} `{name}`"));
+            }
+            // Stages that keep running: their slots, for a new plugin file.
+            let kept: Vec<(&StageConfig, Arc<StageSlot>)> = new
+                .stages
+                .iter()
+                .filter(|s| state.steps.contains_key(&format!("stage:{}", s.name)))
+                .map(|s| (s, state.slots[&s.name].clone()))
+                .collect();
+            (stopping, kept)
+        };
+        for (_, step) in &stopping {
+            step.ask_stop(&self.ctl);
+        }
+        for (key, step) in stopping {
+            step.join();
+            let (kind, name) = key.split_once(':').expect("step keys are kind:name");
+            done.push(format!("stopped {kind} `{name}`"));
+        }
+
+        // Running and unchanged but for, maybe, their plugin file: a deploy (compiles, no lock).
+        for (s, slot) in kept {
+            let bytes = match std::fs::read(&s.plugin) {
+                Ok(b) => b,
+                Err(e) => {
+                    refused.push(format!(
+                        "stage `{}`: cannot read {}: {e}",
+                        s.name,
+                        s.plugin.display()
+                    ));
+                    continue;
+                }
+            };
+            if crate::runtime::hash_of(&bytes) != slot.current().plugin.info().hash {
+                match crate::reload::deploy(
+                    &self.runtime,
+                    &slot,
+                    s.plugin.display().to_string(),
+                    &bytes,
+                    Instant::now(),
+                ) {
+                    Ok(d) => done.push(format!("stage `{}`: plugin version {}", s.name, d.version)),
+                    Err(e) => refused.push(format!("stage `{}`: {e}", s.name)),
+                }
             }
         }
+
+        // Starting steps only spawns threads: done under the lock.
+        let mut state = self.state();
 
         let exactly_once = new.delivery == Delivery::ExactlyOnce;
         let target = |t: &str| Target {
@@ -638,33 +730,6 @@ impl Running {
         for s in &new.stages {
             let key = format!("stage:{}", s.name);
             if state.steps.contains_key(&key) {
-                // Running and unchanged but for, maybe, its plugin file.
-                let slot = state.slots[&s.name].clone();
-                let bytes = match std::fs::read(&s.plugin) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        refused.push(format!(
-                            "stage `{}`: cannot read {}: {e}",
-                            s.name,
-                            s.plugin.display()
-                        ));
-                        continue;
-                    }
-                };
-                if crate::runtime::hash_of(&bytes) != slot.current().plugin.info().hash {
-                    match crate::reload::deploy(
-                        &self.runtime,
-                        &slot,
-                        s.plugin.display().to_string(),
-                        &bytes,
-                        Instant::now(),
-                    ) {
-                        Ok(d) => {
-                            done.push(format!("stage `{}`: plugin version {}", s.name, d.version))
-                        }
-                        Err(e) => refused.push(format!("stage `{}`: {e}", s.name)),
-                    }
-                }
                 continue;
             }
             let mut targets: Vec<Target> = s.output.topics().into_iter().map(target).collect();
@@ -793,6 +858,8 @@ impl Running {
             tracing::info!(pipeline = %new.name, stages = new.stages.len(), sources = new.sources.len(), sinks = new.sinks.len(), delivery = ?new.delivery, bounded = self.ctl.bounded, "pipeline running");
         }
         state.config = Some(new);
+        self.publish(&state);
+        drop(state);
         if refused.is_empty() {
             Ok(done)
         } else {
@@ -828,41 +895,92 @@ impl Running {
         &self.runtime
     }
 
+    /// Publishes what readers need from `state` (the caller holds the run-state lock, so
+    /// views are published in the order of the changes).
+    fn publish(&self, state: &RunState) {
+        let config = state.config.clone().map(Arc::new);
+        let mut ingest = BTreeMap::new();
+        if let Some(c) = &config {
+            for s in c.sources.values() {
+                if !matches!(s.kind, SourceKind::Http) {
+                    continue;
+                }
+                let (Some(&partitions), Some(stats)) =
+                    (state.partitions.get(&s.topic), state.sources.get(&s.name))
+                else {
+                    continue;
+                };
+                let readers = c
+                    .stages
+                    .iter()
+                    .filter(|st| st.input == s.topic)
+                    .filter_map(|st| state.stages.get(&st.name).cloned())
+                    .collect();
+                let route = IngestRoute {
+                    target: Target {
+                        topic: s.topic.clone(),
+                        partitions,
+                    },
+                    stats: stats.clone(),
+                    readers,
+                };
+                ingest.insert(s.topic.clone(), Arc::new(route));
+            }
+        }
+        self.view.store(Arc::new(View {
+            config,
+            slots: state.slots.clone(),
+            stages: state.stages.clone(),
+            sources: state.sources.clone(),
+            sinks: state.sinks.clone(),
+            ingest,
+        }));
+    }
+
     /// The pipeline as applied last.
     pub fn config(&self) -> PipelineConfig {
-        self.state().config.clone().expect("applied at start")
+        PipelineConfig::clone(self.view.load().config.as_ref().expect("applied at start"))
     }
 
     /// A stage's plugin slot (live version and history).
     pub fn slot(&self, stage: &str) -> Option<Arc<StageSlot>> {
-        self.state().slots.get(stage).cloned()
+        self.view.load().slots.get(stage).cloned()
     }
 
     /// Every stage's slot.
     pub fn slots(&self) -> Vec<Arc<StageSlot>> {
-        self.state().slots.values().cloned().collect()
+        self.view.load().slots.values().cloned().collect()
     }
 
     /// Counters of the stages reading `topic`.
     pub fn readers(&self, topic: &str) -> Vec<Arc<StageStats>> {
-        let state = self.state();
-        state
-            .config
+        let view = self.view.load();
+        view.config
             .iter()
             .flat_map(|c| c.stages.iter())
             .filter(|s| s.input == topic)
-            .filter_map(|s| state.stages.get(&s.name).cloned())
+            .filter_map(|s| view.stages.get(&s.name).cloned())
             .collect()
+    }
+
+    /// Where ingest appends the events of `topic`, if an HTTP source writes it.
+    pub(crate) fn ingest_route(&self, topic: &str) -> Option<Arc<IngestRoute>> {
+        self.view.load().ingest.get(topic).cloned()
+    }
+
+    /// The topics open to ingest.
+    pub(crate) fn ingest_topics(&self) -> Vec<String> {
+        self.view.load().ingest.keys().cloned().collect()
     }
 
     /// Counters of a stage.
     pub fn stage_stats(&self, name: &str) -> Option<Arc<StageStats>> {
-        self.state().stages.get(name).cloned()
+        self.view.load().stages.get(name).cloned()
     }
 
     /// Counters of a source.
     pub fn source_stats(&self, name: &str) -> Option<Arc<StepStats>> {
-        self.state().sources.get(name).cloned()
+        self.view.load().sources.get(name).cloned()
     }
 
     /// Waits for every step to end (a bounded run ending, or after [`Running::stop`]); after a
@@ -908,7 +1026,7 @@ impl Running {
     /// The counters now.
     pub fn summary(&self) -> Summary {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let state = self.state();
+        let state = self.view.load();
         let order: Vec<String> = state
             .config
             .iter()

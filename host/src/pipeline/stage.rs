@@ -241,7 +241,7 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
                     .poll()
                     .map_err(|e| s.ctl.fail(e.to_string()))?;
             }
-            s.ctl.sleep(pause);
+            s.ctl.sleep(pause, &s.stop);
             metrics::gauge!("flowgate_stage_paused", "stage" => name.clone()).set(0.0);
             traps.clear();
             last_pause = Some(Instant::now());
@@ -377,7 +377,7 @@ fn call(
             let mut backoff = s.config.retry.backoff;
             let row = event::to_owned(&cols.row(f.row as usize));
             while f.attempts < s.config.retry.attempts && retryable(&f.error) {
-                s.ctl.sleep(backoff);
+                s.ctl.sleep(backoff, &s.stop);
                 if s.halted() {
                     // Nothing of this batch is committed; it is processed again on restart.
                     return Err(Stopped);
