@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use flowgate_tests::plugins::{FILTER_JSON, FLAKY, HOSTILE_TRAP_ON, JSON_PROJECT, UPPERCASE};
+use flowgate_tests::plugins::{
+    FILTER_JSON, FLAKY, HOSTILE_TRAP_ON, HUGE_KEY, JSON_PROJECT, UPPERCASE,
+};
 use serde_json::Value;
 
 /// A directory with a pipeline file in it, and the runs made of it.
@@ -998,4 +1000,186 @@ input = "shouted"
         stderr.contains("source gen: 1000 events appended"),
         "{stderr}"
     );
+}
+
+/// Runs `flowgate <args>` against the fixture's data directory and checks that it succeeds.
+fn flowgate_ok(f: &Fixture, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"))
+        .args(args)
+        .env("FLOWGATE_DATA_DIR", f.path("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "flowgate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A file sink killed before its first checkpoint must not keep what it wrote and then write
+/// it all again: its first checkpoint (the file's length at open) is written before any line.
+#[expect(
+    clippy::print_stderr,
+    reason = "reports how many lines the kill left in the file (see it with --nocapture)"
+)]
+#[test]
+fn a_file_sink_killed_before_its_first_checkpoint_writes_each_event_once() {
+    const N: u64 = 20_000;
+    let f = Fixture::new(
+        r#"
+commit-interval = "1h"
+
+[topics.in]
+external = true
+
+[sinks.out]
+type = "file"
+input = "in"
+path = "out.ndjson"
+"#,
+    );
+    seq_file(&f.path("in.ndjson"), N);
+    flowgate_ok(&f, &["topic", "create", "in"]);
+    let input = f.path("in.ndjson");
+    flowgate_ok(&f, &["produce", "in", "--input", input.to_str().unwrap()]);
+
+    // The sink writes more than its buffer holds, so lines reach the file; with an interval of
+    // an hour it has not checkpointed them when it is killed.
+    let mut child = f.spawn(&[], 0);
+    let written = eventually(Duration::from_secs(60), || {
+        std::fs::metadata(f.path("out.ndjson")).is_ok_and(|m| m.len() > 0)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(written, "the sink wrote nothing: {}", f.stderr(0));
+    let at_kill = f.lines("out.ndjson").len();
+
+    let (status, stderr) = f.run_bounded();
+    assert!(status.success(), "{stderr}");
+    let mut counts: BTreeMap<u64, u32> = BTreeMap::new();
+    for e in f.lines("out.ndjson") {
+        *counts
+            .entry(e["value"]["seq"].as_u64().unwrap())
+            .or_default() += 1;
+    }
+    let repeated = counts.values().filter(|&&c| c > 1).count();
+    eprintln!("{at_kill} lines in the file at the kill, {repeated} written twice");
+    assert_eq!(counts.len() as u64, N, "events lost");
+    assert_eq!(
+        repeated, 0,
+        "{repeated} events written twice ({at_kill} in the file at the kill)"
+    );
+}
+
+/// `flowgate consume <topic> --from-beginning`: every event held, as JSON.
+fn consume(f: &Fixture, topic: &str) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"))
+        .args(["consume", topic, "--from-beginning"])
+        .env("FLOWGATE_DATA_DIR", f.path("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The names and values of an event's headers (either JSON form).
+fn header_pairs(e: &Value) -> Vec<(String, String)> {
+    match &e["headers"] {
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+            .collect(),
+        Value::Array(a) => a
+            .iter()
+            .map(|p| {
+                (
+                    p[0].as_str().unwrap().to_owned(),
+                    p[1].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A plugin that writes `flowgate-` headers itself (a forged exactly-once marker far ahead,
+/// a forged dead-letter header) gets neither into the log, so after a stop the replay trusts
+/// only the host's markers: the outputs not written yet are written, none is lost.
+#[test]
+fn a_plugin_cannot_write_host_headers_and_a_forged_marker_loses_no_output_on_replay() {
+    let pipeline = |policy: &str| {
+        format!(
+            r#"
+delivery = "exactly-once"
+commit-interval = "1h"
+
+[sources.file]
+type = "file"
+path = "in.ndjson"
+topic = "raw"
+
+[stages.a]
+plugin = "{HUGE_KEY}"
+input = "raw"
+output = "mid"
+batch-size = 1
+on-error = "{policy}"
+config = {{ header = "flowgate-eos=pipeline/a/0@1000;flowgate-stage=forged", fail-on = "poison" }}
+
+[sinks.out]
+type = "file"
+input = "mid"
+path = "out.ndjson"
+"#
+        )
+    };
+    let f = Fixture::new(&pipeline("fail"));
+    let values: Vec<String> = (0..10)
+        .map(|i| {
+            if i == 5 {
+                "poison".into()
+            } else {
+                format!("e{i}")
+            }
+        })
+        .collect();
+    let input: String = values
+        .iter()
+        .map(|v| format!("{{\"value\":\"{v}\"}}\n"))
+        .collect();
+    std::fs::write(f.path("in.ndjson"), input).unwrap();
+
+    // The first run stops at the poison event, before the stage's first checkpoint after open.
+    let (status, stderr) = f.run_bounded();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("offset 5"), "{stderr}");
+    let mid = consume(&f, "mid");
+    assert_eq!(mid.len(), 5, "{mid:?}");
+    for e in &mid {
+        for (name, value) in header_pairs(e) {
+            assert!(
+                name != "flowgate-stage" && value != "pipeline/a/0@1000",
+                "a plugin-written header reached the log: {e}"
+            );
+        }
+    }
+
+    // The second run skips the poison event and replays from the checkpoint.
+    std::fs::write(f.path("pipeline.toml"), pipeline("skip")).unwrap();
+    let (status, stderr) = f.run_bounded();
+    assert!(status.success(), "{stderr}");
+    let got: Vec<String> = f
+        .lines("out.ndjson")
+        .iter()
+        .map(|e| e["value"].as_str().unwrap().to_owned())
+        .collect();
+    let want: Vec<String> = values.into_iter().filter(|v| v != "poison").collect();
+    assert_eq!(got, want, "{stderr}");
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use flowgate_tests::Rng;
-use flowgate_tests::plugins::{STATE_COUNT, WINDOW_STATS};
+use flowgate_tests::plugins::{COUNT_THEN_FAIL, STATE_COUNT, WINDOW_STATS};
 use serde_json::{Value, json};
 
 use crate::pipeline::{Fixture, wait_exit};
@@ -629,6 +629,62 @@ path = "counts.ndjson"
             values,
             (1..=200).collect::<Vec<u64>>(),
             "{k}: counts restarted or skipped across the reload"
+        );
+    }
+}
+
+/// A row that fails keeps none of its keyed-state writes, whether the plugin is called per
+/// event or per batch: the counts the plugin outputs and the state after the call are those of
+/// the rows that went through.
+#[test]
+fn a_failed_row_keeps_none_of_its_state_writes_per_event_and_per_batch() {
+    use flowgate::event::{self, Event};
+    use flowgate::state::SharedState;
+
+    let rt = flowgate_tests::runtime();
+    let plugin = rt.load_file(COUNT_THEN_FAIL.as_ref()).unwrap();
+    let events: Vec<Event> = ["good", "bad", "good", "bad", "good"]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Event {
+            key: Some(b"k".to_vec()),
+            value: v.as_bytes().to_vec(),
+            timestamp: i as i64,
+            headers: Vec::new(),
+        })
+        .collect();
+    for per_batch in [false, true] {
+        let state = SharedState::new(1 << 20);
+        let mut inst = plugin.instantiate(Default::default(), Vec::new()).unwrap();
+        inst.attach_state(state.clone());
+        let mut values = Vec::new();
+        let mut failed = Vec::new();
+        if per_batch {
+            let out = inst.process_batch(&event::batch_of(&events)).unwrap();
+            let cols = event::columns(&out.output).unwrap();
+            values.extend(
+                cols.rows()
+                    .map(|r| String::from_utf8_lossy(r.value).into_owned()),
+            );
+            failed.extend(out.failures.iter().map(|f| f.row));
+        } else {
+            for (i, e) in events.iter().enumerate() {
+                match inst.on_event(e) {
+                    Ok(out) => values.extend(
+                        out.iter()
+                            .map(|o| String::from_utf8_lossy(&o.value).into_owned()),
+                    ),
+                    Err(_) => failed.push(i as u32),
+                }
+            }
+        }
+        let mode = if per_batch { "on-batch" } else { "on-event" };
+        assert_eq!(values, ["1", "2", "3"], "{mode}");
+        assert_eq!(failed, [1, 3], "{mode}");
+        assert_eq!(
+            state.lock().get(b"k"),
+            Some(&3u64.to_le_bytes()[..]),
+            "{mode}: the state counts the failed rows"
         );
     }
 }

@@ -372,6 +372,17 @@ fn sink(ctx: &SinkCtx) -> anyhow::Result<()> {
         SinkKind::File { path } => Some(std::fs::metadata(path)?.len()),
         SinkKind::Stdout => None,
     };
+    // No position before the first checkpoint means "everything is mine": a sink killed before
+    // its first checkpoint would keep what it wrote and write it again. The first checkpoint
+    // (the file as it was found, and the starting positions) is written before the first line.
+    if saved.is_none() {
+        let c = SinkCheckpoint {
+            positions: cursors.iter().map(|c| c.position).collect(),
+            file_len,
+        };
+        ctx.log
+            .save_checkpoint(&ckpt_name, &serde_json::to_vec(&c).expect("serialises"))?;
+    }
     let mut line = Vec::with_capacity(4096);
     loop {
         let mut all_done = true;

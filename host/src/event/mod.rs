@@ -8,6 +8,43 @@ pub mod ndjson;
 pub use crate::runtime::bindings::flowgate::plugin::types::{Batch, BytesColumn, Event, Header};
 pub use flowgate_batch::{BatchBuilder, BatchError, Columns, EventRef, Headers, Parts};
 
+/// Headers whose names start with this are the host's (exactly-once markers, dead-letter
+/// context, window bounds): plugins cannot write them (the host drops them from plugin
+/// outputs) and the host's meaning for them is never taken from anyone else.
+pub const HOST_HEADER_PREFIX: &str = "flowgate-";
+
+/// The header that marks how far a producer's outputs in a partition go (exactly-once, see
+/// `pipeline/producer.rs`). Only the producer that owns it writes it.
+pub const EOS_HEADER: &str = "flowgate-eos";
+
+/// `batch` without the headers whose names start with `prefix`, and how many were dropped. A
+/// batch with no such header is returned as it is, without copying it. The batch must be
+/// well formed (checked by [`columns`]); one that is not is returned as it is.
+pub fn without_headers(batch: Batch, prefix: &[u8]) -> (Batch, usize) {
+    let names = &batch.header_names.data;
+    if prefix.is_empty() || !names.windows(prefix.len()).any(|w| w == prefix) {
+        return (batch, 0);
+    }
+    let built = match columns(&batch) {
+        Ok(cols) => {
+            let mut dropped = 0;
+            let mut b = BatchBuilder::with_capacity(cols.len(), batch.values.data.len());
+            for row in cols.rows() {
+                dropped += row
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| n.starts_with(prefix))
+                    .count();
+                let kept = row.headers.iter().filter(|(n, _)| !n.starts_with(prefix));
+                b.push(row.key, row.value, row.timestamp, kept);
+            }
+            Some((finish(b), dropped))
+        }
+        Err(_) => None,
+    };
+    built.unwrap_or((batch, 0))
+}
+
 /// Borrows the buffers of a batch.
 pub fn parts(batch: &Batch) -> Parts<'_> {
     flowgate_batch::parts_of!(batch)

@@ -11,7 +11,8 @@
 //! - `key`: text, or `key_b64` for raw bytes; absent or `null` means no key.
 //! - `timestamp`: milliseconds since the Unix epoch; absent means the time it was read.
 //! - `headers`: an object `{"name": "text"}`, or a list of `["name", "text"]` pairs when names
-//!   repeat; a header value that is not UTF-8 is written `{"b64": "..."}`.
+//!   repeat; a header value that is not UTF-8 is written `{"b64": "..."}`. A `flowgate-eos`
+//!   header (the log's exactly-once marker) is dropped on reading: only the host writes it.
 //!
 //! Writing picks the form that reads back to the same bytes: a value that is compact JSON and
 //! not a string is embedded, other UTF-8 is a string, anything else is `value_b64`.
@@ -23,7 +24,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Map, Value};
 
-use super::{Event, EventRef, Header};
+use super::{EOS_HEADER, Event, EventRef, Header};
 
 /// A line that is not a valid event.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +149,10 @@ pub fn from_json(doc: Value, default_ts: i64) -> Result<Event, String> {
             ));
         }
     };
+    // The exactly-once marker is the log's own, meaningful only where its producer wrote it:
+    // one read from outside (a copy of another topic, or forged) is dropped, never trusted.
+    let mut headers: Vec<Header> = headers;
+    headers.retain(|h| h.name != EOS_HEADER);
     Ok(Event {
         key,
         value,

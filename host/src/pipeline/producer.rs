@@ -30,7 +30,7 @@ use crate::log::{EventLog, LogError, Pending};
 use crate::state::{KeyedState, SharedState};
 
 /// The header that marks how far a producer's outputs in a partition go.
-pub const EOS_HEADER: &str = "flowgate-eos";
+pub use crate::event::EOS_HEADER;
 
 /// Appends in flight per producer before it waits for the oldest.
 const MAX_IN_FLIGHT: usize = 8;
@@ -136,7 +136,8 @@ impl Producer {
                     && !rest.is_empty()
                 {
                     let mut s = state.lock();
-                    let restored = KeyedState::decode(rest, usize::MAX).map_err(unreadable)?;
+                    let restored = KeyedState::decode(rest, usize::MAX)
+                        .map_err(|e| unreadable(e.to_string()))?;
                     s.replace_with(restored);
                 }
                 Some(c)
@@ -312,15 +313,21 @@ impl Producer {
     }
 
     /// Appends a whole batch to one partition as it is (the marker header, if any, is added to
-    /// its last row in place). The caller checks [`replaying`](Self::replaying) first.
+    /// its last row in place; a marker already in it is dropped). The caller checks
+    /// [`replaying`](Self::replaying) first.
     pub fn send_whole(
         &mut self,
         target: usize,
         partition: u32,
-        mut batch: Batch,
+        batch: Batch,
         next_position: u64,
     ) -> Result<(), LogError> {
         let mut appends = Vec::new();
+        // Only this producer writes its markers: one already in the batch is dropped.
+        let (mut batch, forged) = event::without_headers(batch, EOS_HEADER.as_bytes());
+        if forged > 0 {
+            tracing::warn!(producer = %self.id, forged, "dropped exactly-once markers that were not written by the host");
+        }
         if !batch.timestamps.is_empty() {
             if self.exactly_once {
                 let marker = format!("{}@{next_position}", self.id);

@@ -63,6 +63,8 @@ struct Part {
     finished: bool,
     /// Keyed state (and windows) of this stage on this partition, when granted.
     state: Option<SharedState>,
+    /// The plugin wrote host headers and was told so (once).
+    warned_host_headers: bool,
 }
 
 /// A new version's first events: it rolls back if more than half of them fail.
@@ -171,6 +173,7 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
             state,
         });
     }
+            warned_host_headers: false,
     let mut traps: VecDeque<Instant> = VecDeque::new();
     let mut pause = Duration::from_secs(1);
     let mut last_pause: Option<Instant> = None;
@@ -285,7 +288,14 @@ fn call(
     let (output, origins): (Batch, Vec<u32>) = match (&s.config.window, s.config.mode) {
         (Some(w), _) => {
             let state = part.state.as_ref().expect("a stage with windows has state");
-            let mut windows = std::mem::take(&mut state.lock().windows);
+            let mut windows = {
+                // Panes count against max-state-bytes with the keyed entries.
+                let mut st = state.lock();
+                let cap = st.max_bytes().saturating_sub(st.bytes());
+                let mut windows = std::mem::take(&mut st.windows);
+                windows.cap = Some(cap);
+                windows
+            };
             let wm = windows.watermark(w);
             let result = windows.process(w, &mut part.instance, &input.batch, cols);
             state.lock().windows = windows;
@@ -374,6 +384,13 @@ fn call(
     let mut retried_origins = Vec::new();
     if s.config.on_error == OnError::Retry {
         for f in failures.iter_mut().filter(|f| retryable(&f.error)) {
+    // Headers under `flowgate-` are the host's: a plugin's are dropped (window results carry
+    // only headers the host wrote).
+    let (output, mut dropped) = if s.config.window.is_some() {
+        (output, 0)
+    } else {
+        event::without_headers(output, event::HOST_HEADER_PREFIX.as_bytes())
+    };
             let mut backoff = s.config.retry.backoff;
             let row = event::to_owned(&cols.row(f.row as usize));
             while f.attempts < s.config.retry.attempts && retryable(&f.error) {
@@ -400,7 +417,17 @@ fn call(
         }
         failures.retain(|f| f.attempts > 0);
     }
-    let retried = event::finish(retried);
+    let (retried, more) =
+        event::without_headers(event::finish(retried), event::HOST_HEADER_PREFIX.as_bytes());
+    dropped += more;
+    if dropped > 0 {
+        metrics::counter!("flowgate_stage_host_headers_dropped_total", "stage" => name.clone())
+            .increment(dropped as u64);
+        if !part.warned_host_headers {
+            part.warned_host_headers = true;
+            tracing::warn!(stage = %name, dropped, "the plugin wrote headers named flowgate-…, which only the host writes; they are dropped (counted in flowgate_stage_host_headers_dropped_total)");
+        }
+    }
     Ok(Called {
         output,
         origins,

@@ -141,6 +141,23 @@ pub enum CallErrorKind {
         /// The event time and the watermark.
         message: String,
     },
+    /// The event would take the stage's state (keyed entries and window panes) past
+    /// `max-state-bytes`.
+    StateLimit {
+        /// How many bytes, and the cap.
+        message: String,
+    },
+    /// The event's time cannot be placed in a window (a window would end past the largest
+    /// time).
+    EventTime {
+        /// The time and why.
+        message: String,
+    },
+    /// An output record is over a record limit (`[limits]` in the pipeline file).
+    RecordLimit {
+        /// Which limit, by how much, and the key that raises it.
+        message: String,
+    },
 }
 
 /// A call into a plugin failed. A trap never takes the host down: the instance is rebuilt on
@@ -195,6 +212,9 @@ impl CallError {
             CallErrorKind::NoRoute { .. } => "no-route",
             CallErrorKind::Instantiate { .. } => "instantiate",
             CallErrorKind::Late { .. } => "late",
+            CallErrorKind::StateLimit { .. } => "state-limit",
+            CallErrorKind::EventTime { .. } => "event-time",
+            CallErrorKind::RecordLimit { .. } => "record-limit",
         }
     }
 }
@@ -224,6 +244,9 @@ impl fmt::Display for CallError {
                 write!(f, "cannot be instantiated: {message}")?
             }
             CallErrorKind::Late { message } => write!(f, "late event: {message}")?,
+            CallErrorKind::StateLimit { message } => write!(f, "state limit: {message}")?,
+            CallErrorKind::EventTime { message } => write!(f, "event time: {message}")?,
+            CallErrorKind::RecordLimit { message } => write!(f, "record limit: {message}")?,
         }
         if !self.stderr.is_empty() {
             write!(

@@ -610,18 +610,35 @@ impl StageInstance {
     }
 
     /// Calls `on-batch`; if the batch traps (or hits a limit), replays it one event at a time
-    /// through `on-event` so that only the rows that trap fail and the rest go through.
+    /// through `on-event` so that only the rows that trap fail and the rest go through. With
+    /// keyed state, a batch in which rows failed is replayed the same way (its writes taken
+    /// back first), so a failed row keeps none of its state writes.
     ///
     /// The replay gives up (returning the error) at the third row that times out, so a plugin
     /// that loops on every event costs three deadlines, not one per row. A `fatal` plugin error
     /// fails the whole batch.
     pub fn process_batch(&mut self, input: &Batch) -> Result<BatchOutput, CallError> {
+        let mark = self.state_mark();
         let err = match self.on_batch(input) {
+            // With keyed state, a failed row's writes cannot be told from the others' in one
+            // call: the batch's writes are taken back and it is replayed event by event, so a
+            // failed row keeps none of its writes, as with `on-event`.
+            Ok(out) if mark.is_some() && !out.failures.is_empty() => {
+                self.state_roll_back(mark);
+                tracing::debug!(plugin = %self.name, failed = out.failures.len(), "rows failed in a batch with keyed state; replaying it event by event to take back their writes");
+                return self.replay_events(input);
+            }
             Ok(out) => return Ok(out),
             Err(e) if e.is_trap() || matches!(e.kind, CallErrorKind::OutputLimit { .. }) => e,
             Err(e) => return Err(e),
         };
         tracing::warn!(plugin = %self.name, error = %err, "batch failed; replaying it event by event to isolate the bad rows");
+        self.replay_events(input)
+    }
+
+    /// Calls `on-event` on each row of `input` in turn: the rows that fail are failures, the
+    /// others' outputs are the batch's.
+    fn replay_events(&mut self, input: &Batch) -> Result<BatchOutput, CallError> {
         let cols = event::columns(input).map_err(|e| {
             self.error(CallErrorKind::BadOutput {
                 message: format!("input batch: {e}"),

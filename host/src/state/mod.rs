@@ -50,6 +50,32 @@ pub struct StateFull {
     pub max: usize,
 }
 
+/// A state snapshot (from a checkpoint file) that cannot be restored. Decoding returns one of
+/// these for any bytes that are not a snapshot [`KeyedState::encode`] wrote; it never panics.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The bytes end before the snapshot does.
+    #[error("state snapshot is cut short (it ends inside {what})")]
+    CutShort {
+        /// What was being read.
+        what: &'static str,
+    },
+    /// The CRC-32C at the end does not match.
+    #[error("state snapshot fails its CRC check (the file was damaged)")]
+    Crc,
+    /// The snapshot does not start with `FGS1`.
+    #[error("state snapshot has an unknown format (it does not start with FGS1)")]
+    Format,
+    /// Bytes follow the snapshot's last field.
+    #[error("state snapshot has {0} trailing bytes")]
+    Trailing(usize),
+    /// The fields read, but break an invariant of the state (keys out of order, two panes
+    /// with one id or one window, a pane that ends before it starts…).
+    #[error("state snapshot is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
 /// Sorted keys and values, their size, and the undo journal.
 #[derive(Debug, Default)]
 pub struct KeyedState {
@@ -90,6 +116,11 @@ impl KeyedState {
         self.bytes
     }
 
+    /// The cap on entries and windows together (`max-state-bytes`).
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
     /// The value under `key`.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
         self.map.get(key).map(Vec::as_slice)
@@ -99,9 +130,11 @@ impl KeyedState {
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StateFull> {
         let old = self.map.get(&key).map_or(0, |v| entry_bytes(&key, v));
         let would = self.bytes - old + entry_bytes(&key, &value);
-        if would > self.max_bytes && would > self.bytes {
+        // Window panes count against the same cap.
+        let windows = self.windows.bytes();
+        if would.saturating_add(windows) > self.max_bytes && would > self.bytes {
             return Err(StateFull {
-                would,
+                would: would.saturating_add(windows),
                 max: self.max_bytes,
             });
         }
@@ -171,29 +204,39 @@ impl KeyedState {
         out
     }
 
-    /// Restores what [`encode`](Self::encode) wrote (the cap is not part of it).
-    pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<KeyedState, String> {
+    /// Restores what [`encode`](Self::encode) wrote (the cap is not part of it). Any other
+    /// bytes give an error: a damaged or crafted snapshot is refused, never trusted.
+    pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<KeyedState, SnapshotError> {
         let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
-            return Err("state snapshot is cut short".into());
+            return Err(SnapshotError::CutShort { what: "the CRC" });
         };
         if crc32c::crc32c(body) != u32::from_le_bytes(*crc) {
-            return Err("state snapshot fails its CRC check".into());
+            return Err(SnapshotError::Crc);
         }
         let mut r = Reader(body);
-        if r.take(MAGIC.len())? != MAGIC {
-            return Err("state snapshot has an unknown format".into());
+        if r.take(MAGIC.len(), "the magic")? != MAGIC {
+            return Err(SnapshotError::Format);
         }
-        let n = r.u64()?;
+        let n = r.u64("the entry count")?;
         let mut state = KeyedState::new(max_bytes);
         for _ in 0..n {
-            let k = r.bytes()?.to_vec();
-            let v = r.bytes()?.to_vec();
-            state.bytes += entry_bytes(&k, &v);
-            state.map.insert(k, v);
+            let k = r.bytes("an entry's key")?;
+            let v = r.bytes("an entry's value")?;
+            if state
+                .map
+                .last_key_value()
+                .is_some_and(|(last, _)| last.as_slice() >= k)
+            {
+                return Err(SnapshotError::Inconsistent(
+                    "entry keys are not in increasing order".into(),
+                ));
+            }
+            state.bytes = state.bytes.saturating_add(entry_bytes(k, v));
+            state.map.insert(k.to_vec(), v.to_vec());
         }
         state.windows = WindowState::decode(&mut r)?;
         if !r.0.is_empty() {
-            return Err("state snapshot has trailing bytes".into());
+            return Err(SnapshotError::Trailing(r.0.len()));
         }
         Ok(state)
     }
@@ -221,28 +264,34 @@ pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.0.len() < n {
-            return Err("state snapshot is cut short".into());
-        }
-        let (head, rest) = self.0.split_at(n);
+    /// The next `n` bytes; `what` names them in the error.
+    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], SnapshotError> {
+        let Some((head, rest)) = self.0.split_at_checked(n) else {
+            return Err(SnapshotError::CutShort { what });
+        };
         self.0 = rest;
         Ok(head)
     }
 
-    pub(crate) fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], SnapshotError> {
+        let Some((head, rest)) = self.0.split_first_chunk::<N>() else {
+            return Err(SnapshotError::CutShort { what });
+        };
+        self.0 = rest;
+        Ok(*head)
     }
 
-    pub(crate) fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
+    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, SnapshotError> {
+        self.array::<8>(what).map(u64::from_le_bytes)
     }
 
-    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], String> {
-        let n = u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes"));
-        self.take(n as usize)
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, SnapshotError> {
+        self.array::<1>(what).map(|[b]| b)
+    }
+
+    pub(crate) fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], SnapshotError> {
+        let n = u32::from_le_bytes(self.array::<4>(what)?);
+        self.take(n as usize, what)
     }
 }
 
@@ -286,10 +335,9 @@ mod tests {
         s.put(b"key".to_vec(), b"value".to_vec()).unwrap();
         let mut bytes = s.encode();
         bytes[9] ^= 1;
-        assert!(
-            KeyedState::decode(&bytes, 1 << 20)
-                .unwrap_err()
-                .contains("CRC")
+        assert_eq!(
+            KeyedState::decode(&bytes, 1 << 20).unwrap_err(),
+            SnapshotError::Crc
         );
         assert!(KeyedState::decode(&bytes[..3], 1 << 20).is_err());
     }
