@@ -171,9 +171,9 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
             probation: None,
             finished: false,
             state,
+            warned_host_headers: false,
         });
     }
-            warned_host_headers: false,
     let mut traps: VecDeque<Instant> = VecDeque::new();
     let mut pause = Duration::from_secs(1);
     let mut last_pause: Option<Instant> = None;
@@ -378,12 +378,6 @@ fn call(
     };
     metrics::histogram!("flowgate_stage_call_seconds", "stage" => name.clone())
         .record(started.elapsed().as_secs_f64());
-
-    // Retries of retryable errors, one event at a time, with backoff.
-    let mut retried = BatchBuilder::default();
-    let mut retried_origins = Vec::new();
-    if s.config.on_error == OnError::Retry {
-        for f in failures.iter_mut().filter(|f| retryable(&f.error)) {
     // Headers under `flowgate-` are the host's: a plugin's are dropped (window results carry
     // only headers the host wrote).
     let (output, mut dropped) = if s.config.window.is_some() {
@@ -391,6 +385,12 @@ fn call(
     } else {
         event::without_headers(output, event::HOST_HEADER_PREFIX.as_bytes())
     };
+
+    // Retries of retryable errors, one event at a time, with backoff.
+    let mut retried = BatchBuilder::default();
+    let mut retried_origins = Vec::new();
+    if s.config.on_error == OnError::Retry {
+        for f in failures.iter_mut().filter(|f| retryable(&f.error)) {
             let mut backoff = s.config.retry.backoff;
             let row = event::to_owned(&cols.row(f.row as usize));
             while f.attempts < s.config.retry.attempts && retryable(&f.error) {
