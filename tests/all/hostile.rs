@@ -1,15 +1,19 @@
 //! Hostile plugins are contained: each is stopped with a typed error, and the host (and the
 //! same instance, rebuilt) goes on serving normal events afterwards.
 
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use flowgate::event::{self, Event};
-use flowgate::runtime::{CallErrorKind, Limits, Runtime, RuntimeConfig, StageInstance};
+use flowgate::runtime::{CallErrorKind, Interrupt, Limits, Runtime, RuntimeConfig, StageInstance};
 use flowgate_tests::plugins::{
-    HOSTILE_FLOOD, HOSTILE_INIT_TRAP, HOSTILE_LOOP, HOSTILE_MEMORY, HOSTILE_RECURSE,
-    HOSTILE_TRAP_ON, UPPERCASE,
+    HOSTILE_CHATTY, HOSTILE_EXIT, HOSTILE_FLOOD, HOSTILE_INIT_TRAP, HOSTILE_LOOP, HOSTILE_MEMORY,
+    HOSTILE_RECURSE, HOSTILE_SLEEP, HOSTILE_TRAP_ON, UPPERCASE,
 };
 use flowgate_tests::{runtime, test_config, text};
+
+use crate::pipeline::{Fixture, eventually, sigterm, wait_exit};
 
 fn instance(rt: &Runtime, plugin: &str, limits: Limits, config: &[(&str, &str)]) -> StageInstance {
     let config = config
@@ -196,5 +200,320 @@ fn output_flood_is_stopped_by_the_per_call_caps() {
         matches!(err.kind, CallErrorKind::MemoryLimit { .. }),
         "{err}"
     );
+    host_still_serves(&rt);
+}
+
+/// Values of a batch's output rows, as text.
+fn values(batch: &event::Batch) -> Vec<String> {
+    event::columns(batch)
+        .unwrap()
+        .rows()
+        .map(|r| String::from_utf8_lossy(r.value).into_owned())
+        .collect()
+}
+
+/// `flowgate plugin test <plugin> -i - <args>` on `stdin`, and how long it took.
+fn plugin_test(plugin: &str, args: &[&str], stdin: &str) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"))
+        .args(["plugin", "test", plugin, "-i", "-"])
+        .args(args)
+        .env(
+            "FLOWGATE_CACHE_DIR",
+            flowgate_tests::target_dir().join("flowgate-test-cache"),
+        )
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out, started.elapsed())
+}
+
+#[test]
+fn a_plugin_blocked_in_a_host_call_is_stopped_at_its_deadline() {
+    let tick = Duration::from_millis(50);
+    let deadline = Duration::from_millis(200);
+    let rt = Runtime::new(RuntimeConfig {
+        epoch_tick: tick,
+        ..test_config()
+    })
+    .unwrap();
+    let limits = Limits {
+        call_timeout: deadline,
+        ..Limits::default()
+    };
+    // Each way to wait: std::thread::sleep, subscribe-duration + block, subscribe-instant + poll.
+    for how in ["sleep", "block", "poll"] {
+        let mut sleepy = instance(&rt, HOSTILE_SLEEP, limits.clone(), &[("how", how)]);
+        for _ in 0..3 {
+            let started = Instant::now();
+            let err = sleepy.on_event(&text("x", 1)).unwrap_err();
+            let took = started.elapsed();
+            assert_eq!(
+                err.kind,
+                CallErrorKind::Timeout { limit: deadline },
+                "{how}: {err}"
+            );
+            assert!(took >= deadline, "{how}: stopped early: {took:?}");
+            assert!(took <= deadline + 2 * tick, "{how}: stopped late: {took:?}");
+            assert!(err.stderr.contains("sleeping 30000 ms"), "{err}");
+        }
+        // One batch call: stopped at the deadline too.
+        let batch = event::batch_of(&[text("x", 1), text("y", 2), text("z", 3)]);
+        let started = Instant::now();
+        let err = sleepy.on_batch(&batch).unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(err.kind, CallErrorKind::Timeout { .. }),
+            "{how}: {err}"
+        );
+        assert!(
+            took <= deadline + 2 * tick,
+            "{how}: batch stopped late: {took:?}"
+        );
+        // The batch with its replay: the batch and three rows, each stopped at the deadline
+        // (and each row on a rebuilt instance).
+        let started = Instant::now();
+        let err = sleepy.process_batch(&batch).unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(err.kind, CallErrorKind::Timeout { .. }),
+            "{how}: {err}"
+        );
+        assert!(
+            took <= 4 * deadline + Duration::from_secs(1),
+            "{how}: replay took {took:?}"
+        );
+        // The same instance, rebuilt, serves an event that does not sleep.
+        let out = sleepy.on_event(&text("awake", 1)).unwrap();
+        assert_eq!(out[0].value, b"awake");
+    }
+    // Stdin is an empty stream: a blocking read returns at once.
+    let mut reader = instance(&rt, HOSTILE_SLEEP, limits, &[("how", "stdin")]);
+    let started = Instant::now();
+    let out = reader.on_event(&text("read", 1)).unwrap();
+    assert_eq!(out[0].value, b"read");
+    assert!(started.elapsed() < deadline, "{:?}", started.elapsed());
+    host_still_serves(&rt);
+}
+
+#[test]
+fn an_interrupt_stops_a_call_in_flight_long_before_its_time_limit() {
+    let rt = runtime();
+    let limits = Limits {
+        call_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    // A plugin waiting in a host call, and one running guest code.
+    for plugin in [HOSTILE_SLEEP, HOSTILE_LOOP] {
+        let mut inst = instance(&rt, plugin, limits.clone(), &[("ms", "60000")]);
+        let interrupt = Interrupt::new();
+        inst.attach_stage("stage", interrupt.clone());
+        let started = Instant::now();
+        let call = std::thread::spawn(move || {
+            let result = inst.on_event(&text("x", 1));
+            (result, inst)
+        });
+        // The interrupt comes 300 ms in, whether or not the call has begun by then.
+        let at = started + Duration::from_millis(300);
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        interrupt.interrupt();
+        let interrupted = Instant::now();
+        let (result, mut inst) = call.join().unwrap();
+        let err = result.unwrap_err();
+        assert_eq!(err.kind, CallErrorKind::Interrupted, "{err}");
+        assert!(!err.is_trap(), "an interrupt is not the plugin's fault");
+        assert!(
+            interrupted.elapsed() < Duration::from_millis(100),
+            "the call went on {:?} after the interrupt",
+            interrupted.elapsed()
+        );
+        assert!(
+            err.to_string().contains("the host is shutting down"),
+            "{err}"
+        );
+        // Later calls are refused at once.
+        let err = inst.on_event(&text("awake", 1)).unwrap_err();
+        assert_eq!(err.kind, CallErrorKind::Interrupted);
+    }
+    host_still_serves(&rt);
+}
+
+#[test]
+fn sigterm_ends_a_run_within_its_grace_while_a_plugin_sleeps_in_a_call() {
+    let f = Fixture::new(&format!(
+        r#"
+[sources.gen]
+type = "generator"
+topic = "raw"
+count = 3
+
+[stages.sleepy]
+plugin = "{HOSTILE_SLEEP}"
+input = "raw"
+output = "out"
+mode = "event"
+timeout = "30s"
+config = {{ ms = 60000 }}
+
+[sinks.print]
+type = "stdout"
+input = "out"
+"#
+    ));
+    let mut child = f.spawn(&["--grace", "2s", "--no-watch"], 0);
+    let sleeping = eventually(Duration::from_secs(60), || {
+        f.stderr(0).contains("sleeping 60000 ms")
+    });
+    assert!(
+        sleeping,
+        "the plugin never started its call: {}",
+        f.stderr(0)
+    );
+    let asked = Instant::now();
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(40)).expect("exit after SIGTERM");
+    let took = asked.elapsed();
+    let log = f.stderr(0);
+    assert!(
+        took < Duration::from_secs(2),
+        "took {took:?} after SIGTERM: {log}"
+    );
+    assert!(status.success(), "{status}: {log}");
+    assert!(
+        log.contains("interrupting the plugin calls still running"),
+        "{log}"
+    );
+    assert!(!log.contains("still busy"), "{log}");
+}
+
+#[test]
+#[expect(
+    clippy::print_stderr,
+    reason = "reports the log bytes the budget let through (see it with --nocapture)"
+)]
+fn plugin_log_output_is_held_to_its_budget() {
+    // Through the command: three events, each writing 10 MB to stderr in 1,000-byte lines.
+    let events = "{\"value\":\"a\"}\n{\"value\":\"b\"}\n{\"value\":\"c\"}\n";
+    let (out, took) = plugin_test(HOSTILE_CHATTY, &["--mode", "event"], events);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    let d = Limits::default();
+    let budget = d.log_burst_bytes as f64 + d.log_bytes_per_second as f64 * took.as_secs_f64();
+    // Each line logged carries a timestamp, the level and the plugin's name (< 10% more), and
+    // the report of the dropped lines is a line of its own.
+    let cap = (budget * 1.1) as usize + 4096;
+    assert!(
+        out.stderr.len() <= cap,
+        "{} bytes of log in {took:?}; the budget allows {cap}",
+        out.stderr.len()
+    );
+    let tail = &log[log.len().saturating_sub(2000)..];
+    assert!(log.contains("over its log budget: lines dropped"), "{tail}");
+    // The last report gives every line dropped: all 30,000 but those the budget took.
+    let total: u64 = log
+        .rsplit("dropped_total=")
+        .next()
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no dropped_total in {tail}"));
+    let taken = (budget / 1000.0) as u64 + 1;
+    assert!(
+        total >= 30_000 - taken && total < 30_000,
+        "{total} dropped: {tail}"
+    );
+    eprintln!(
+        "log bytes for 3 events of 10 MB: {} in {took:?}",
+        out.stderr.len()
+    );
+
+    // In the library, with the limits given: stdout and the log import share the bucket.
+    let rt = runtime();
+    let limits = Limits {
+        log_bytes_per_second: 0,
+        log_burst_bytes: 10_000,
+        // Taking the writes is host work inside the call, slow in a debug build.
+        call_timeout: Duration::from_secs(30),
+        ..Limits::default()
+    };
+    for to in ["stdout", "log", "stderr"] {
+        let config = [("to", to), ("bytes", "1000000")];
+        let mut chatty = instance(&rt, HOSTILE_CHATTY, limits.clone(), &config);
+        for _ in 0..3 {
+            chatty.on_event(&text("x", 1)).unwrap();
+        }
+        // 3,000 lines of 1,000 bytes (with the newline); the burst takes 10.
+        assert_eq!(chatty.log_dropped(), 2_990, "{to}");
+    }
+}
+
+#[test]
+fn exit_fails_its_event_only_per_event_and_per_batch() {
+    let rt = runtime();
+    let mut inst = instance(&rt, HOSTILE_EXIT, Limits::default(), &[("marker", "bye")]);
+    let inputs = [text("a", 1), text("b-bye", 2), text("c", 3)];
+
+    // Per event: the exiting event fails with the exit, the instance is rebuilt.
+    let mut ok = Vec::new();
+    for (i, e) in inputs.iter().enumerate() {
+        match inst.on_event(e) {
+            Ok(out) => ok.push(String::from_utf8(out[0].value.clone()).unwrap()),
+            Err(err) => {
+                assert_eq!(i, 1);
+                assert_eq!(err.kind, CallErrorKind::Exited { code: 1 }, "{err}");
+                assert!(err.is_trap());
+                assert!(
+                    err.to_string().contains("called exit with status 1"),
+                    "{err}"
+                );
+            }
+        }
+    }
+    assert_eq!(ok, ["a", "c"]);
+    assert_eq!(inst.restarts(), 1);
+
+    // Per batch: the batch is replayed event by event and only row 1 fails.
+    let out = inst.process_batch(&event::batch_of(&inputs)).unwrap();
+    assert_eq!(out.failures.len(), 1);
+    assert_eq!(out.failures[0].row, 1);
+    assert_eq!(
+        out.failures[0].error.kind,
+        CallErrorKind::Exited { code: 1 }
+    );
+    assert_eq!(out.origins, [0, 2]);
+    assert_eq!(values(&out.output), ["a", "c"]);
+
+    // `flowgate plugin test`, both modes: one failed row, named as an exit; the others pass.
+    let events = "{\"value\":\"a\"}\n{\"value\":\"b-exit\"}\n{\"value\":\"c\"}\n";
+    for mode in ["event", "batch"] {
+        let (out, _) = plugin_test(HOSTILE_EXIT, &["--mode", mode], events);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{mode}: {stderr}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let printed: Vec<&str> = stdout.lines().collect();
+        assert_eq!(printed.len(), 2, "{mode}: {stdout}");
+        assert!(
+            printed[0].contains("\"a\"") && printed[1].contains("\"c\""),
+            "{stdout}"
+        );
+        assert!(
+            stderr.contains("row 1: plugin `hostile_exit`: called exit with status 1"),
+            "{mode}: {stderr}"
+        );
+        assert!(stderr.contains("1 of 3 events failed"), "{mode}: {stderr}");
+    }
     host_still_serves(&rt);
 }

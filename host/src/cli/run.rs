@@ -45,7 +45,8 @@ pub(crate) struct Args {
     /// and apply what changed).
     #[arg(long)]
     no_watch: bool,
-    /// How long steps may take to finish their batch after SIGINT/SIGTERM.
+    /// How long steps may take to finish their batch after SIGINT/SIGTERM; plugin calls still
+    /// running when a quarter of it (at most 1 s) is left are interrupted.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     grace: Duration,
 }

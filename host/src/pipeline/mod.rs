@@ -33,7 +33,7 @@ use reader::Cursor;
 
 use crate::log::{EventLog, LogError};
 use crate::reload::StageSlot;
-use crate::runtime::{Runtime, World};
+use crate::runtime::{Interrupt, Runtime, World};
 
 /// A step stopped because the pipeline is stopping; the reason (if a failure) is in [`Ctl`].
 #[derive(Debug)]
@@ -50,6 +50,9 @@ pub(crate) struct Ctl {
     writers: BTreeMap<String, AtomicUsize>,
     /// Bounded runs over a range: (topic, partition) → offsets `from .. to` to process.
     ranges: BTreeMap<(String, u32), (u64, u64)>,
+    /// Held by every stage instance: set when the grace after a stop is nearly over, it stops
+    /// the plugin calls still running.
+    pub(crate) interrupt: Interrupt,
 }
 
 impl Ctl {
@@ -552,6 +555,7 @@ pub fn start(
             .map(|(k, v)| (k, AtomicUsize::new(v)))
             .collect(),
         ranges,
+        interrupt: Interrupt::new(),
     });
     let running = Arc::new(Running {
         ctl,
@@ -984,9 +988,12 @@ impl Running {
     }
 
     /// Waits for every step to end (a bounded run ending, or after [`Running::stop`]); after a
-    /// stop, gives up on steps still busy after `grace`.
+    /// stop, interrupts the plugin calls still running when the grace is nearly over (a quarter
+    /// of it, at most 1 s, is left for the steps to wind up), and gives up on steps still busy
+    /// after `grace`.
     pub fn wait(&self, grace: Duration) -> Summary {
         let mut deadline: Option<Instant> = None;
+        let wind_up = (grace / 4).min(Duration::from_secs(1));
         loop {
             let finished = self.state().steps.values().all(Step::finished);
             if finished {
@@ -994,6 +1001,15 @@ impl Running {
             }
             if deadline.is_none() && self.ctl.stopping() {
                 deadline = Some(Instant::now() + grace);
+            }
+            if deadline.is_some_and(|d| Instant::now() + wind_up >= d)
+                && !self.ctl.interrupt.is_interrupted()
+            {
+                tracing::warn!(
+                    grace = ?grace,
+                    "interrupting the plugin calls still running: the grace after the stop is nearly over"
+                );
+                self.ctl.interrupt.interrupt();
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 let busy: Vec<String> = self

@@ -100,6 +100,7 @@ fn follow_slot(s: &StageShared, part: &mut Part) -> Result<(), Stopped> {
             ))
         })?;
         let mut inst = inst;
+        inst.attach_stage(&s.config.name, s.ctl.interrupt.clone());
         if let Some(state) = &part.state {
             inst.attach_state(state.clone());
         }
@@ -156,6 +157,7 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
                 s.config.plugin.display()
             ))
         })?;
+        instance.attach_stage(name, s.ctl.interrupt.clone());
         if let Some(state) = &state {
             instance.attach_state(state.clone());
         }
@@ -300,6 +302,10 @@ fn call(
             let result = windows.process(w, &mut part.instance, &input.batch, cols);
             state.lock().windows = windows;
             let out = result.map_err(|e| {
+                if e.is_interrupted() {
+                    // Shutting down: nothing of this batch is committed.
+                    return Stopped;
+                }
                 s.ctl.fail(format!(
                     "stage `{name}` on {}/{} at offset {}: {e}; the stage stopped. It resumes from its last checkpoint",
                     s.config.input, part.cursor.partition, input.first
@@ -416,6 +422,11 @@ fn call(
             }
         }
         failures.retain(|f| f.attempts > 0);
+    }
+    if failures.iter().any(|f| f.error.is_interrupted()) {
+        // The host is shutting down and stopped the call: nothing of this batch is committed;
+        // it is processed again on restart.
+        return Err(Stopped);
     }
     let (retried, more) =
         event::without_headers(event::finish(retried), event::HOST_HEADER_PREFIX.as_bytes());

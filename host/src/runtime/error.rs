@@ -131,6 +131,15 @@ pub enum CallErrorKind {
         /// The header and its value.
         message: String,
     },
+    /// The plugin called WASI `exit` (`std::process::exit`, say): the call ends there, as a trap
+    /// of this call only, and the instance is rebuilt for the next one.
+    Exited {
+        /// The exit status it gave.
+        code: i32,
+    },
+    /// The call was stopped because the host is shutting down (its
+    /// [`Interrupt`](super::Interrupt) was set); the input is processed again after a restart.
+    Interrupted,
     /// The plugin could not be instantiated.
     Instantiate {
         /// What wasmtime said.
@@ -181,7 +190,13 @@ impl CallError {
                 | CallErrorKind::MemoryLimit { .. }
                 | CallErrorKind::StackOverflow
                 | CallErrorKind::Trap { .. }
+                | CallErrorKind::Exited { .. }
         )
+    }
+
+    /// True when the call was stopped by the host shutting down, not by anything the plugin did.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self.kind, CallErrorKind::Interrupted)
     }
 
     /// True for the plugin's `fatal` error: the stage cannot go on.
@@ -210,6 +225,8 @@ impl CallError {
             CallErrorKind::OutputLimit { .. } => "output-limit",
             CallErrorKind::BadOutput { .. } => "bad-output",
             CallErrorKind::NoRoute { .. } => "no-route",
+            CallErrorKind::Exited { .. } => "exit",
+            CallErrorKind::Interrupted => "interrupted",
             CallErrorKind::Instantiate { .. } => "instantiate",
             CallErrorKind::Late { .. } => "late",
             CallErrorKind::StateLimit { .. } => "state-limit",
@@ -240,6 +257,15 @@ impl fmt::Display for CallError {
                 write!(f, "returned a malformed batch: {message}")?
             }
             CallErrorKind::NoRoute { message } => write!(f, "no route for an output: {message}")?,
+            CallErrorKind::Exited { code } => write!(
+                f,
+                "called exit with status {code}: the call ends there and the instance is rebuilt \
+                 (a plugin should return an error value for an event it cannot process, not exit)"
+            )?,
+            CallErrorKind::Interrupted => write!(
+                f,
+                "stopped in the middle of a call: the host is shutting down (the input is processed again on restart)"
+            )?,
             CallErrorKind::Instantiate { message } => {
                 write!(f, "cannot be instantiated: {message}")?
             }

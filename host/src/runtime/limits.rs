@@ -1,14 +1,27 @@
 //! Everything that bounds a guest, set in one place.
 //!
-//! [`Limits`] is per stage instance (memory, time per call, output caps); the engine-wide bounds
-//! (stack size, pool sizes) are in [`RuntimeConfig`](super::RuntimeConfig). [`apply`] is the one
-//! function that puts a store under its limits, before every call.
+//! [`Limits`] is per stage instance (memory, time per call, output caps, log bytes); the
+//! engine-wide bounds (stack size, pool sizes) are in [`RuntimeConfig`](super::RuntimeConfig).
+//! [`bound`] puts a new store under its limiter and its deadline check; [`apply`] arms the
+//! deadline before every call.
+//!
+//! A call's time limit is one instant, [`StageState::deadline`], held to in two places: the
+//! epoch callback (guest code: loops, deep work) and the waits of `wasi:io/poll`
+//! ([`super::poll`]: sleeps, clock subscriptions, stream readiness), so a call ends at its
+//! deadline whether it computes or waits in the host. Both also end a call when its
+//! [`Interrupt`] is set.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use wasmtime::{ResourceLimiter, Store};
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 
 use super::StageState;
+
+/// How often a call that runs guest code checks its [`Interrupt`] (and its deadline, when that
+/// is further away).
+const SLICE: Duration = Duration::from_millis(20);
 
 /// Limits of one stage instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +38,12 @@ pub struct Limits {
     pub table_elements: usize,
     /// Core instances, tables and memories one component may create.
     pub max_instances: usize,
+    /// Bytes per second an instance may write to the host's log (stdout, stderr and
+    /// `flowgate:plugin/log` together); lines past it are dropped and counted in
+    /// `flowgate_plugin_log_dropped_total`.
+    pub log_bytes_per_second: usize,
+    /// Bytes an instance may log at once above the rate (the size of its token bucket).
+    pub log_burst_bytes: usize,
 }
 
 impl Default for Limits {
@@ -36,6 +55,8 @@ impl Default for Limits {
             max_output_bytes: 32 << 20,
             table_elements: 100_000,
             max_instances: 64,
+            log_bytes_per_second: 64 << 10,
+            log_burst_bytes: 256 << 10,
         }
     }
 }
@@ -110,13 +131,70 @@ impl ResourceLimiter for Limiter {
     }
 }
 
-/// Puts `store` under its limits for the next call: the memory limiter, and an epoch deadline
-/// `timeout` from now. `tick` is the epoch period of the runtime.
-pub(crate) fn apply(store: &mut Store<StageState>, timeout: Duration, tick: Duration) {
+/// Stops the calls of the stage instances that hold it, from any thread: a call in flight ends
+/// within a few milliseconds with [`CallErrorKind::Interrupted`](super::CallErrorKind), and
+/// later calls fail at once. Set when the host shuts down, so that no call outlives the grace
+/// period, whatever its time limit. Cheap to clone; clones share the flag.
+#[derive(Clone, Debug, Default)]
+pub struct Interrupt(Arc<AtomicBool>);
+
+impl Interrupt {
+    /// A flag not set.
+    pub fn new() -> Self {
+        Interrupt::default()
+    }
+
+    /// Stops the calls in flight and refuses new ones.
+    pub fn interrupt(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// True once [`interrupt`](Self::interrupt) was called.
+    pub fn is_interrupted(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The error a call is stopped with when its [`Interrupt`] is set.
+#[derive(Debug, thiserror::Error)]
+#[error("the call was interrupted: the host is shutting down")]
+pub(crate) struct Interrupted;
+
+/// Epoch ticks from now to at least `d` from now; one more tick covers a ticker that runs late
+/// (the epoch counts whole ticks since the runtime started).
+fn ticks(d: Duration, tick: Duration) -> u64 {
+    d.as_nanos().div_ceil(tick.as_nanos().max(1)) as u64 + 1
+}
+
+/// Puts a new store under its limiter and its deadline check, once per store: when the epoch
+/// deadline passes, the call is stopped if its [`Interrupt`] is set (`Interrupted`) or its
+/// deadline has passed (`Trap::Interrupt`, reported as a timeout); otherwise it goes on for
+/// another slice.
+pub(crate) fn bound(store: &mut Store<StageState>, tick: Duration) {
     store.limiter(|s| &mut s.limiter);
-    // The epoch counts whole ticks since the runtime started, so the deadline lands between
-    // `timeout` and `timeout + tick` from now; one more tick covers a ticker that runs late.
-    let ticks = timeout.as_nanos().div_ceil(tick.as_nanos().max(1)) as u64 + 1;
-    store.set_epoch_deadline(ticks);
-    store.epoch_deadline_trap();
+    store.epoch_deadline_callback(move |cx| {
+        let s = cx.data();
+        if s.interrupt.is_interrupted() {
+            return Err(Interrupted.into());
+        }
+        let now = Instant::now();
+        if now >= s.deadline {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        Ok(UpdateDeadline::Continue(ticks(
+            (s.deadline - now).min(SLICE),
+            tick,
+        )))
+    });
+}
+
+/// Arms `store` for the next call: its deadline `timeout` from now, and the epoch deadline at
+/// the first check (at most [`SLICE`] away). `tick` is the epoch period of the runtime.
+pub(crate) fn apply(store: &mut Store<StageState>, timeout: Duration, tick: Duration) {
+    let now = Instant::now();
+    // A limit too large for the clock is as good as none: a year.
+    store.data_mut().deadline = now
+        .checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400));
+    store.set_epoch_deadline(ticks(timeout.min(SLICE), tick));
 }

@@ -1,4 +1,5 @@
-//! Host side of `flowgate:plugin/log`: plugin log lines become `tracing` events.
+//! Host side of `flowgate:plugin/log`: plugin log lines become `tracing` events, within the
+//! instance's log budget (shared with its stdout and stderr, [`super::stdio::LogBudget`]).
 
 use super::StageState;
 use super::bindings::flowgate::plugin::log::{Host, Level};
@@ -13,6 +14,10 @@ impl Host for StageState {
                 cut -= 1;
             }
             message.truncate(cut);
+        }
+        if !self.budget.admit(message.len() + 1) {
+            self.budget.settle();
+            return Ok(());
         }
         let plugin = &*self.plugin;
         match level {

@@ -7,8 +7,11 @@
 //!   made once.
 //! - One [`StageInstance`] per stage instance (stage × partition): a store reused across calls.
 //!
-//! Every guest is bounded by [`Limits`] through one function (`limits::apply`). Plugins see
-//! WASI without filesystem, network or environment, the `flowgate:plugin/log` import, and
+//! Every guest is bounded by [`Limits`] from one file (`limits.rs`): a call ends at its time
+//! limit whether it runs guest code (the epoch) or waits in a WASI call (`wasi:io/poll` is
+//! shadowed, `poll.rs`), and an [`Interrupt`] stops calls in flight when the host shuts down.
+//! Plugins see WASI without filesystem, network, stdin or environment, the
+//! `flowgate:plugin/log` import, and
 //! `flowgate:plugin/state` when their stage is granted keyed state; their stdout and stderr go
 //! to the host's logs under the plugin's name. A plugin implements the `stage` world or the
 //! `aggregator` world (windows kept by the host, [`crate::state::window`]).
@@ -19,6 +22,7 @@ mod error;
 mod limits;
 mod log;
 mod plugin;
+mod poll;
 mod state;
 mod stdio;
 
@@ -33,11 +37,12 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use error::{CallError, CallErrorKind, LoadError, PluginError};
-pub use limits::Limits;
+pub use limits::{Interrupt, Limits};
 pub use plugin::{BatchOutput, Plugin, PluginInfo, RowFailure, StageInstance, World, hash_of};
 
 use cache::CodeCache;
 use limits::Limiter;
+use stdio::LogBudget;
 
 /// Engine-wide settings.
 #[derive(Clone, Debug)]
@@ -82,11 +87,16 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("flowgate"))
 }
 
-/// What a store holds: WASI state, the limiter, and the plugin's name for its logs.
+/// What a store holds: WASI state, the limiter, the call's deadline and interrupt, and the
+/// plugin's name and log budget for its logs.
 pub struct StageState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
+    /// When the call in progress must end (set by `limits::apply`).
+    deadline: Instant,
+    interrupt: Interrupt,
+    budget: LogBudget,
     plugin: Arc<str>,
     /// The stage instance's keyed state, when granted.
     state: Option<crate::state::SharedState>,
@@ -201,6 +211,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
+        poll::shadow(&mut linker).map_err(|e| LoadError::Engine(e.to_string()))?;
         bindings::flowgate::plugin::log::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |s| s,

@@ -6,15 +6,16 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::{Store, Trap, WasmBacktrace};
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::pipe::ClosedInputStream;
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use super::bindings::aggregator::flowgate::plugin::windows::{AddResult, Pane, Window};
 use super::bindings::aggregator::{Aggregator, AggregatorPre};
 use super::bindings::flowgate::plugin::types::BatchResult;
 use super::bindings::{Stage, StagePre};
 use super::error::{CallError, CallErrorKind, LoadError, PluginError};
-use super::limits::{self, Limiter, Limits};
-use super::stdio::PluginOutput;
+use super::limits::{self, Interrupt, Interrupted, Limiter, Limits};
+use super::stdio::{LogBudget, PluginOutput};
 use super::{Runtime, StageState};
 use crate::event::{self, Batch, BatchBuilder, BytesColumn, Event};
 use crate::state::SharedState;
@@ -216,10 +217,17 @@ impl Plugin {
         config: Vec<(String, String)>,
     ) -> Result<StageInstance, CallError> {
         let name: Arc<str> = self.info.name.as_str().into();
+        let budget = LogBudget::new(
+            name.clone(),
+            limits.log_bytes_per_second,
+            limits.log_burst_bytes,
+        );
         let mut instance = StageInstance {
             plugin: self.clone(),
-            stderr: PluginOutput::new(name.clone(), "stderr"),
-            stdout: PluginOutput::new(name.clone(), "stdout"),
+            stderr: PluginOutput::new(name.clone(), "stderr", budget.clone()),
+            stdout: PluginOutput::new(name.clone(), "stdout", budget.clone()),
+            budget,
+            interrupt: Interrupt::new(),
             name,
             limits,
             config,
@@ -254,6 +262,9 @@ pub struct StageInstance {
     config: Vec<(String, String)>,
     stdout: PluginOutput,
     stderr: PluginOutput,
+    /// The log budget of stdout, stderr and the log import together, kept across stores.
+    budget: LogBudget,
+    interrupt: Interrupt,
     live: Option<Live>,
     restarts: u64,
     state: Option<SharedState>,
@@ -269,6 +280,13 @@ impl std::fmt::Debug for StageInstance {
             .field("live", &self.live.is_some())
             .field("restarts", &self.restarts)
             .finish()
+    }
+}
+
+impl Drop for StageInstance {
+    fn drop(&mut self) {
+        // Lines dropped since the last report are reported once more, so none go unsaid.
+        self.budget.finish();
     }
 }
 
@@ -344,8 +362,30 @@ impl StageInstance {
         }
     }
 
+    /// Lines of its output dropped over its log budget so far.
+    pub fn log_dropped(&self) -> u64 {
+        self.budget.dropped()
+    }
+
+    /// Ties the instance to the stage that serves it: its log metric carries the stage's name,
+    /// and setting `interrupt` stops its call in flight (shutdown).
+    pub fn attach_stage(&mut self, stage: &str, interrupt: Interrupt) {
+        self.budget.set_stage(stage);
+        if let Some(live) = &mut self.live {
+            live.store.data_mut().interrupt = interrupt.clone();
+        }
+        self.interrupt = interrupt;
+    }
+
     /// Turns a wasmtime error (a trap, usually) into a typed error.
     fn classify(&self, err: wasmtime::Error, state: &StageState) -> CallError {
+        // A WASI exit and an interrupt come back as errors of their own, not as traps.
+        if let Some(exit) = err.downcast_ref::<I32Exit>() {
+            return self.error(CallErrorKind::Exited { code: exit.0 });
+        }
+        if err.downcast_ref::<Interrupted>().is_some() {
+            return self.error(CallErrorKind::Interrupted);
+        }
         let kind = match (err.downcast_ref::<Trap>(), state.limiter.refused_memory) {
             (Some(Trap::Interrupt), _) => CallErrorKind::Timeout {
                 limit: self.limits.call_timeout,
@@ -369,6 +409,7 @@ impl StageInstance {
     fn start(&mut self) -> Result<(), CallError> {
         let rt = &self.plugin.runtime.shared;
         let wasi = WasiCtxBuilder::new()
+            .stdin(ClosedInputStream)
             .stdout(self.stdout.clone())
             .stderr(self.stderr.clone())
             .allow_tcp(false)
@@ -379,10 +420,14 @@ impl StageInstance {
             wasi,
             table: Default::default(),
             limiter: Limiter::new(&self.limits),
+            deadline: Instant::now(),
+            interrupt: self.interrupt.clone(),
+            budget: self.budget.clone(),
             plugin: self.name.clone(),
             state: self.state.clone(),
         };
         let mut store = Store::new(&rt.engine, state);
+        limits::bound(&mut store, rt.config.epoch_tick);
         self.stderr.clear_tail();
         limits::apply(&mut store, self.limits.call_timeout, rt.config.epoch_tick);
         let exports = match &self.plugin.pre {
@@ -467,6 +512,9 @@ impl StageInstance {
         &mut self,
         f: impl FnOnce(&Exports, &mut Store<StageState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
+        if self.interrupt.is_interrupted() {
+            return Err(self.error(CallErrorKind::Interrupted));
+        }
         if self.live.is_none() {
             self.restarts += 1;
             tracing::info!(plugin = %self.name, restarts = self.restarts, "rebuilding the instance after a trap");
@@ -616,7 +664,7 @@ impl StageInstance {
     ///
     /// The replay gives up (returning the error) at the third row that times out, so a plugin
     /// that loops on every event costs three deadlines, not one per row. A `fatal` plugin error
-    /// fails the whole batch.
+    /// fails the whole batch, and an interrupt stops the replay.
     pub fn process_batch(&mut self, input: &Batch) -> Result<BatchOutput, CallError> {
         let mark = self.state_mark();
         let err = match self.on_batch(input) {
@@ -658,7 +706,7 @@ impl StageInstance {
                     }
                 }
                 Err(error) => {
-                    if matches!(error.plugin_error(), Some(PluginError::Fatal(_))) {
+                    if error.is_fatal() || error.is_interrupted() {
                         return Err(error);
                     }
                     if matches!(error.kind, CallErrorKind::Timeout { .. }) {

@@ -1,14 +1,18 @@
-//! A plugin's stdout and stderr, routed into the host's `tracing` logs with the plugin's name.
+//! A plugin's stdout and stderr, routed into the host's `tracing` logs with the plugin's name,
+//! and the log budget they share with `flowgate:plugin/log`.
 //!
 //! Output is split into lines (a line over [`MAX_LINE`] bytes is cut); the last lines of stderr
 //! are also kept, so that the error of a trap can show what the plugin printed (a Rust panic
-//! message, for one).
+//! message, for one). What reaches the log is bounded per instance by a [`LogBudget`]: lines
+//! past it are dropped, counted, and reported at most once per [`REPORT_EVERY`]. The stream
+//! never waits: a write is taken at once, logged or dropped.
 
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -18,6 +22,142 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 pub const MAX_LINE: usize = 4096;
 /// Bytes of recent stderr kept for error reports.
 const TAIL: usize = 2048;
+/// Lines dropped over the budget are reported at most this often per instance.
+pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// The log budget of one stage instance: a token bucket of bytes, shared by its stdout, its
+/// stderr and its `flowgate:plugin/log` calls, and kept across the stores it rebuilds (so a
+/// plugin that traps cannot refill it). Cheap to clone; clones share the bucket.
+#[derive(Clone, Debug)]
+pub(crate) struct LogBudget {
+    bucket: Arc<Mutex<Bucket>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    /// Bytes per second.
+    rate: f64,
+    /// Largest fill, bytes.
+    burst: f64,
+    /// Bytes that may be logged now.
+    tokens: f64,
+    filled: Instant,
+    plugin: Arc<str>,
+    /// The stage the instance serves, once known.
+    stage: Arc<str>,
+    /// Lines dropped in all.
+    dropped: u64,
+    /// Lines dropped and not yet counted in the metric.
+    uncounted: u64,
+    /// Lines dropped since the last report.
+    unreported: u64,
+    reported: Option<Instant>,
+}
+
+impl LogBudget {
+    pub(crate) fn new(plugin: Arc<str>, bytes_per_second: usize, burst: usize) -> Self {
+        let burst = burst as f64;
+        LogBudget {
+            bucket: Arc::new(Mutex::new(Bucket {
+                rate: bytes_per_second as f64,
+                burst,
+                tokens: burst,
+                filled: Instant::now(),
+                plugin,
+                stage: "".into(),
+                dropped: 0,
+                uncounted: 0,
+                unreported: 0,
+                reported: None,
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
+        self.bucket.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Names the stage in the metric and the reports.
+    pub(crate) fn set_stage(&self, stage: &str) {
+        self.lock().stage = stage.into();
+    }
+
+    /// Lines dropped over the budget so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.lock().dropped
+    }
+
+    /// True when a line of `bytes` may be logged now (and takes them from the bucket); false
+    /// when it is to be dropped (counted; call [`settle`](Self::settle) after a run of lines).
+    pub(crate) fn admit(&self, bytes: usize) -> bool {
+        self.lock().admit(bytes)
+    }
+
+    /// Puts the lines dropped since the last call into the metric, and reports them if the
+    /// last report is [`REPORT_EVERY`] old.
+    pub(crate) fn settle(&self) {
+        self.lock().settle();
+    }
+
+    /// Reports the drops not reported yet, whenever the last report was (the instance is going
+    /// away).
+    pub(crate) fn finish(&self) {
+        let mut bucket = self.lock();
+        bucket.settle();
+        if bucket.unreported > 0 {
+            bucket.report();
+        }
+    }
+}
+
+impl Bucket {
+    fn admit(&mut self, bytes: usize) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.filled).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.filled = now;
+        let cost = bytes as f64;
+        if cost <= self.tokens {
+            self.tokens -= cost;
+            return true;
+        }
+        self.dropped += 1;
+        self.uncounted += 1;
+        self.unreported += 1;
+        false
+    }
+
+    fn settle(&mut self) {
+        if self.uncounted == 0 {
+            return;
+        }
+        metrics::counter!(
+            "flowgate_plugin_log_dropped_total",
+            "plugin" => self.plugin.to_string(),
+            "stage" => self.stage.to_string()
+        )
+        .increment(self.uncounted);
+        self.uncounted = 0;
+        if self.reported.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
+            self.report();
+        }
+    }
+
+    fn report(&mut self) {
+        tracing::warn!(
+            plugin = %self.plugin,
+            stage = %self.stage,
+            dropped = self.unreported,
+            dropped_total = self.dropped,
+            bytes_per_second = self.rate,
+            burst = self.burst,
+            "plugin output over its log budget: lines dropped (reported at most every {}s; raise the log limits if the output is needed)",
+            REPORT_EVERY.as_secs()
+        );
+        self.unreported = 0;
+        self.reported = Some(Instant::now());
+    }
+}
 
 #[derive(Debug, Default)]
 struct State {
@@ -31,14 +171,16 @@ pub(crate) struct PluginOutput {
     plugin: Arc<str>,
     stream: &'static str,
     state: Arc<Mutex<State>>,
+    budget: LogBudget,
 }
 
 impl PluginOutput {
-    pub(crate) fn new(plugin: Arc<str>, stream: &'static str) -> Self {
+    pub(crate) fn new(plugin: Arc<str>, stream: &'static str, budget: LogBudget) -> Self {
         PluginOutput {
             plugin,
             stream,
             state: Arc::default(),
+            budget,
         }
     }
 
@@ -77,9 +219,15 @@ impl PluginOutput {
         state
             .line
             .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        drop(state);
+        self.budget.settle();
     }
 
+    /// Logs one line if the budget has room for it (the line and its newline).
     fn emit(&self, line: &[u8]) {
+        if !self.budget.admit(line.len() + 1) {
+            return;
+        }
         let line = String::from_utf8_lossy(line);
         match self.stream {
             "stderr" => tracing::warn!(plugin = %self.plugin, stream = self.stream, "{line}"),
@@ -148,9 +296,13 @@ impl tokio::io::AsyncWrite for PluginOutput {
 mod tests {
     use super::*;
 
+    fn budget(rate: usize, burst: usize) -> LogBudget {
+        LogBudget::new("p".into(), rate, burst)
+    }
+
     #[test]
     fn stderr_tail_keeps_the_latest_output_and_caps_lines() {
-        let out = PluginOutput::new("p".into(), "stderr");
+        let out = PluginOutput::new("p".into(), "stderr", budget(1 << 20, 1 << 20));
         out.write_bytes(b"first line\npanicked at src/lib.rs:3: boom");
         assert!(out.tail().ends_with("panicked at src/lib.rs:3: boom"));
         out.write_bytes(&vec![b'x'; 10_000]);
@@ -158,5 +310,43 @@ mod tests {
         assert!(out.state.lock().unwrap().line.len() <= MAX_LINE);
         out.clear_tail();
         assert_eq!(out.tail(), "");
+    }
+
+    #[test]
+    fn budget_takes_the_burst_then_the_rate_and_counts_what_it_drops() {
+        let b = budget(1000, 4000);
+        assert!(b.admit(3000));
+        assert!(b.admit(1000));
+        // Empty now: the next line is dropped, until the rate has refilled it.
+        assert!(!b.admit(500));
+        assert_eq!(b.dropped(), 1);
+        b.lock().filled -= Duration::from_millis(600);
+        assert!(b.admit(500));
+        // Never more than the burst, however long it was idle.
+        b.lock().filled -= Duration::from_secs(10);
+        assert!(!b.admit(4001));
+        assert!(b.admit(4000));
+        assert_eq!(b.dropped(), 2);
+    }
+
+    #[test]
+    fn dropped_lines_reach_the_metric_with_plugin_and_stage() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let b = budget(0, 100);
+            b.set_stage("clean");
+            let out = PluginOutput::new("p".into(), "stderr", b.clone());
+            // 100 lines of 9 bytes and their newlines: the burst takes 10, 90 are dropped.
+            out.write_bytes("123456789\n".repeat(100).as_bytes());
+            assert_eq!(b.dropped(), 90);
+            // The stderr tail is kept whatever the budget says.
+            assert!(out.tail().ends_with("123456789"));
+        });
+        let text = handle.render();
+        assert!(
+            text.contains(r#"flowgate_plugin_log_dropped_total{plugin="p",stage="clean"} 90"#),
+            "{text}"
+        );
     }
 }
