@@ -344,3 +344,147 @@ fn max_inflight_beyond_the_semaphore_maximum_is_refused_with_the_range() {
         assert!(!out.contains("panicked"), "{command}: {out}");
     }
 }
+
+#[test]
+fn topic_describe_prints_sizes_and_durations_a_person_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = with_dir(
+        &[
+            "topic",
+            "create",
+            "sized",
+            "--segment-bytes",
+            "64MiB",
+            "--segment-age",
+            "6h",
+            "--retention-bytes",
+            "10GiB",
+            "--retention",
+            "7d",
+        ],
+        dir.path(),
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_dir(
+        &["topic", "create", "plain", "--retention", "forever"],
+        dir.path(),
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = with_dir(&["topic", "describe", "sized"], dir.path(), "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("\nsegment:     rolled at 64 MiB or after 6 hours\n"),
+        "{s}"
+    );
+    assert!(
+        s.contains("\nretention:   7 days, at most 10 GiB per partition\n"),
+        "{s}"
+    );
+    let out = with_dir(&["topic", "describe", "plain"], dir.path(), "");
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("\nsegment:     rolled at 128 MiB or after 1 day\n"),
+        "{s}"
+    );
+    assert!(s.contains("\nretention:   forever\n"), "{s}");
+    assert!(!s.contains("Some("), "{s}");
+}
+
+#[test]
+fn plugin_build_copies_what_cargo_built_wherever_cargo_target_dir_points() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("fresh");
+    let out = flowgate(
+        &[
+            "plugin",
+            "new",
+            "fresh-plugin",
+            "--lang",
+            "rust",
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A stale component where a build without CARGO_TARGET_DIR would put it: never used.
+    let stale = dir.join("target/wasm32-wasip2/release/fresh_plugin.wasm");
+    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+    std::fs::write(&stale, b"stale, not a component").unwrap();
+    // Shared by runs of this test, so only the first one compiles the SDK.
+    let target = flowgate_tests::target_dir().join("plugin-build-target-dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"))
+        .args(["plugin", "build"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let built = std::fs::read(dir.join("build/fresh-plugin.wasm")).unwrap();
+    assert!(flowgate::build::is_component(&built), "not a component");
+    assert_eq!(
+        built,
+        std::fs::read(target.join("wasm32-wasip2/release/fresh_plugin.wasm")).unwrap(),
+        "the component is not the one cargo just built"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"))
+        .args(["plugin", "test"])
+        .current_dir(&dir)
+        .env(
+            "FLOWGATE_CACHE_DIR",
+            flowgate_tests::target_dir().join("flowgate-test-cache"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn file_errors_of_the_plugin_commands_name_the_file() {
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("a-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    let inside = file.join("plugin");
+    let out = flowgate(
+        &[
+            "plugin",
+            "new",
+            "p",
+            "--lang",
+            "c",
+            "--dir",
+            inside.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains(inside.to_str().unwrap()), "{err}");
+    assert!(err.contains("Not a directory"), "{err}");
+
+    // A project whose build folder cannot be made.
+    let project = scratch.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("flowgate.toml"),
+        "name = \"p\"\nlang = \"c\"\n",
+    )
+    .unwrap();
+    std::fs::write(project.join("build"), "a file where the build folder goes").unwrap();
+    let out = flowgate(&["plugin", "build", "--dir", project.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(project.join("build").to_str().unwrap()),
+        "{err}"
+    );
+}

@@ -74,14 +74,88 @@ pub enum ProjectError {
         /// Its exit status.
         status: String,
     },
+    /// A file or folder could not be read or written.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`write`, `create the folder`, ...).
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Anything else: a message that says what to do.
     #[error("{0}")]
     Other(String),
 }
 
-impl From<std::io::Error> for ProjectError {
-    fn from(e: std::io::Error) -> Self {
-        ProjectError::Other(e.to_string())
+/// The file operations of projects, each error naming its path.
+mod fs {
+    use std::path::Path;
+
+    use super::ProjectError;
+
+    fn io<T>(action: &'static str, path: &Path, r: std::io::Result<T>) -> Result<T, ProjectError> {
+        r.map_err(|source| ProjectError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    pub(super) fn write(
+        path: impl AsRef<Path>,
+        bytes: impl AsRef<[u8]>,
+    ) -> Result<(), ProjectError> {
+        let path = path.as_ref();
+        io("write", path, std::fs::write(path, bytes))
+    }
+
+    pub(super) fn read(path: impl AsRef<Path>) -> Result<Vec<u8>, ProjectError> {
+        let path = path.as_ref();
+        io("read", path, std::fs::read(path))
+    }
+
+    pub(super) fn read_to_string(path: impl AsRef<Path>) -> Result<String, ProjectError> {
+        let path = path.as_ref();
+        io("read", path, std::fs::read_to_string(path))
+    }
+
+    pub(super) fn create_dir_all(path: impl AsRef<Path>) -> Result<(), ProjectError> {
+        let path = path.as_ref();
+        io("create the folder", path, std::fs::create_dir_all(path))
+    }
+
+    pub(super) fn remove_dir_all(path: impl AsRef<Path>) -> Result<(), ProjectError> {
+        let path = path.as_ref();
+        io("remove the folder", path, std::fs::remove_dir_all(path))
+    }
+
+    /// The files and folders in `path`.
+    pub(super) fn read_dir(path: impl AsRef<Path>) -> Result<Vec<std::fs::DirEntry>, ProjectError> {
+        let path = path.as_ref();
+        let entries = io("list the folder", path, std::fs::read_dir(path))?;
+        io("list the folder", path, entries.collect())
+    }
+
+    pub(super) fn canonicalize(path: impl AsRef<Path>) -> Result<std::path::PathBuf, ProjectError> {
+        let path = path.as_ref();
+        io("find the full path of", path, path.canonicalize())
+    }
+
+    /// Copies `from` to `to`; the error names both.
+    pub(super) fn copy(from: impl AsRef<Path>, to: impl AsRef<Path>) -> Result<(), ProjectError> {
+        let (from, to) = (from.as_ref(), to.as_ref());
+        std::fs::copy(from, to)
+            .map(|_| ())
+            .map_err(|source| ProjectError::Io {
+                action: "copy",
+                path: from.to_path_buf(),
+                source: std::io::Error::new(
+                    source.kind(),
+                    format!("to {}: {source}", to.display()),
+                ),
+            })
     }
 }
 
@@ -115,13 +189,13 @@ fn check_name(name: &str) -> Result<(), ProjectError> {
 /// path of the Rust guest SDK the Rust template depends on.
 pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), ProjectError> {
     check_name(name)?;
-    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+    if dir.exists() && !fs::read_dir(dir)?.is_empty() {
         return Err(ProjectError::Other(format!(
             "{} exists and is not empty; choose another folder",
             dir.display()
         )));
     }
-    std::fs::create_dir_all(dir.join("test"))?;
+    fs::create_dir_all(dir.join("test"))?;
     let manifest = Manifest {
         name: name.into(),
         lang,
@@ -149,41 +223,41 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
              # aot = true\n"
         ));
     }
-    std::fs::write(dir.join("flowgate.toml"), toml)?;
-    std::fs::write(dir.join("test/input.ndjson"), INPUT)?;
-    std::fs::write(dir.join("test/expected.ndjson"), EXPECTED)?;
-    std::fs::create_dir_all(dir.join("wit"))?;
-    std::fs::write(dir.join("wit/plugin.wit"), WIT)?;
+    fs::write(dir.join("flowgate.toml"), toml)?;
+    fs::write(dir.join("test/input.ndjson"), INPUT)?;
+    fs::write(dir.join("test/expected.ndjson"), EXPECTED)?;
+    fs::create_dir_all(dir.join("wit"))?;
+    fs::write(dir.join("wit/plugin.wit"), WIT)?;
     match lang {
         Lang::Rust => new_rust(dir, name, sdk),
         Lang::C => new_c(dir),
         Lang::Cpp => {
-            std::fs::write(dir.join("plugin.cpp"), CPP_TEMPLATE)?;
+            fs::write(dir.join("plugin.cpp"), CPP_TEMPLATE)?;
             Ok(())
         }
         Lang::Python => {
-            std::fs::write(dir.join("app.py"), PYTHON_TEMPLATE)?;
+            fs::write(dir.join("app.py"), PYTHON_TEMPLATE)?;
             Ok(())
         }
         Lang::Js => {
-            std::fs::write(dir.join("app.js"), JS_TEMPLATE)?;
+            fs::write(dir.join("app.js"), JS_TEMPLATE)?;
             Ok(())
         }
         Lang::Ts => {
-            std::fs::write(dir.join("app.ts"), TS_TEMPLATE)?;
+            fs::write(dir.join("app.ts"), TS_TEMPLATE)?;
             Ok(())
         }
         Lang::Zig => {
-            std::fs::write(dir.join("plugin.zig"), ZIG_TEMPLATE)?;
+            fs::write(dir.join("plugin.zig"), ZIG_TEMPLATE)?;
             Ok(())
         }
         Lang::Go => {
-            std::fs::write(dir.join("plugin.go"), GO_TEMPLATE)?;
-            std::fs::write(dir.join("go.mod"), GO_MOD)?;
+            fs::write(dir.join("plugin.go"), GO_TEMPLATE)?;
+            fs::write(dir.join("go.mod"), GO_MOD)?;
             Ok(())
         }
         Lang::AssemblyScript => {
-            std::fs::write(dir.join("plugin.ts"), AS_TEMPLATE)?;
+            fs::write(dir.join("plugin.ts"), AS_TEMPLATE)?;
             Ok(())
         }
     }
@@ -196,9 +270,9 @@ fn new_rust(dir: &Path, name: &str, sdk: &Path) -> Result<(), ProjectError> {
             sdk.display()
         ))
     })?;
-    std::fs::create_dir_all(dir.join("src"))?;
-    std::fs::create_dir_all(dir.join(".cargo"))?;
-    std::fs::write(
+    fs::create_dir_all(dir.join("src"))?;
+    fs::create_dir_all(dir.join(".cargo"))?;
+    fs::write(
         dir.join("Cargo.toml"),
         format!(
             r#"[package]
@@ -224,7 +298,7 @@ strip = true
             sdk = sdk.display().to_string()
         ),
     )?;
-    std::fs::write(
+    fs::write(
         dir.join(".cargo/config.toml"),
         r#"[build]
 target = "wasm32-wasip2"
@@ -233,7 +307,7 @@ target = "wasm32-wasip2"
 rustflags = ["-C", "target-feature=+simd128"]
 "#,
     )?;
-    std::fs::write(
+    fs::write(
         dir.join("src/lib.rs"),
         r#"//! A map stage: upper-cases each event's value (ASCII), keeping key, time and headers.
 //! Build: `flowgate plugin build`; check against test/: `flowgate plugin test`.
@@ -266,12 +340,12 @@ fn c_bindings(dir: &Path) -> Result<(), ProjectError> {
         .build()
         .generate(&mut resolve, world, &mut files)
         .map_err(|e| ProjectError::Other(format!("generating C bindings: {e:#}")))?;
-    std::fs::create_dir_all(dir)?;
+    fs::create_dir_all(dir)?;
     for (name, bytes) in files.iter() {
-        std::fs::write(dir.join(name), bytes)?;
+        fs::write(dir.join(name), bytes)?;
     }
-    std::fs::write(dir.join("flowgate.h"), C_HELPER)?;
-    std::fs::write(
+    fs::write(dir.join("flowgate.h"), C_HELPER)?;
+    fs::write(
         dir.join("flowgate_impl.c"),
         "#define FG_IMPLEMENTATION\n#include \"flowgate.h\"\n",
     )?;
@@ -279,7 +353,7 @@ fn c_bindings(dir: &Path) -> Result<(), ProjectError> {
 }
 
 fn new_c(dir: &Path) -> Result<(), ProjectError> {
-    std::fs::write(dir.join("plugin.c"), C_TEMPLATE)?;
+    fs::write(dir.join("plugin.c"), C_TEMPLATE)?;
     Ok(())
 }
 
@@ -404,11 +478,61 @@ const CLANG_FLAGS: [&str; 6] = [
 
 /// Makes the core module at `core` a component of the stage world, written to `out`.
 fn component_from(core: &Path, out: &Path) -> Result<(), ProjectError> {
-    let bytes = std::fs::read(core)?;
+    let bytes = fs::read(core)?;
     let component = componentize(&bytes, "stage")
         .map_err(|e| ProjectError::Other(format!("{}: {e}", core.display())))?;
-    std::fs::write(out, component)?;
+    fs::write(out, component)?;
     Ok(())
+}
+
+/// `cargo build --release` in `dir`; returns the `.wasm` of the library `name` as cargo reports
+/// it (its compiler-artifact message), wherever the target directory is (`CARGO_TARGET_DIR`,
+/// `build.target-dir`), so only what this build made is used.
+fn cargo_build(dir: &Path, name: &str) -> Result<PathBuf, ProjectError> {
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "build",
+        "--release",
+        "--message-format=json-render-diagnostics",
+    ])
+    .current_dir(dir)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::inherit());
+    let command = format!("{cmd:?}").replace('"', "");
+    let output = cmd
+        .output()
+        .map_err(|e| ProjectError::Other(format!("cannot run `{command}`: {e}")))?;
+    if !output.status.success() {
+        return Err(ProjectError::Build {
+            command,
+            status: output.status.to_string(),
+        });
+    }
+    let lib = name.replace('-', "_");
+    let built = artifact(&String::from_utf8_lossy(&output.stdout), &lib);
+    built.ok_or_else(|| {
+        ProjectError::Other(format!(
+            "`{command}` succeeded but reported no .wasm for the library `{lib}`; check that Cargo.toml in {} has [lib] crate-type = [\"cdylib\"] and that .cargo/config.toml builds for wasm32-wasip2",
+            dir.display()
+        ))
+    })
+}
+
+/// The `.wasm` file of library target `lib` in cargo's JSON messages (the last one reported).
+fn artifact(messages: &str, lib: &str) -> Option<PathBuf> {
+    messages
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == lib)
+        .filter_map(|m| {
+            m["filenames"]
+                .as_array()?
+                .iter()
+                .filter_map(|f| f.as_str())
+                .find(|f| f.ends_with(".wasm"))
+                .map(PathBuf::from)
+        })
+        .next_back()
 }
 
 /// Builds the project in `dir`; returns the component's path.
@@ -421,7 +545,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
         ));
     }
     let out = output(dir, &m);
-    std::fs::create_dir_all(dir.join("build"))?;
+    fs::create_dir_all(dir.join("build"))?;
     match m.lang {
         Lang::Rust => {
             let installed = Command::new("rustup")
@@ -435,13 +559,8 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                     install: "rustup target add wasm32-wasip2".into(),
                 });
             }
-            run(Command::new("cargo")
-                .args(["build", "--release"])
-                .current_dir(dir))?;
-            let built = dir
-                .join("target/wasm32-wasip2/release")
-                .join(format!("{}.wasm", m.name.replace('-', "_")));
-            std::fs::copy(&built, &out)?;
+            let built = cargo_build(dir, &m.name)?;
+            fs::copy(&built, &out)?;
         }
         Lang::C | Lang::Cpp => {
             let cpp = m.lang == Lang::Cpp;
@@ -500,10 +619,10 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                     install: PYTHON_INSTALL.into(),
                 });
             }
-            std::fs::create_dir_all(dir.join("build/wit"))?;
-            std::fs::create_dir_all(dir.join("build/py"))?;
-            std::fs::write(dir.join("build/wit/plugin.wit"), WIT)?;
-            std::fs::write(dir.join("build/py/flowgate.py"), PYTHON_HELPER)?;
+            fs::create_dir_all(dir.join("build/wit"))?;
+            fs::create_dir_all(dir.join("build/py"))?;
+            fs::write(dir.join("build/wit/plugin.wit"), WIT)?;
+            fs::write(dir.join("build/py/flowgate.py"), PYTHON_HELPER)?;
             run(Command::new("componentize-py")
                 .args(["-d", "build/wit", "-w", "stage", "componentize", "app"])
                 .args(["-p", ".", "-p", "build/py", "-o"])
@@ -533,15 +652,18 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                 "-Ibuild/include",
                 "build/include/flowgate.h",
             ])
-            .output()?;
+            .output()
+            .map_err(|e| {
+                ProjectError::Other(format!("cannot run `python3 -m ziglang translate-c`: {e}"))
+            })?;
             if !translated.status.success() {
                 return Err(ProjectError::Other(format!(
                     "zig translate-c of the bindings failed: {}",
                     String::from_utf8_lossy(&translated.stderr)
                 )));
             }
-            std::fs::write(dir.join("build/include/flowgate_c.zig"), translated.stdout)?;
-            std::fs::copy(dir.join("plugin.zig"), dir.join("build/include/plugin.zig"))?;
+            fs::write(dir.join("build/include/flowgate_c.zig"), translated.stdout)?;
+            fs::copy(dir.join("plugin.zig"), dir.join("build/include/plugin.zig"))?;
             let core = format!("build/{}.core.wasm", m.name);
             run(&mut zig(&[
                 "build-exe",
@@ -574,20 +696,18 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             }
             let src = dir.join("build/go");
             if src.exists() {
-                std::fs::remove_dir_all(&src)?;
+                fs::remove_dir_all(&src)?;
             }
-            std::fs::create_dir_all(&src)?;
-            for entry in std::fs::read_dir(dir)? {
-                let entry = entry?;
+            fs::create_dir_all(&src)?;
+            for entry in fs::read_dir(dir)? {
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
-                if entry.file_type()?.is_file() && (name.ends_with(".go") || name == "go.mod") {
-                    std::fs::copy(entry.path(), src.join(&*name))?;
+                if entry.path().is_file() && (name.ends_with(".go") || name == "go.mod") {
+                    fs::copy(entry.path(), src.join(&*name))?;
                 }
             }
-            std::fs::write(src.join("flowgate.go"), GO_HELPER)?;
-            let core = dir
-                .canonicalize()?
+            fs::write(src.join("flowgate.go"), GO_HELPER)?;
+            let core = fs::canonicalize(dir)?
                 .join("build")
                 .join(format!("{}.core.wasm", m.name));
             run(Command::new("go")
@@ -609,9 +729,9 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                     install: AS_INSTALL.into(),
                 });
             }
-            std::fs::create_dir_all(dir.join("build/as"))?;
-            std::fs::copy(dir.join("plugin.ts"), dir.join("build/as/plugin.ts"))?;
-            std::fs::write(dir.join("build/as/flowgate.ts"), AS_HELPER)?;
+            fs::create_dir_all(dir.join("build/as"))?;
+            fs::copy(dir.join("plugin.ts"), dir.join("build/as/plugin.ts"))?;
+            fs::write(dir.join("build/as/flowgate.ts"), AS_HELPER)?;
             let core = format!("build/{}.core.wasm", m.name);
             // No `env.abort` import: an AssemblyScript abort traps.
             run(Command::new("asc")
@@ -646,12 +766,12 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                     install: WEVAL_INSTALL.into(),
                 })?),
             };
-            std::fs::create_dir_all(dir.join("build/wit"))?;
-            std::fs::create_dir_all(dir.join("build/js"))?;
-            std::fs::write(dir.join("build/wit/plugin.wit"), WIT)?;
+            fs::create_dir_all(dir.join("build/wit"))?;
+            fs::create_dir_all(dir.join("build/js"))?;
+            fs::write(dir.join("build/wit/plugin.wit"), WIT)?;
             let source = if ts {
-                std::fs::create_dir_all(dir.join("build/ts"))?;
-                std::fs::write(dir.join("build/ts/flowgate.d.ts"), TS_TYPES)?;
+                fs::create_dir_all(dir.join("build/ts"))?;
+                fs::write(dir.join("build/ts/flowgate.d.ts"), TS_TYPES)?;
                 run(Command::new("tsc")
                     .args([
                         "--strict",
@@ -672,8 +792,8 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             } else {
                 "app.js"
             };
-            let app = std::fs::read_to_string(dir.join(source))?;
-            std::fs::write(dir.join("build/js/app.js"), format!("{JS_HELPER}\n{app}"))?;
+            let app = fs::read_to_string(dir.join(source))?;
+            fs::write(dir.join("build/js/app.js"), format!("{JS_HELPER}\n{app}"))?;
             // Without stdio, random, clocks and HTTP the component imports none of them.
             let mut componentize = Command::new("componentize-js");
             componentize
@@ -688,4 +808,24 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_artifact_is_the_wasm_cargo_reports_for_the_library() {
+        let messages = r#"{"reason":"compiler-artifact","target":{"name":"flowgate_sdk","kind":["lib"]},"filenames":["/t/wasm32-wasip2/release/deps/libflowgate_sdk.rlib"]}
+not json: a line of a build script
+{"reason":"compiler-artifact","target":{"name":"my_plugin","kind":["cdylib"]},"filenames":["/elsewhere/wasm32-wasip2/release/my_plugin.wasm"]}
+{"reason":"build-finished","success":true}"#;
+        assert_eq!(
+            artifact(messages, "my_plugin"),
+            Some(PathBuf::from(
+                "/elsewhere/wasm32-wasip2/release/my_plugin.wasm"
+            ))
+        );
+        assert_eq!(artifact(messages, "other"), None);
+    }
 }

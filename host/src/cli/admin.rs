@@ -72,10 +72,13 @@ fn call(addr: &str, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u1
         head.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
     head.push_str("\r\n");
-    s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
+    s.write_all(head.as_bytes())
+        .and_then(|()| s.write_all(body))
+        .with_context(|| format!("sending {method} {path} to the running pipeline at {addr}"))?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    s.read_to_end(&mut raw).with_context(|| {
+        format!("reading the answer to {method} {path} from the running pipeline at {addr}")
+    })?;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head

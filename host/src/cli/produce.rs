@@ -69,7 +69,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             vec![BatchBuilder::default(); partitions as usize];
         let mut read = 0;
         for (i, line) in lines.by_ref() {
-            let line = line.context("reading events")?;
+            let line = line.with_context(|| match &args.input {
+                Some(p) if p.as_os_str() != "-" => format!("reading events from {}", p.display()),
+                _ => "reading events from stdin".into(),
+            })?;
             if line.trim().is_empty() {
                 continue;
             }

@@ -50,6 +50,46 @@ pub(crate) enum TopicCommand {
     },
 }
 
+/// A size as a person reads it: `128 MiB`, `1.5 GiB`, `900 bytes`.
+fn size(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
+    for (unit, n) in UNITS {
+        if bytes >= n {
+            return if bytes.is_multiple_of(n) {
+                format!("{} {unit}", bytes / n)
+            } else {
+                format!("{:.1} {unit}", bytes as f64 / n as f64)
+            };
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+/// A duration as a person reads it: `1 day`, `6 hours`, `90 minutes`, else humantime's form.
+fn duration(d: Duration) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("day", 86_400),
+        ("hour", 3_600),
+        ("minute", 60),
+        ("second", 1),
+    ];
+    let secs = d.as_secs();
+    if d.subsec_nanos() == 0 && secs > 0 {
+        for (unit, n) in UNITS {
+            if secs.is_multiple_of(n) {
+                let k = secs / n;
+                return format!("{k} {unit}{}", if k == 1 { "" } else { "s" });
+            }
+        }
+    }
+    humantime::format_duration(d).to_string()
+}
+
 pub(crate) fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match cmd {
@@ -108,20 +148,16 @@ pub(crate) fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
                 let c = &info.config;
                 writeln!(out, "topic:       {}", info.name)?;
                 writeln!(out, "partitions:  {}", c.partitions)?;
-                writeln!(
-                    out,
-                    "segment:     {} bytes, {:?} age",
-                    c.segment_bytes, c.segment_age
-                )?;
-                writeln!(
-                    out,
-                    "retention:   {} bytes, {} age",
-                    c.retention_bytes
-                        .map_or("unlimited".into(), |b| b.to_string()),
-                    c.retention_age
-                        .map_or("unlimited".into(), |a| humantime::format_duration(a)
-                            .to_string())
-                )?;
+                let mut segment = format!("rolled at {}", size(c.segment_bytes));
+                if let Some(age) = c.segment_age {
+                    segment.push_str(&format!(" or after {}", duration(age)));
+                }
+                writeln!(out, "segment:     {segment}")?;
+                let mut retention = c.retention_age.map_or("forever".into(), duration);
+                if let Some(b) = c.retention_bytes {
+                    retention.push_str(&format!(", at most {} per partition", size(b)));
+                }
+                writeln!(out, "retention:   {retention}")?;
                 writeln!(out, "partition\tstart\tend\tbytes\tsegments")?;
                 for p in &info.partitions {
                     writeln!(
@@ -134,4 +170,20 @@ pub(crate) fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_read_as_a_person_writes_them() {
+        assert_eq!(size(128 << 20), "128 MiB");
+        assert_eq!(size(3 << 29), "1.5 GiB");
+        assert_eq!(size(900), "900 bytes");
+        assert_eq!(duration(Duration::from_secs(86_400)), "1 day");
+        assert_eq!(duration(Duration::from_secs(7 * 86_400)), "7 days");
+        assert_eq!(duration(Duration::from_secs(5_400)), "90 minutes");
+        assert_eq!(duration(Duration::from_millis(1_500)), "1s 500ms");
+    }
 }
