@@ -263,16 +263,14 @@ fn log_commands_explain_mistakes() {
 fn consume_follow_prints_events_another_process_appends() {
     let dir = tempfile::tempdir().unwrap();
     with_dir(&["topic", "create", "live"], dir.path(), "");
-    let child = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"))
         .args(["consume", "live", "--follow", "--max", "6", "--data-dir"])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    // The consumer reads without the lock, so producers can run meanwhile.
-    for _ in 0..2 {
+    let produce = || {
         let out = with_dir(&["produce", "live"], dir.path(), EVENTS);
         assert_eq!(
             text(&out.stdout),
@@ -280,10 +278,32 @@ fn consume_follow_prints_events_another_process_appends() {
             "{}",
             text(&out.stderr)
         );
-    }
+    };
+    // The consumer reads without the lock, so producers can run meanwhile. Once it has printed
+    // the first three events it is following the topic's end; the next three must reach it.
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stdout) {
+            let _ = tx.send(line.unwrap() + "\n");
+        }
+    });
+    let read = |n: usize| -> String {
+        (0..n)
+            .map(|i| {
+                lines
+                    .recv_timeout(std::time::Duration::from_secs(60))
+                    .unwrap_or_else(|_| panic!("consume printed {i} of {n} lines in 60 s"))
+            })
+            .collect()
+    };
+    produce();
+    assert_eq!(read(3), EVENTS);
+    produce();
+    assert_eq!(read(3), EVENTS);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), format!("{EVENTS}{EVENTS}"));
+    reader.join().unwrap();
 }
 
 /// `flowgate <command> <dir>/pipeline.toml` on `pipeline`: exit code and stdout + stderr.

@@ -9,4 +9,5 @@ mod parity;
 mod pipeline;
 mod reload;
 mod runtime;
+mod soak;
 mod state;
