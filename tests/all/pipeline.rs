@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use flowgate_tests::plugins::{
-    FILTER_JSON, FLAKY, HOSTILE_TRAP_ON, HUGE_KEY, JSON_PROJECT, UPPERCASE,
+    FILTER_JSON, FLAKY, HOSTILE_TRAP_ON, HUGE_KEY, JSON_PROJECT, UPPERCASE, WINDOW_STATS,
 };
 use serde_json::Value;
 
@@ -1182,4 +1182,356 @@ path = "out.ndjson"
         .collect();
     let want: Vec<String> = values.into_iter().filter(|v| v != "poison").collect();
     assert_eq!(got, want, "{stderr}");
+}
+
+/// Bytes of a topic's files in a fixture's data directory.
+fn topic_bytes(f: &Fixture, topic: &str) -> u64 {
+    fn walk(p: &Path) -> u64 {
+        std::fs::read_dir(p).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+    }
+    walk(&f.path("data").join("topics").join(topic))
+}
+
+/// The huge-key plugin between a file and topic `out`: an 8 MiB key on `big…` events, 200,000
+/// headers on `many…` events.
+fn huge_key_pipeline(mode: &str, limits: &str, stage_extra: &str) -> Fixture {
+    let f = Fixture::new(&format!(
+        r#"
+{limits}
+
+[topics.raw]
+partitions = 1
+
+[sources.file]
+type = "file"
+path = "in.ndjson"
+topic = "raw"
+
+[stages.huge]
+plugin = "{HUGE_KEY}"
+input = "raw"
+output = "out"
+mode = "{mode}"
+on-error = "dead-letter"
+config = {{ key-bytes = 8388608, headers = 200000 }}
+{stage_extra}
+"#
+    ));
+    std::fs::write(
+        f.path("in.ndjson"),
+        "{\"value\":\"big-1\"}\n{\"value\":\"many-2\"}\n{\"value\":\"ok-3\"}\n",
+    )
+    .unwrap();
+    f
+}
+
+/// A plugin output over a record limit (an 8 MiB key; 200,000 headers) fails its input row, per
+/// event and per batch: the row goes to the dead-letter topic with the limit, the size and the
+/// key that raises it, and nothing oversize reaches the output topic. Raising the limits in the
+/// pipeline file (in `[limits]`, or in the stage) lets the same records through.
+#[expect(
+    clippy::print_stderr,
+    reason = "reports the bytes of the output topic (see them with --nocapture)"
+)]
+#[test]
+fn plugin_outputs_over_the_record_limits_are_dead_lettered_and_raised_limits_let_them_through() {
+    for mode in ["event", "batch"] {
+        let f = huge_key_pipeline(mode, "", "");
+        let (status, stderr) = f.run_bounded();
+        assert!(status.success(), "{mode}: {stderr}");
+        let out = consume(&f, "out");
+        let values: Vec<&str> = out.iter().map(|e| e["value"].as_str().unwrap()).collect();
+        assert_eq!(values, ["ok-3"], "{mode}: {stderr}");
+        for e in &out {
+            assert!(e["key"].as_str().map_or(0, str::len) <= 64 << 10, "{mode}");
+            assert!(header_pairs(e).len() <= 1000, "{mode}");
+        }
+        let dead = consume(&f, "dead-letters");
+        assert_eq!(dead.len(), 2, "{mode}: {dead:?}");
+        let header = |e: &Value, name: &str| {
+            header_pairs(e)
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v)
+                .unwrap_or_default()
+        };
+        for (e, value, says) in [
+            (
+                &dead[0],
+                "big-1",
+                ["8388608 bytes", "max-key-bytes = 65536"],
+            ),
+            (&dead[1], "many-2", ["200000 headers", "max-headers = 1000"]),
+        ] {
+            assert_eq!(e["value"], value, "{mode}");
+            assert_eq!(header(e, "flowgate-error-kind"), "record-limit", "{mode}");
+            let error = header(e, "flowgate-error");
+            for s in says.iter().chain(&["[limits]", "[stages.huge]"]) {
+                assert!(error.contains(s), "{mode}: {error:?} does not say {s:?}");
+            }
+        }
+        let bytes = topic_bytes(&f, "out");
+        eprintln!("{mode}: {bytes} bytes in topic `out` for 3 events with the default limits");
+        assert!(bytes < 64 << 10, "{mode}: {bytes} bytes in `out`");
+
+        // Raised limits let the records through: per pipeline for one mode, per stage for the other.
+        let raised = "max-key-bytes = \"16MiB\"\nmax-headers = 200000\nmax-header-bytes = \"4MiB\"";
+        let f = if mode == "event" {
+            huge_key_pipeline(mode, &format!("[limits]\n{raised}"), "")
+        } else {
+            huge_key_pipeline(mode, "[limits]\nmax-headers = 10", raised)
+        };
+        let (status, stderr) = f.run_bounded();
+        assert!(status.success(), "{mode}: {stderr}");
+        let out = consume(&f, "out");
+        assert_eq!(out.len(), 3, "{mode}: {stderr}");
+        assert_eq!(
+            out[0]["key"].as_str().map(str::len),
+            Some(8 << 20),
+            "{mode}"
+        );
+        assert_eq!(header_pairs(&out[1]).len(), 200_000, "{mode}");
+        assert!(consume(&f, "dead-letters").is_empty(), "{mode}");
+    }
+}
+
+/// A window result over a record limit fails the input row it fired at (dead-lettered, naming
+/// the limit) and reaches no output; one fired at the end of the input is dropped and counted.
+#[test]
+fn window_results_over_the_record_limits_fail_the_row_they_fired_at() {
+    let f = Fixture::new(&format!(
+        r#"
+[topics.raw]
+partitions = 1
+
+[sources.file]
+type = "file"
+path = "in.ndjson"
+topic = "raw"
+
+[stages.stats]
+plugin = "{WINDOW_STATS}"
+input = "raw"
+output = "stats"
+window = {{ kind = "tumbling", size = "1s" }}
+config = {{ field = "amount" }}
+max-value-bytes = 8
+"#
+    ));
+    let lines: String = [0, 500, 1500, 2500]
+        .iter()
+        .map(|t| format!("{{\"key\":\"a\",\"value\":{{\"amount\":1}},\"timestamp\":{t}}}\n"))
+        .collect();
+    std::fs::write(f.path("in.ndjson"), lines).unwrap();
+    let (status, stderr) = f.run_bounded();
+    assert!(status.success(), "{stderr}");
+    assert!(consume(&f, "stats").is_empty(), "{stderr}");
+    let dead = consume(&f, "dead-letters");
+    let at: Vec<i64> = dead
+        .iter()
+        .map(|e| e["timestamp"].as_i64().unwrap())
+        .collect();
+    assert_eq!(at, [1500, 2500], "the rows the windows fired at: {stderr}");
+    for e in &dead {
+        let error = e["headers"]["flowgate-error"].as_str().unwrap_or_default();
+        assert!(error.contains("max-value-bytes = 8"), "{error}");
+        assert_eq!(e["headers"]["flowgate-error-kind"], "record-limit");
+    }
+    assert!(
+        stderr.contains("a closing window result is dropped") && stderr.contains("max-value-bytes"),
+        "{stderr}"
+    );
+}
+
+/// HTTP ingest refuses a request with a record over a limit whole (413, naming the record, the
+/// limit and the key) and appends nothing of it.
+#[test]
+fn ingest_refuses_a_request_with_a_record_over_a_limit_and_appends_nothing_of_it() {
+    let f = Fixture::new(
+        r#"
+[http]
+listen = "127.0.0.1:0"
+
+[topics.raw]
+partitions = 1
+
+[sources.api]
+type = "http"
+topic = "raw"
+
+[sinks.out]
+type = "file"
+input = "raw"
+path = "out.ndjson"
+"#,
+    );
+    let mut child = f.spawn(&[], 0);
+    let addr = listen_addr(&f, 0, &mut child);
+    let json = ("Content-Type", "application/json");
+    let big_key = "k".repeat(70_000);
+    let many: Vec<(String, String)> = (0..1001)
+        .map(|i| (format!("h{i}"), String::new()))
+        .collect();
+    let cases: [(&str, String, &[&str]); 3] = [
+        (
+            "application/json",
+            serde_json::json!([{"value": "a"}, {"key": big_key, "value": "b"}, {"value": "c"}])
+                .to_string(),
+            &[
+                "record 1",
+                "70000 bytes",
+                "max-key-bytes = 65536",
+                "[limits]",
+            ],
+        ),
+        (
+            "application/x-ndjson",
+            format!(
+                "{{\"value\":\"a\"}}\n{}\n",
+                serde_json::json!({"value": "b", "headers": many})
+            ),
+            &["record 1", "1001 headers", "max-headers = 1000"],
+        ),
+        (
+            "application/json",
+            serde_json::json!({"value": "v".repeat(1_500_000)}).to_string(),
+            &["record 0", "1500000 bytes", "max-value-bytes = 1048576"],
+        ),
+    ];
+    for (ctype, body, says) in &cases {
+        let (status, _, answer) = http(
+            &addr,
+            "POST",
+            "/topics/raw/events",
+            &[("Content-Type", ctype)],
+            body.as_bytes(),
+        );
+        assert_eq!(status, 413, "{answer}");
+        for s in *says {
+            assert!(answer.contains(s), "{answer} does not say {s:?}");
+        }
+    }
+    // The next request's records are the topic's first.
+    let (status, _, answer) = http(
+        &addr,
+        "POST",
+        "/topics/raw/events",
+        &[json],
+        br#"[{"value":"x"},{"value":"y"}]"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let a: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(a["offsets"][0]["offset"], 0, "{answer}");
+    let held: Vec<Value> = consume(&f, "raw")
+        .iter()
+        .map(|e| e["value"].clone())
+        .collect();
+    assert_eq!(held, ["x", "y"]);
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(15)).expect("exit after SIGTERM");
+    assert!(status.success(), "{}", f.stderr(0));
+}
+
+/// `flowgate produce` refuses a line over a record limit, naming the line and the limit, and
+/// appends nothing of the run; its `--max-…` flags raise the limits.
+#[test]
+fn produce_refuses_a_line_over_a_record_limit_and_its_flags_raise_the_limits() {
+    let f = Fixture::new("");
+    flowgate_ok(&f, &["topic", "create", "t"]);
+    let big_key = "k".repeat(70_000);
+    let many: Vec<(String, String)> = (0..1001)
+        .map(|i| (format!("h{i}"), String::new()))
+        .collect();
+    let files = [
+        (
+            "key.ndjson",
+            format!("{{\"value\":\"a\"}}\n\n{{\"key\":\"{big_key}\",\"value\":\"b\"}}\n"),
+            [
+                "line 3",
+                "70000 bytes",
+                "max-key-bytes = 65536",
+                "--max-key-bytes",
+            ],
+            "--max-key-bytes=128KiB",
+        ),
+        (
+            "headers.ndjson",
+            format!(
+                "{{\"value\":\"a\"}}\n{}\n",
+                serde_json::json!({"value": "b", "headers": many})
+            ),
+            [
+                "line 2",
+                "1001 headers",
+                "max-headers = 1000",
+                "--max-headers",
+            ],
+            "--max-headers=1001",
+        ),
+    ];
+    let produce = |file: &str, flag: Option<&str>| {
+        let input = f.path(file);
+        let mut c = Command::new(env!("CARGO_BIN_EXE_flowgate-under-test"));
+        c.args(["produce", "t", "--input", input.to_str().unwrap()])
+            .args(flag)
+            .env("FLOWGATE_DATA_DIR", f.path("data"));
+        c.output().unwrap()
+    };
+    for (file, text, says, _) in &files {
+        std::fs::write(f.path(file), text).unwrap();
+        let out = produce(file, None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{file}: {stderr}");
+        for s in says.iter().chain(&["nothing was appended"]) {
+            assert!(stderr.contains(s), "{file}: {stderr} does not say {s:?}");
+        }
+    }
+    assert!(consume(&f, "t").is_empty());
+    for (file, _, _, flag) in &files {
+        let out = produce(file, Some(flag));
+        assert!(
+            out.status.success(),
+            "{file} {flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(consume(&f, "t").len(), 4);
+}
+
+/// `[limits]` keys are checked like every other key: a misspelt one is named with the closest
+/// key, a size that is not one is refused with its line.
+#[test]
+fn validate_checks_the_limits_keys() {
+    let (code, text) = validate(&format!(
+        r#"[limits]
+max-key-byte = "1MiB"
+
+[stages.a]
+plugin = "{UPPERCASE}"
+input = "raw"
+output = "out"
+max-headers = "many"
+
+[topics.raw]
+external = true
+"#
+    ));
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("unknown key `max-key-byte` in [limits]"),
+        "{text}"
+    );
+    assert!(text.contains("did you mean `max-key-bytes`?"), "{text}");
+    assert!(
+        text.contains("pipeline.toml:8:15: [stages.a]: invalid type: string \"many\""),
+        "{text}"
+    );
 }

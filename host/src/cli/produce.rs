@@ -3,6 +3,12 @@
 //! Events with a key go to the partition `crc32c(key) % partitions`, so a key always lands in
 //! the same partition; events without one are spread round-robin. An event counts as
 //! acknowledged only once it is durable (per the log's sync policy).
+//!
+//! Each event is held to the record limits (`--max-key-bytes`, `--max-value-bytes`,
+//! `--max-headers`, `--max-header-bytes`; the defaults of a pipeline's `[limits]`). Events are
+//! appended in rounds of up to 8,192; a line that is malformed or over a limit stops the run
+//! before anything of its round is appended, and the error says how many events before it
+//! were acknowledged (none, for an input of up to 8,192 events).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -11,7 +17,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::event::{self, BatchBuilder, Event, ndjson};
+use crate::event::{self, BatchBuilder, Event, RecordLimits, ndjson};
 use crate::log::{EventLog, Pending};
 
 use super::LogArgs;
@@ -30,6 +36,18 @@ pub(crate) struct Args {
     /// Put every event in this partition instead of choosing by key.
     #[arg(long)]
     partition: Option<u32>,
+    /// Largest key of an event, bytes or a size such as 64KiB.
+    #[arg(long, value_parser = crate::units::parse_size, default_value_t = RecordLimits::default().max_key_bytes)]
+    max_key_bytes: usize,
+    /// Largest value of an event, bytes or a size such as 1MiB.
+    #[arg(long, value_parser = crate::units::parse_size, default_value_t = RecordLimits::default().max_value_bytes)]
+    max_value_bytes: usize,
+    /// Most headers of an event.
+    #[arg(long, default_value_t = RecordLimits::default().max_headers)]
+    max_headers: usize,
+    /// Most bytes of an event's header names and values together, bytes or a size such as 64KiB.
+    #[arg(long, value_parser = crate::units::parse_size, default_value_t = RecordLimits::default().max_header_bytes)]
+    max_header_bytes: usize,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -60,6 +78,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.topic
         );
     }
+    let limits = RecordLimits {
+        max_key_bytes: args.max_key_bytes,
+        max_value_bytes: args.max_value_bytes,
+        max_headers: args.max_headers,
+        max_header_bytes: args.max_header_bytes,
+    };
     let now = ndjson::now_ms();
     let mut acknowledged = 0u64;
     let mut counter = 0u64;
@@ -68,6 +92,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut per_partition: Vec<BatchBuilder> =
             vec![BatchBuilder::default(); partitions as usize];
         let mut read = 0;
+        // The line of this round's first event.
+        let mut round_start = None;
         for (i, line) in lines.by_ref() {
             let line = line.with_context(|| match &args.input {
                 Some(p) if p.as_os_str() != "-" => format!("reading events from {}", p.display()),
@@ -82,6 +108,22 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                     i + 1
                 )
             })?;
+            if let Err(e) = limits.check_event(&e) {
+                let appended = match round_start {
+                    _ if acknowledged == 0 => "nothing was appended".to_owned(),
+                    Some(start) => format!(
+                        "the {acknowledged} events before line {} were acknowledged, nothing from it on",
+                        start + 1
+                    ),
+                    None => format!("the {acknowledged} events before it were acknowledged"),
+                };
+                anyhow::bail!(
+                    "line {}: {e}; {appended}. Make the event smaller, or raise --{} if such events are meant",
+                    i + 1,
+                    e.key()
+                );
+            }
+            round_start.get_or_insert(i);
             let p = args
                 .partition
                 .unwrap_or_else(|| partition_for(&e, partitions, &mut counter));

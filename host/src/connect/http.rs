@@ -14,7 +14,9 @@
 //! (`{"records":[{"key":..,"value":..}]}`); events have the form of docs/events.md. It answers
 //! only once the events are durable. Bounded: over `max-body` → 413; more than `max-inflight`
 //! bytes of requests waiting for the disk → 503; a reader of the topic more than `max-lag`
-//! events behind → 429 (both with `Retry-After`); a malformed body → 400 naming the problem.
+//! events behind → 429 (both with `Retry-After`); a malformed body → 400 naming the problem; a
+//! record over the pipeline's `[limits]` → 413 naming the record and the limit, and nothing of
+//! the request is appended.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -33,7 +35,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
-use crate::event::{Event, ndjson};
+use crate::event::{Event, RecordLimits, ndjson};
 use crate::log::EventLog;
 use crate::pipeline::config::HttpConfig;
 use crate::pipeline::{Running, StageStats};
@@ -52,6 +54,8 @@ pub struct HttpState {
     admin: bool,
     max_body: usize,
     max_lag: u64,
+    /// The pipeline's `[limits]`, each record of a request is held to.
+    limits: RecordLimits,
     inflight: Arc<Semaphore>,
     spread: AtomicU64,
     metrics: Option<PrometheusHandle>,
@@ -193,6 +197,7 @@ impl HttpState {
             admin: http.admin,
             max_body: http.max_body,
             max_lag: http.max_lag,
+            limits: config.limits,
             inflight: Arc::new(Semaphore::new(http.max_inflight)),
             spread: AtomicU64::new(0),
             metrics,
@@ -400,6 +405,20 @@ async fn ingest_inner(
     let events = parse_body(ndjson_body, &bytes).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
     if events.is_empty() {
         return Err(error(StatusCode::BAD_REQUEST, "the body holds no events"));
+    }
+    // The whole request or nothing: a record over a limit refuses it before anything is appended.
+    if let Some((i, e)) = events
+        .iter()
+        .enumerate()
+        .find_map(|(i, e)| state.limits.check_event(e).err().map(|e| (i, e)))
+    {
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "record {i} of the request (counting from 0): {e}; nothing of the request was appended. Send smaller records, or raise {} in the pipeline file's [limits]",
+                e.key()
+            ),
+        ));
     }
     let lag = state.lag(topic, &route.readers);
     if lag > state.max_lag {

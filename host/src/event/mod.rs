@@ -3,10 +3,12 @@
 //! The types are the ones generated from the WIT contract, so an event or a batch is lowered into
 //! a plugin without conversion. [`Columns`] (from `flowgate-batch`) reads a batch's rows in place.
 
+pub mod limits;
 pub mod ndjson;
 
 pub use crate::runtime::bindings::flowgate::plugin::types::{Batch, BytesColumn, Event, Header};
 pub use flowgate_batch::{BatchBuilder, BatchError, Columns, EventRef, Headers, Parts};
+pub use limits::{RecordLimitError, RecordLimits};
 
 /// Headers whose names start with this are the host's (exactly-once markers, dead-letter
 /// context, window bounds): plugins cannot write them (the host drops them from plugin

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use crate::event::RecordLimits;
 use crate::log::{SyncPolicy, TopicConfig};
 use crate::runtime::Limits;
 use crate::state::{WindowSpec, Windowing};
@@ -134,6 +135,9 @@ pub struct PipelineConfig {
     pub sync: SyncPolicy,
     /// The HTTP server, if any.
     pub http: Option<HttpConfig>,
+    /// Per-record limits (`[limits]`): of HTTP ingest, and of every stage's outputs unless the
+    /// stage sets its own.
+    pub limits: RecordLimits,
     /// Topics by name: those declared and those used (with defaults).
     pub topics: BTreeMap<String, TopicSpec>,
     /// Sources by name.
@@ -248,6 +252,8 @@ pub struct StageConfig {
     pub state: bool,
     /// Cap on each instance's keyed state, bytes.
     pub max_state_bytes: usize,
+    /// Per-record limits of its outputs: `[limits]`, with the stage's own keys over it.
+    pub record_limits: RecordLimits,
     /// Windows, for an aggregator plugin.
     pub window: Option<Windowing>,
     /// Where events too late for every window go (else: by the error policy, as `late`).
@@ -346,12 +352,20 @@ const TOP_KEYS: &[&str] = &[
     "commit-interval",
     "log",
     "http",
+    "limits",
     "topics",
     "sources",
     "stages",
     "sinks",
 ];
 const LOG_KEYS: &[&str] = &["sync"];
+/// Per-record limits: the `[limits]` table, and the same keys in a stage.
+const LIMITS_KEYS: &[&str] = &[
+    "max-key-bytes",
+    "max-value-bytes",
+    "max-headers",
+    "max-header-bytes",
+];
 const HTTP_KEYS: &[&str] = &[
     "listen",
     "token-env",
@@ -397,6 +411,10 @@ const STAGE_KEYS: &[&str] = &[
     "start",
     "state",
     "max-state-bytes",
+    "max-key-bytes",
+    "max-value-bytes",
+    "max-headers",
+    "max-header-bytes",
     "window",
     "out-of-orderness",
     "allowed-lateness",
@@ -425,6 +443,37 @@ struct TopFile {
 #[derive(Deserialize, Default)]
 struct LogFile {
     sync: Option<Spanned<String>>,
+}
+
+/// `[limits]`, and the same keys in a stage (each unset key: the level above).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct LimitsFile {
+    max_key_bytes: Option<Size>,
+    max_value_bytes: Option<Size>,
+    max_headers: Option<usize>,
+    max_header_bytes: Option<Size>,
+}
+
+impl LimitsFile {
+    /// `base` with the keys this sets.
+    fn over(&self, base: RecordLimits) -> RecordLimits {
+        RecordLimits {
+            max_key_bytes: self
+                .max_key_bytes
+                .as_ref()
+                .map_or(base.max_key_bytes, |s| s.0),
+            max_value_bytes: self
+                .max_value_bytes
+                .as_ref()
+                .map_or(base.max_value_bytes, |s| s.0),
+            max_headers: self.max_headers.unwrap_or(base.max_headers),
+            max_header_bytes: self
+                .max_header_bytes
+                .as_ref()
+                .map_or(base.max_header_bytes, |s| s.0),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -492,6 +541,10 @@ struct StageFile {
     #[serde(default)]
     state: bool,
     max_state_bytes: Option<Size>,
+    max_key_bytes: Option<Size>,
+    max_value_bytes: Option<Size>,
+    max_headers: Option<usize>,
+    max_header_bytes: Option<Size>,
     window: Option<Spanned<WindowFile>>,
     out_of_orderness: Option<Dur>,
     allowed_lateness: Option<Dur>,
@@ -820,7 +873,9 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
 
     // Top-level scalars: deserialize the root without its sections.
     let mut top_only = root.clone();
-    for s in ["log", "http", "topics", "sources", "stages", "sinks"] {
+    for s in [
+        "log", "http", "limits", "topics", "sources", "stages", "sinks",
+    ] {
         top_only.remove(s);
     }
     let top: Option<TopFile> = c.section(
@@ -857,6 +912,18 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
                 Ok(p) => sync = p,
                 Err(e) => c.add(s.span(), e, None),
             }
+        }
+    }
+
+    let mut limits = RecordLimits::default();
+    if let Some(v) = root.get("limits")
+        && as_table(c, v, "limits").is_some()
+    {
+        if let DeValue::Table(t) = v.get_ref() {
+            c.keys(t, LIMITS_KEYS, "[limits]");
+        }
+        if let Some(l) = c.section::<LimitsFile>(v, "[limits]") {
+            limits = l.over(limits);
         }
     }
 
@@ -984,7 +1051,7 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
             }
         }
         let s: StageFile = c.section(v, what)?;
-        stage(c, what, v.span(), s, &resolve)
+        stage(c, what, v.span(), s, limits, &resolve)
     });
 
     let sinks = named(c, &root, "sinks", |c, what, v| {
@@ -1117,6 +1184,7 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
             .map_or(Duration::from_millis(500), |d| d.0),
         sync,
         http,
+        limits,
         topics,
         sources: sources
             .into_iter()
@@ -1182,9 +1250,17 @@ fn stage(
     what: &str,
     span: Range<usize>,
     s: StageFile,
+    limits: RecordLimits,
     resolve: &dyn Fn(&str) -> PathBuf,
 ) -> Option<(Range<usize>, StageConfig)> {
     let plugin = resolve(s.plugin.get_ref());
+    let record_limits = LimitsFile {
+        max_key_bytes: s.max_key_bytes,
+        max_value_bytes: s.max_value_bytes,
+        max_headers: s.max_headers,
+        max_header_bytes: s.max_header_bytes,
+    }
+    .over(limits);
     let output = match (s.output, s.route) {
         (Some(o), None) => match o.into_inner() {
             OneOrMany::One(t) => Output::Topics(vec![t]),
@@ -1341,6 +1417,7 @@ fn stage(
             start: s.start,
             state: s.state || window.is_some(),
             max_state_bytes: s.max_state_bytes.map_or(256 << 20, |b| b.0),
+            record_limits,
             window,
             late_output: s.late_output,
         },

@@ -391,6 +391,7 @@ fn call(
     } else {
         event::without_headers(output, event::HOST_HEADER_PREFIX.as_bytes())
     };
+    let (output, origins) = over_record_limits(s, part, output, origins, &mut failures);
 
     // Retries of retryable errors, one event at a time, with backoff.
     let mut retried = BatchBuilder::default();
@@ -431,6 +432,8 @@ fn call(
     let (retried, more) =
         event::without_headers(event::finish(retried), event::HOST_HEADER_PREFIX.as_bytes());
     dropped += more;
+    let (retried, retried_origins) =
+        over_record_limits(s, part, retried, retried_origins, &mut failures);
     if dropped > 0 {
         metrics::counter!("flowgate_stage_host_headers_dropped_total", "stage" => name.clone())
             .increment(dropped as u64);
@@ -447,6 +450,78 @@ fn call(
         retried_origins,
         late,
     })
+}
+
+/// Why a record is over the stage's record limits, with the pipeline key that raises the limit.
+fn record_limit_message(s: &StageShared, e: &event::RecordLimitError) -> String {
+    let key = e.key();
+    format!(
+        "an output of this event: {e}; raise {key} in the pipeline file's [limits] (or in [stages.{}] for this stage alone) if such records are meant",
+        s.config.name
+    )
+}
+
+/// Takes the output rows over the stage's record limits out of `output` (with their entries of
+/// `origins`) and fails the input rows they came from, naming the limit. Per event and per batch
+/// every output of such an input row is taken out (a failed row has no outputs); a window
+/// result is taken out alone, failing the row it fired at. A batch whose buffers fit the
+/// limits as a whole is returned as it is, without a walk over its rows.
+fn over_record_limits(
+    s: &StageShared,
+    part: &Part,
+    output: Batch,
+    origins: Vec<u32>,
+    failures: &mut Vec<Failed>,
+) -> (Batch, Vec<u32>) {
+    let limits = &s.config.record_limits;
+    if limits.fits_whole(&output) {
+        return (output, origins);
+    }
+    let cols = event::columns(&output).expect("checked by the runtime");
+    let mut over = vec![false; cols.len()];
+    let mut failed: BTreeMap<u32, String> = BTreeMap::new();
+    for (i, (row, &origin)) in cols.rows().zip(&origins).enumerate() {
+        if let Err(e) = limits.check(&row) {
+            failed
+                .entry(origin)
+                .or_insert_with(|| record_limit_message(s, &e));
+            over[i] = true;
+        }
+    }
+    if failed.is_empty() {
+        return (output, origins);
+    }
+    let windows = s.config.window.is_some();
+    let mut b = BatchBuilder::with_capacity(cols.len(), 0);
+    let mut kept = Vec::with_capacity(origins.len());
+    for (i, (row, &origin)) in cols.rows().zip(&origins).enumerate() {
+        let drop = if windows {
+            over[i]
+        } else {
+            failed.contains_key(&origin)
+        };
+        if !drop {
+            b.push_ref(&row);
+            kept.push(origin);
+        }
+    }
+    let plugin = part.instance.plugin().info().name.clone();
+    for (row, message) in failed {
+        tracing::debug!(stage = %s.config.name, row, "{message}");
+        if failures.iter().any(|f| f.row == row) {
+            continue;
+        }
+        failures.push(Failed {
+            row,
+            error: CallError {
+                plugin: plugin.clone(),
+                kind: CallErrorKind::RecordLimit { message },
+                stderr: String::new(),
+            },
+            attempts: 1,
+        });
+    }
+    (event::finish(b), kept)
 }
 
 /// Window results as events: the window's key, the plugin's value, the window's last
@@ -494,6 +569,14 @@ fn close_windows(s: &StageShared, part: &mut Part) -> Result<(), Stopped> {
     let position = part.cursor.position;
     let mut routed: Vec<Routed<'_>> = Vec::with_capacity(cols.len());
     for row in cols.rows() {
+        if let Err(e) = s.config.record_limits.check(&row) {
+            // Like an unroutable result: no input event to dead-letter, counted and logged.
+            s.stats.errors.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("flowgate_stage_errors_total", "stage" => s.config.name.clone(), "kind" => "record-limit")
+                .increment(1);
+            tracing::error!(stage = %s.config.name, limit = e.key(), "a closing window result is dropped: {}", record_limit_message(s, &e));
+            continue;
+        }
         if let Err(message) = route(s, part.cursor.partition, row, position, &mut routed) {
             // A window result has no input event to dead-letter: counted and logged.
             s.stats.errors.fetch_add(1, Ordering::Relaxed);
