@@ -28,6 +28,7 @@ use serde::Serialize;
 
 use config::{Delivery, OnError, SourceKind, StageConfig};
 pub use config::{PipelineConfig, Problem, Problems};
+pub use producer::Checkpoint;
 use producer::Target;
 use reader::Cursor;
 

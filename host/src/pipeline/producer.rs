@@ -51,12 +51,32 @@ pub(crate) struct Routed<'a> {
     pub row: EventRef<'a>,
 }
 
-#[derive(Serialize, Deserialize, Default, Debug)]
-struct Checkpoint {
+/// A step's checkpoint: a JSON record, then (for a step with keyed state) a newline and the
+/// state snapshot ([`KeyedState::encode`]).
+#[derive(Serialize, Deserialize, Default, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
     /// Input position whose outputs are all acknowledged.
-    position: u64,
+    pub position: u64,
     /// "topic/partition" → end offset seen acknowledged.
-    outputs: BTreeMap<String, u64>,
+    pub outputs: BTreeMap<String, u64>,
+}
+
+impl Checkpoint {
+    /// Splits saved checkpoint bytes into the record and the state snapshot that follows it
+    /// (empty when there is none). The error says what is wrong with the record.
+    pub fn decode(bytes: &[u8]) -> Result<(Checkpoint, &[u8]), String> {
+        let mut json = serde_json::Deserializer::from_slice(bytes).into_iter();
+        let c: Checkpoint = json
+            .next()
+            .unwrap_or_else(|| Err(serde::de::Error::custom("empty")))
+            .map_err(|e| e.to_string())?;
+        let rest = bytes
+            .get(json.byte_offset()..)
+            .unwrap_or_default()
+            .strip_prefix(b"\n")
+            .unwrap_or_default();
+        Ok((c, rest))
+    }
 }
 
 struct InFlight {
@@ -124,14 +144,7 @@ impl Producer {
         };
         let saved: Option<Checkpoint> = match log.load_checkpoint(&checkpoint)? {
             Some(bytes) => {
-                let mut json = serde_json::Deserializer::from_slice(&bytes).into_iter();
-                let c: Checkpoint = json
-                    .next()
-                    .unwrap_or_else(|| Err(serde::de::Error::custom("empty")))
-                    .map_err(|e| unreadable(e.to_string()))?;
-                let rest = bytes[json.byte_offset()..]
-                    .strip_prefix(b"\n")
-                    .unwrap_or_default();
+                let (c, rest) = Checkpoint::decode(&bytes).map_err(unreadable)?;
                 if let Some(state) = &state
                     && !rest.is_empty()
                 {
