@@ -517,3 +517,47 @@ fn exit_fails_its_event_only_per_event_and_per_batch() {
     }
     host_still_serves(&rt);
 }
+
+#[test]
+fn a_stage_sets_its_plugin_log_budget_in_the_pipeline_file() {
+    // Three events of 1 MB of stderr each, under a budget of 8 KiB at once and 1 KiB/s.
+    let f = Fixture::new(&format!(
+        r#"
+[sources.file]
+type = "file"
+path = "in.ndjson"
+topic = "raw"
+
+[stages.chatty]
+plugin = "{HOSTILE_CHATTY}"
+input = "raw"
+output = "out"
+mode = "event"
+timeout = "30s"
+max-log-rate = "1KiB"
+max-log-burst = "8KiB"
+config = {{ bytes = "1000000" }}
+"#
+    ));
+    std::fs::write(
+        f.path("in.ndjson"),
+        "{\"value\":\"a\"}\n{\"value\":\"b\"}\n{\"value\":\"c\"}\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let (status, stderr) = f.run_bounded();
+    let took = started.elapsed();
+    assert!(status.success(), "{stderr}");
+    let plugin_lines = stderr.lines().filter(|l| l.contains("xxxxxxxxxx")).count();
+    // Lines of 1,000 bytes: the burst takes 8, the rate about one a second.
+    let allowed = 8 + took.as_secs() as usize + 1;
+    assert!(
+        (1..=allowed).contains(&plugin_lines),
+        "{plugin_lines} plugin lines logged in {took:?}, the budget allows {allowed}"
+    );
+    assert!(
+        stderr.contains("over its log budget: lines dropped"),
+        "{}",
+        &stderr[stderr.len().saturating_sub(2000)..]
+    );
+}

@@ -57,7 +57,13 @@ fn every_plugin_loads_as_a_stage_or_aggregator_with_no_filesystem_or_network_gra
             &["init (func)", "on-event (func)", "on-batch (func)"]
         };
         // Keyed state is imported only by the plugins that use it.
-        let stateful = ["state-count", "dedup", "linear-regression"].contains(name);
+        let stateful = [
+            "state-count",
+            "dedup",
+            "linear-regression",
+            "count-then-fail",
+        ]
+        .contains(name);
         assert_eq!(p.info().uses_state, stateful, "{name}");
         for export in exports {
             assert!(

@@ -450,6 +450,20 @@ fn run(cmd: &mut Command) -> Result<(), ProjectError> {
 }
 
 /// True when `tool arg` runs and succeeds (`arg` is the tool's version flag).
+/// The oldest Go whose plugins run: `1.<this>`.
+const GO_MIN_MINOR: u32 = 27;
+
+/// The minor version of the `go` on PATH (`go version` prints `go version go1.27.3 linux/amd64`).
+fn go_minor() -> Option<u32> {
+    let out = Command::new("go").arg("version").output().ok()?;
+    parse_go_minor(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_go_minor(version: &str) -> Option<u32> {
+    let v = version.split_whitespace().nth(2)?.strip_prefix("go1.")?;
+    v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
 fn have(tool: &str, arg: &str) -> bool {
     Command::new(tool)
         .arg(arg)
@@ -688,11 +702,21 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             component_from(&dir.join(&core), &out)?;
         }
         Lang::Go => {
-            if !have("go", "version") {
-                return Err(ProjectError::Missing {
-                    tool: "Go (1.24 or newer)".into(),
-                    install: GO_INSTALL.into(),
-                });
+            match go_minor() {
+                Some(minor) if minor >= GO_MIN_MINOR => {}
+                found => {
+                    return Err(ProjectError::Missing {
+                        tool: match found {
+                            // Seen with Go 1.26: the component traps in the WASI adapter's
+                            // clock_time_get while the Go runtime starts.
+                            Some(minor) => format!(
+                                "Go 1.{GO_MIN_MINOR} or newer (the `go` on PATH is 1.{minor}, whose plugins trap as they start; put the newer one first on PATH)"
+                            ),
+                            None => format!("Go (1.{GO_MIN_MINOR} or newer)"),
+                        },
+                        install: GO_INSTALL.into(),
+                    });
+                }
             }
             let src = dir.join("build/go");
             if src.exists() {
@@ -813,6 +837,17 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_go_minor_version_is_read_from_go_version() {
+        assert_eq!(
+            parse_go_minor("go version go1.27.3 linux/amd64\n"),
+            Some(27)
+        );
+        assert_eq!(parse_go_minor("go version go1.26rc1 linux/amd64"), Some(26));
+        assert_eq!(parse_go_minor("go version devel +abc linux/amd64"), None);
+        assert_eq!(parse_go_minor(""), None);
+    }
 
     #[test]
     fn the_artifact_is_the_wasm_cargo_reports_for_the_library() {

@@ -403,6 +403,8 @@ const STAGE_KEYS: &[&str] = &[
     "timeout",
     "max-outputs-per-event",
     "max-output-bytes",
+    "max-log-rate",
+    "max-log-burst",
     "config",
     "on-error",
     "retry",
@@ -529,6 +531,8 @@ struct StageFile {
     timeout: Option<Dur>,
     max_outputs_per_event: Option<usize>,
     max_output_bytes: Option<Size>,
+    max_log_rate: Option<Size>,
+    max_log_burst: Option<Size>,
     #[serde(default)]
     config: BTreeMap<String, Scalar>,
     #[serde(default)]
@@ -1310,6 +1314,8 @@ fn stage(
         call_timeout: s.timeout.map_or(d.call_timeout, |t| t.0),
         max_outputs_per_event: s.max_outputs_per_event.unwrap_or(d.max_outputs_per_event),
         max_output_bytes: s.max_output_bytes.map_or(d.max_output_bytes, |b| b.0),
+        log_bytes_per_second: s.max_log_rate.map_or(d.log_bytes_per_second, |b| b.0),
+        log_burst_bytes: s.max_log_burst.map_or(d.log_burst_bytes, |b| b.0),
         ..d
     };
     let retry = s.retry.map_or(
