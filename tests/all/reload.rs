@@ -583,8 +583,10 @@ fn ingest_keeps_answering_while_an_edit_waits_for_a_busy_stage_to_stop() {
         "{} requests during the apply",
         during.len()
     );
+    // A request that waited for the apply would take about as long as the apply (it did:
+    // 7.96 s of an 8 s apply); on a loaded machine a request may take a few hundred ms anyway.
     assert!(
-        max < Duration::from_millis(500),
+        max < apply / 4,
         "an ingest request took {max:?} during a {apply:?} apply"
     );
     sigterm(&child);
@@ -626,8 +628,9 @@ fn a_paused_stage_stops_promptly_when_an_edit_restarts_it() {
     assert_eq!(code, 200, "{answer}");
     assert!(answer.contains("stopped stage `slow`"), "{answer}");
     println!("an edit restarted a stage in its 4 s pause in {took:?}");
+    // Waiting out the pause would take up to 4 s (it did: 3.96 s).
     assert!(
-        took < Duration::from_secs(1),
+        took < Duration::from_secs(2),
         "restarting the paused stage took {took:?}"
     );
     sigterm(&child);
