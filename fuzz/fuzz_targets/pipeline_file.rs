@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use flowgate::pipeline::config::PipelineConfig;
+use flowgate::config::PipelineConfig;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,29 +1,47 @@
 //! Flowgate: a WebAssembly plugin host for stream handlers.
 //!
-//! - [`runtime`]: the wasmtime embedding: one engine, plugins compiled once (and cached on disk),
-//!   one store per stage instance, every guest bounded by [`runtime::Limits`].
-//! - [`build`]: plugins in any language: core modules made into components.
-//! - [`cli`]: the `flowgate` command, one file per subcommand.
-//! - [`log`]: the event log: topics, partitions, segments with CRC-checked record batches,
-//!   group commit, crash recovery, consumer offsets; and its in-memory twin.
-//! - [`pipeline`]: the pipeline file and the scheduler: sources, stage workers, sinks, checkpoints,
-//!   dead letters, exactly-once replay.
-//! - [`reload`]: hot reload: plugin versions per stage, swaps at batch boundaries, roll-back,
-//!   the file watcher.
-//! - [`state`]: keyed state of stage instances and the event-time windows of aggregators,
-//!   checkpointed with the stage's input position.
-//! - [`connect`]: sources and sinks (files, stdin/stdout, generator, HTTP ingest).
-//! - [`event`]: events and columnar batches as the host holds them, and the NDJSON event format
-//!   every command reads and writes (`docs/events.md`).
+//! The modules are layers, listed here lowest first; a module uses only the ones below it (the
+//! test in `src/layers.rs` fails on an import of a module of its own layer or above: run
+//! `cargo test -p flowgate --lib layers`).
+//!
+//! 1. [`wit`]: the host bindings generated from `wit/`; [`units`]: sizes and durations.
+//! 2. [`event`]: events and columnar batches as the host holds them (the WIT types), the NDJSON
+//!    event format every command reads and writes (`docs/events.md`), record limits.
+//! 3. [`log`]: the event log: topics, partitions, segments with CRC-checked record batches,
+//!    group commit, crash recovery, consumer offsets; and its in-memory twin.
+//! 4. [`state`]: keyed state of stage instances and the event-time windows of aggregators,
+//!    checkpointed with the stage's input position.
+//! 5. [`runtime`]: the wasmtime embedding: one engine, plugins compiled once (and cached on
+//!    disk), one store per stage instance, every guest bounded by [`runtime::Limits`];
+//!    [`build`]: plugins in any language: core modules made into components.
+//! 6. [`config`]: the pipeline file and every check made before running.
+//! 7. [`flow`]: what every step shares: the run's control, counters, the cursor a step reads
+//!    with and the producer that appends its outputs and checkpoints.
+//! 8. [`reload`]: plugin versions per stage (slots), deploy, probation and roll-back.
+//! 9. [`connect`]: sources and sinks (files, stdin/stdout, generator); `stage`: the stage
+//!    worker.
+//! 10. [`pipeline`]: a pure [`pipeline::plan()`] of an edit, and [`pipeline::Running`], which
+//!     applies it (starting a pipeline is applying it to an empty one).
+//! 11. [`server`]: the HTTP server (ingest, metrics, admin); [`watch`]: the file watcher.
+//! 12. [`cli`]: the `flowgate` command, one file per subcommand.
 #![deny(missing_docs)]
 
 pub mod build;
 pub mod cli;
+pub mod config;
 pub mod connect;
 pub mod event;
+pub mod flow;
 pub mod log;
 pub mod pipeline;
 pub mod reload;
 pub mod runtime;
+pub mod server;
+pub(crate) mod stage;
 pub mod state;
 pub mod units;
+pub mod watch;
+pub mod wit;
+
+#[cfg(test)]
+mod layers;

@@ -21,10 +21,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use flowgate::connect::http::{self, HttpState};
 use flowgate::event::{self, Event};
 use flowgate::log::{EventLog, Log, LogOptions, SyncPolicy, TopicConfig};
 use flowgate::pipeline::{self, PipelineConfig, RunOptions};
+use flowgate::server::{self as http, HttpState};
 use flowgate_tests::plugins::UPPERCASE;
 
 fn now_us() -> u64 {

@@ -67,7 +67,7 @@ linger = "1ms"
         PipelineConfig::parse(&dir.path().join("pipeline.toml"), &text).expect("valid pipeline");
     std::fs::write(dir.path().join("pipeline.toml"), &text).expect("pipeline file");
     let running = pipeline::start(config, log, &runtime, RunOptions::default()).expect("start");
-    let watcher = flowgate::reload::watch::spawn(running.clone()).expect("watcher");
+    let watcher = flowgate::watch::spawn(running.clone()).expect("watcher");
     std::thread::sleep(Duration::from_millis(500));
     let slot = running.slot("s").expect("stage");
     let mut to_live: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];

@@ -57,7 +57,7 @@ pub(crate) fn partition_for(e: &Event, partitions: u32, counter: &mut u64) -> u3
     if e.key.is_none() {
         *counter += 1;
     }
-    crate::pipeline::producer::partition_for(e.key.as_deref(), partitions, *counter)
+    crate::flow::producer::partition_for(e.key.as_deref(), partitions, *counter)
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -9,10 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
-use crate::connect::http::{self, HttpState};
 use crate::log::{EventLog, Log, LogOptions, MemoryLog};
 use crate::pipeline::{self, PipelineConfig, RunOptions, Running};
 use crate::runtime::{Runtime, RuntimeConfig};
+use crate::server::{self as http, HttpState};
 
 /// Arguments of `flowgate run`.
 #[derive(Debug, clap::Args)]
@@ -135,7 +135,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let watcher = if args.bounded || args.no_watch {
         None
     } else {
-        Some(crate::reload::watch::spawn(shared.clone())?)
+        Some(crate::watch::spawn(shared.clone())?)
     };
     if let Some(h) = &config.http {
         let state = HttpState::new(shared.clone(), Some(metrics.clone()))?;

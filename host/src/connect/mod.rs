@@ -1,11 +1,10 @@
 //! Sources and sinks: where events come from and where they leave a pipeline.
 //!
 //! Sources: an NDJSON file (read once, resumed at its checkpointed byte position), standard
-//! input, a generator, and HTTP ingest ([`http`]). Sinks: an NDJSON file (synced, then its
-//! length checkpointed with the input positions, so a restart cuts what was written after the
-//! checkpoint and writes it again: each event lands exactly once) and standard output.
-
-pub mod http;
+//! input, a generator, and HTTP ingest (served by `server`, which uses this module). Sinks: an
+//! NDJSON file (synced, then its length checkpointed with the input positions, so a restart
+//! cuts what was written after the checkpoint and writes it again: each event lands exactly
+//! once) and standard output.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
@@ -15,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{SinkConfig, SinkKind, SourceConfig, SourceKind, Start};
 use crate::event::{self, Event, ndjson};
+use crate::flow::producer::{Producer, Routed, Target, partition_for};
+use crate::flow::reader::Cursor;
+use crate::flow::{Ctl, StepStats, Stopped};
 use crate::log::{EventLog, LogError};
-use crate::pipeline::config::{SinkConfig, SinkKind, SourceConfig, SourceKind, Start};
-use crate::pipeline::producer::{Producer, Routed, Target, partition_for};
-use crate::pipeline::reader::Cursor;
-use crate::pipeline::{Ctl, StepStats, Stopped};
 
 /// Lines per append of a file or stdin source.
 const SOURCE_BATCH: usize = 1024;
@@ -282,9 +281,9 @@ pub(crate) fn submit_events(
         }
         let batch = event::finish(b);
         let records = batch.timestamps.len() as u64;
-        let bytes = crate::pipeline::producer::batch_bytes(&batch);
+        let bytes = crate::flow::producer::batch_bytes(&batch);
         out.push((p as u32, log.submit(&target.topic, p as u32, batch)?));
-        crate::pipeline::producer::appended(&target.topic, records, bytes);
+        crate::flow::producer::appended(&target.topic, records, bytes);
     }
     Ok(out)
 }

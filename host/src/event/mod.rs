@@ -6,7 +6,7 @@
 pub mod limits;
 pub mod ndjson;
 
-pub use crate::runtime::bindings::flowgate::plugin::types::{Batch, BytesColumn, Event, Header};
+pub use crate::wit::flowgate::plugin::types::{Batch, BytesColumn, Event, Header};
 pub use flowgate_batch::{BatchBuilder, BatchError, Columns, EventRef, Headers, Parts};
 pub use limits::{RecordLimitError, RecordLimits};
 
@@ -16,7 +16,7 @@ pub use limits::{RecordLimitError, RecordLimits};
 pub const HOST_HEADER_PREFIX: &str = "flowgate-";
 
 /// The header that marks how far a producer's outputs in a partition go (exactly-once, see
-/// `pipeline/producer.rs`). Only the producer that owns it writes it.
+/// `flow/producer.rs`). Only the producer that owns it writes it.
 pub const EOS_HEADER: &str = "flowgate-eos";
 
 /// `batch` without the headers whose names start with `prefix`, and how many were dropped. A

@@ -1,4 +1,4 @@
-//! Pipelines: the pipeline file ([`config`]), and running it: sources append to topics, each
+//! Pipelines: running the pipeline file (`crate::config`): sources append to topics, each
 //! stage instance (stage × input partition) reads its partition from its committed position,
 //! calls the plugin, appends the outputs and commits its position once they are durable; sinks
 //! read topics out.
@@ -8,17 +8,11 @@
 //! stays bounded: a stage holds one batch and at most 8 appends in flight.
 //!
 //! Stage workers, sources and sinks are OS threads (plugin calls are synchronous CPU work); the
-//! HTTP server runs on tokio (`crate::connect::http`).
-
-pub mod config;
-pub(crate) mod producer;
-pub(crate) mod reader;
-pub(crate) mod stage;
+//! HTTP server runs on tokio (`crate::server`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,153 +20,20 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use config::{Delivery, OnError, SourceKind, StageConfig};
-pub use config::{PipelineConfig, Problem, Problems};
-pub use producer::Checkpoint;
-use producer::Target;
-use reader::Cursor;
+use crate::config::{Delivery, OnError, SourceKind, StageConfig};
+pub use crate::config::{PipelineConfig, Problem, Problems};
+pub use crate::flow::Checkpoint;
+use crate::flow::Ctl;
+use crate::flow::producer::Target;
+pub use crate::flow::{StageStats, StepStats, total_syncs};
+use crate::stage;
+
+mod plan;
+pub use plan::{Plan, PlanError, StepId, plan};
 
 use crate::log::{EventLog, LogError};
 use crate::reload::StageSlot;
-use crate::runtime::{Interrupt, Runtime, World};
-
-/// A step stopped because the pipeline is stopping; the reason (if a failure) is in [`Ctl`].
-#[derive(Debug)]
-pub(crate) struct Stopped;
-
-/// The run's shared control: stop flag, first failure, and (bounded runs) which topics still
-/// have writers.
-#[derive(Debug)]
-pub(crate) struct Ctl {
-    stop: AtomicBool,
-    failure: Mutex<Option<String>>,
-    wake: (Mutex<()>, Condvar),
-    bounded: bool,
-    writers: BTreeMap<String, AtomicUsize>,
-    /// Bounded runs over a range: (topic, partition) → offsets `from .. to` to process.
-    ranges: BTreeMap<(String, u32), (u64, u64)>,
-    /// Held by every stage instance: set when the grace after a stop is nearly over, it stops
-    /// the plugin calls still running.
-    pub(crate) interrupt: Interrupt,
-}
-
-impl Ctl {
-    pub(crate) fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn stop(&self) {
-        self.stop.store(true, Ordering::Release);
-        self.wake_sleepers();
-    }
-
-    /// Wakes every [`Ctl::sleep`], so that each checks its stop flags again.
-    fn wake_sleepers(&self) {
-        let _guard = self.wake.0.lock();
-        self.wake.1.notify_all();
-    }
-
-    /// Records the first failure and stops the pipeline.
-    pub(crate) fn fail(&self, message: String) -> Stopped {
-        tracing::error!("{message}");
-        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-        if f.is_none() {
-            *f = Some(message);
-        }
-        drop(f);
-        self.stop();
-        Stopped
-    }
-
-    /// Sleeps `d`, or less if the pipeline stops or `step` (the sleeping step's own stop flag)
-    /// is set: a paused stage that an edit stops ends at once.
-    pub(crate) fn sleep(&self, d: Duration, step: &AtomicBool) {
-        let guard = self.wake.0.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = self.wake.1.wait_timeout_while(guard, d, |_| {
-            !self.stopping() && !step.load(Ordering::Acquire)
-        });
-    }
-
-    /// A writer of `topic` is done (bounded runs: the topic closes when none is left).
-    pub(crate) fn writer_done(&self, topic: &str) {
-        if let Some(n) = self.writers.get(topic) {
-            n.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-
-    fn end_offset(log: &Arc<dyn EventLog>, cursor: &Cursor) -> u64 {
-        log.describe(&cursor.topic)
-            .ok()
-            .and_then(|i| {
-                i.partitions
-                    .get(cursor.partition as usize)
-                    .map(|p| p.end_offset)
-            })
-            .unwrap_or(0)
-    }
-
-    /// Applies a run's range to a cursor over an external topic: starts it at the range's
-    /// start if it is before it, and stops it at the range's end.
-    pub(crate) fn apply_range(&self, cursor: &mut Cursor) {
-        if let Some(&(from, to)) = self.ranges.get(&(cursor.topic.clone(), cursor.partition)) {
-            cursor.position = cursor.position.max(from);
-            cursor.limit = Some(to);
-        }
-    }
-
-    /// Bounded runs: the input has no writers left and the cursor is at its end.
-    pub(crate) fn input_done(&self, log: &Arc<dyn EventLog>, cursor: &Cursor) -> bool {
-        self.bounded
-            && self
-                .writers
-                .get(&cursor.topic)
-                .is_none_or(|n| n.load(Ordering::Acquire) == 0)
-            && cursor.position
-                >= cursor
-                    .limit
-                    .map_or(u64::MAX, |l| l)
-                    .min(Ctl::end_offset(log, cursor))
-    }
-
-    /// Events in the cursor's partition not yet read.
-    pub(crate) fn lag(&self, log: &Arc<dyn EventLog>, cursor: &Cursor) -> u64 {
-        Ctl::end_offset(log, cursor).saturating_sub(cursor.position)
-    }
-}
-
-/// Counters of a stage (also exported as metrics).
-#[derive(Debug, Default)]
-pub struct StageStats {
-    /// Events read.
-    pub events_in: AtomicU64,
-    /// Events written to output topics.
-    pub events_out: AtomicU64,
-    /// Failed events (each failure once, whatever the policy did with it).
-    pub errors: AtomicU64,
-    /// Events sent to the dead-letter topic.
-    pub dead_letters: AtomicU64,
-    /// Events dropped by `on-error = "skip"`.
-    pub skipped: AtomicU64,
-    /// Retried calls.
-    pub retries: AtomicU64,
-    /// Times the stage paused after a trap storm.
-    pub pauses: AtomicU64,
-    /// Window results emitted (aggregator stages).
-    pub windows_fired: AtomicU64,
-    /// Events too late for their windows, sent to `late-output`.
-    pub late: AtomicU64,
-    /// Input position per partition (updated about once a second and at the end).
-    pub positions: Vec<AtomicU64>,
-}
-
-/// Counters of a source or sink.
-#[derive(Debug, Default)]
-pub struct StepStats {
-    /// Events appended (sources) or written out (sinks).
-    pub events: AtomicU64,
-    /// Input lines rejected as malformed (sources).
-    pub rejected: AtomicU64,
-}
+use crate::runtime::Runtime;
 
 /// How to run.
 #[derive(Clone, Debug, Default)]
@@ -252,7 +113,7 @@ impl Step {
 struct RunState {
     config: Option<PipelineConfig>,
     partitions: BTreeMap<String, u32>,
-    steps: BTreeMap<String, Step>,
+    steps: BTreeMap<StepId, Step>,
     stages: BTreeMap<String, Arc<StageStats>>,
     sources: BTreeMap<String, Arc<StepStats>>,
     sinks: BTreeMap<String, Arc<StepStats>>,
@@ -368,13 +229,15 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Data syncs of every partition of the log since it was opened.
-pub fn total_syncs(log: &dyn EventLog) -> u64 {
-    log.topics()
-        .iter()
-        .filter_map(|t| log.describe(t).ok())
-        .flat_map(|i| i.partitions.into_iter().map(|p| p.syncs))
-        .sum()
+/// Re-reads the pipeline file (and the plugin files it names) and applies it. What the
+/// watcher, `POST /admin/reload` and `flowgate reload` do.
+pub fn reload(running: &Running) -> Result<Vec<String>, String> {
+    let path = running.config().path;
+    let config = PipelineConfig::load(&path).map_err(|e| format!("{e:#}"))?;
+    running.apply(config).map_err(|e| {
+        metrics::counter!("flowgate_reload_failures_total", "stage" => "").increment(1);
+        format!("{e:#}")
+    })
 }
 
 /// Loads each stage's plugin and starts an instance with its config (calling `init`), so a
@@ -389,24 +252,15 @@ pub fn check_plugins(
     for s in &config.stages {
         let (line, column) = s.plugin_at;
         match runtime.load_file(&s.plugin) {
-            Ok(p) if fit(s, &p).is_err() => problems.push(Problem {
-                line,
-                column,
-                message: format!(
-                    "stage `{}`: {}",
-                    s.name,
-                    fit(s, &p).expect_err("checked")
-                ),
-                help: Some(match p.info().kind {
-                    World::Aggregator if s.window.is_none() => {
-                        "add window = { kind = \"tumbling\", size = \"1m\" } (or hopping, session) to the stage".into()
-                    }
-                    World::Stage if s.window.is_some() => {
-                        "a stage with `window` runs an aggregator plugin (world flowgate:plugin/aggregator); remove `window` to run this plugin".into()
-                    }
-                    _ => "add state = true to the stage".into(),
-                }),
-            }),
+            Ok(p) if s.accepts(p.info()).is_err() => {
+                let misfit = s.accepts(p.info()).expect_err("checked");
+                problems.push(Problem {
+                    line,
+                    column,
+                    message: format!("stage `{}`: {misfit}", s.name),
+                    help: Some(misfit.help().into()),
+                })
+            }
             Ok(p) => match p.instantiate(s.limits.clone(), s.config.clone()) {
                 Ok(_) => {
                     plugins.insert(s.name.clone(), p);
@@ -442,34 +296,6 @@ pub fn check_plugins(
     }
 }
 
-/// Whether a plugin fits its stage: the world the stage's settings call for, and keyed state
-/// only where the stage grants it.
-pub fn fit(s: &StageConfig, p: &crate::runtime::Plugin) -> Result<(), String> {
-    let info = p.info();
-    match (info.kind, &s.window) {
-        (World::Aggregator, None) => {
-            return Err(format!(
-                "{} implements the aggregator world, and the stage has no `window`",
-                info.name
-            ));
-        }
-        (World::Stage, Some(_)) => {
-            return Err(format!(
-                "the stage has a `window`, and {} implements the stage world, not the aggregator world",
-                info.name
-            ));
-        }
-        _ => {}
-    }
-    if info.uses_state && !s.state {
-        return Err(format!(
-            "{} uses keyed state (it imports flowgate:plugin/state), and the stage is not granted it",
-            info.name
-        ));
-    }
-    Ok(())
-}
-
 /// Creates the pipeline's topics that do not exist yet; returns each topic's partition count.
 fn ensure_topics(
     config: &PipelineConfig,
@@ -502,7 +328,7 @@ fn ensure_topics(
 
 /// Starts a pipeline: [`Running::apply`] of `config` to an empty pipeline (the same code a
 /// pipeline edit goes through). The HTTP server, if any, is started by the caller with
-/// [`crate::connect::http::serve`].
+/// [`crate::server::serve`].
 pub fn start(
     config: PipelineConfig,
     log: Arc<dyn EventLog>,
@@ -546,18 +372,7 @@ pub fn start(
             );
         }
     }
-    let ctl = Arc::new(Ctl {
-        stop: AtomicBool::new(false),
-        failure: Mutex::new(None),
-        wake: (Mutex::new(()), Condvar::new()),
-        bounded: options.bounded,
-        writers: writers
-            .into_iter()
-            .map(|(k, v)| (k, AtomicUsize::new(v)))
-            .collect(),
-        ranges,
-        interrupt: Interrupt::new(),
-    });
+    let ctl = Arc::new(Ctl::new(options.bounded, writers, ranges));
     let running = Arc::new(Running {
         ctl,
         log,
@@ -582,16 +397,6 @@ fn spawn(
     Ok((name, h))
 }
 
-/// A stage's settings apart from its plugin file (a change of those restarts the stage; a new
-/// plugin alone is swapped in).
-fn without_plugin(s: &StageConfig) -> StageConfig {
-    StageConfig {
-        plugin: PathBuf::new(),
-        plugin_at: (0, 0),
-        ..s.clone()
-    }
-}
-
 impl Running {
     fn state(&self) -> std::sync::MutexGuard<'_, RunState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -609,37 +414,14 @@ impl Running {
     pub fn apply(&self, new: PipelineConfig) -> anyhow::Result<Vec<String>> {
         let _applying = self.applying.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.state().config.clone();
-        if old.is_some() && self.ctl.bounded {
-            anyhow::bail!(
-                "a bounded run does not take pipeline edits (it ends when its inputs do); edit and run it again"
-            );
-        }
-        if let Some(old) = &old
-            && old.name != new.name
-        {
-            anyhow::bail!(
-                "the pipeline's name changed ({} → {}): that is another pipeline; restart to run it",
-                old.name,
-                new.name
-            );
-        }
-        let old_stages: BTreeMap<String, StageConfig> = old
-            .iter()
-            .flat_map(|c| c.stages.iter().map(|s| (s.name.clone(), s.clone())))
-            .collect();
+        let plan = plan(old.as_ref(), &new, self.ctl.bounded())?;
         // Plugins of the stages that (re)start are loaded and their init tried first: a bad
         // edit changes nothing.
-        let starting: Vec<&StageConfig> = new
-            .stages
-            .iter()
-            .filter(|s| {
-                old_stages
-                    .get(&s.name)
-                    .is_none_or(|o| without_plugin(o) != without_plugin(s))
-            })
-            .collect();
         let probe = PipelineConfig {
-            stages: starting.iter().map(|s| (*s).clone()).collect(),
+            stages: plan
+                .starting_stages()
+                .filter_map(|n| new.stages.iter().find(|s| s.name == n).cloned())
+                .collect(),
             ..new.clone()
         };
         let plugins = check_plugins(&probe, &self.runtime)?;
@@ -648,53 +430,35 @@ impl Running {
         // New plugin versions that were refused: the live ones keep serving.
         let mut refused = Vec::new();
 
-        // Stop what is gone or changed.
-        let keep_stage = |name: &str| {
-            new.stages.iter().any(|s| {
-                s.name == name
-                    && old_stages
-                        .get(name)
-                        .is_some_and(|o| without_plugin(o) == without_plugin(s))
-            })
-        };
-        // Taken out under the lock; asked to stop together, then joined without it.
+        // Stop what is gone or changed: taken out under the lock, asked to stop together,
+        // then joined without it.
         let (stopping, kept) = {
             let mut state = self.state();
             state.partitions = partitions.clone();
-            let keys: Vec<String> = state.steps.keys().cloned().collect();
             let mut stopping = Vec::new();
-            for key in keys {
-                let (kind, name) = key.split_once(':').expect("step keys are kind:name");
-                let keep = match (kind, &old) {
-                    ("stage", _) => keep_stage(name),
-                    ("source", Some(o)) => new.sources.get(name) == o.sources.get(name),
-                    ("sink", Some(o)) => new.sinks.get(name) == o.sinks.get(name),
-                    _ => false,
-                };
-                if !keep {
-                    let step = state.steps.remove(&key).expect("listed");
-                    if kind == "stage" {
+            for id in &plan.stop {
+                if let Some(step) = state.steps.remove(id) {
+                    if let StepId::Stage(name) = id {
                         state.slots.remove(name);
                     }
-                    stopping.push((key, step));
+                    stopping.push((id.clone(), step));
                 }
             }
             // Stages that keep running: their slots, for a new plugin file.
-            let kept: Vec<(&StageConfig, Arc<StageSlot>)> = new
-                .stages
+            let kept: Vec<(&StageConfig, Arc<StageSlot>)> = plan
+                .keep
                 .iter()
-                .filter(|s| state.steps.contains_key(&format!("stage:{}", s.name)))
-                .map(|s| (s, state.slots[&s.name].clone()))
+                .filter_map(|n| new.stages.iter().find(|s| &s.name == n))
+                .filter_map(|s| state.slots.get(&s.name).map(|slot| (s, slot.clone())))
                 .collect();
             (stopping, kept)
         };
         for (_, step) in &stopping {
             step.ask_stop(&self.ctl);
         }
-        for (key, step) in stopping {
+        for (id, step) in stopping {
             step.join();
-            let (kind, name) = key.split_once(':').expect("step keys are kind:name");
-            done.push(format!("stopped {kind} `{name}`"));
+            done.push(format!("stopped {id}"));
         }
 
         // Running and unchanged but for, maybe, their plugin file: a deploy (compiles, no lock).
@@ -732,11 +496,14 @@ impl Running {
             topic: t.to_owned(),
             partitions: partitions[t],
         };
+        let starting = |kind: fn(String) -> StepId, name: &str| {
+            let id = kind(name.to_owned());
+            plan.start.contains(&id).then_some(id)
+        };
         for s in &new.stages {
-            let key = format!("stage:{}", s.name);
-            if state.steps.contains_key(&key) {
+            let Some(key) = starting(StepId::Stage, &s.name) else {
                 continue;
-            }
+            };
             let mut targets: Vec<Target> = s.output.topics().into_iter().map(target).collect();
             let mut target_of = |topic: &str| match targets.iter().position(|t| t.topic == topic) {
                 Some(i) => i,
@@ -803,10 +570,9 @@ impl Running {
         }
 
         for s in new.sources.values() {
-            let key = format!("source:{}", s.name);
-            if state.steps.contains_key(&key) {
+            let Some(key) = starting(StepId::Source, &s.name) else {
                 continue;
-            }
+            };
             let stats = state.sources.entry(s.name.clone()).or_default().clone();
             let stop = Arc::new(AtomicBool::new(false));
             let mut threads = Vec::new();
@@ -835,10 +601,9 @@ impl Running {
             done.push(format!("started source `{}`", s.name));
         }
         for s in new.sinks.values() {
-            let key = format!("sink:{}", s.name);
-            if state.steps.contains_key(&key) {
+            let Some(key) = starting(StepId::Sink, &s.name) else {
                 continue;
-            }
+            };
             let stats = state.sinks.entry(s.name.clone()).or_default().clone();
             let stop = Arc::new(AtomicBool::new(false));
             let ctx = crate::connect::SinkCtx {
@@ -860,7 +625,7 @@ impl Running {
         if old.is_some() {
             tracing::info!(changes = ?done, "pipeline edit applied");
         } else {
-            tracing::info!(pipeline = %new.name, stages = new.stages.len(), sources = new.sources.len(), sinks = new.sinks.len(), delivery = ?new.delivery, bounded = self.ctl.bounded, "pipeline running");
+            tracing::info!(pipeline = %new.name, stages = new.stages.len(), sources = new.sources.len(), sinks = new.sinks.len(), delivery = ?new.delivery, bounded = self.ctl.bounded(), "pipeline running");
         }
         state.config = Some(new);
         self.publish(&state);
@@ -1080,12 +845,7 @@ impl Running {
                 .iter()
                 .map(|(k, s)| (k.clone(), get(&s.events)))
                 .collect(),
-            failure: self
-                .ctl
-                .failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            failure: self.ctl.failure(),
         }
     }
 }

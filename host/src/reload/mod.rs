@@ -3,10 +3,9 @@
 //! called, all off the hot path ([`deploy`]); only then does the slot point at it, and each
 //! worker swaps its instance at its next batch boundary. A version on probation whose events
 //! fail at more than half rolls back: the workers swap their previous instance back in and the
-//! batch is processed again by it. The file watcher ([`watch`]) and the admin endpoint call
-//! [`deploy`]; pipeline edits go through [`crate::pipeline::Running::apply`].
-
-pub mod watch;
+//! batch is processed again by it; the probation is `Probation`. The file watcher and the
+//! admin endpoint call [`deploy`] through the pipeline's `Running::apply` (the layers above
+//! this one), which also stops and starts stages whose settings changed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +16,63 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::runtime::{Limits, Plugin, Runtime, StageInstance};
+
+/// Events and time after which a new version is trusted.
+const PROBATION_EVENTS: u64 = 1000;
+const PROBATION_TIME: Duration = Duration::from_secs(10);
+
+/// A new version's first events, counted by each worker that runs it: it rolls back if more
+/// than half of them fail, and is trusted after [`PROBATION_EVENTS`] events or
+/// [`PROBATION_TIME`].
+#[derive(Debug)]
+pub(crate) struct Probation {
+    events: u64,
+    failures: u64,
+    started: Instant,
+}
+
+/// What a worker does with the version on probation after a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Keep counting.
+    Undecided,
+    /// More than half of its events failed: roll it back ([`StageSlot::roll_back`]).
+    RollBack {
+        /// Failed events so far.
+        failures: u64,
+        /// Events so far.
+        events: u64,
+    },
+    /// It passed: confirm it ([`StageSlot::confirm`]).
+    Trusted,
+}
+
+impl Probation {
+    /// The probation of a version that starts now.
+    pub(crate) fn new() -> Probation {
+        Probation {
+            events: 0,
+            failures: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Counts a batch of `events` of which `failures` failed.
+    pub(crate) fn record(&mut self, events: u64, failures: u64) -> Verdict {
+        self.events += events;
+        self.failures += failures;
+        if self.failures * 2 > self.events {
+            Verdict::RollBack {
+                failures: self.failures,
+                events: self.events,
+            }
+        } else if self.events >= PROBATION_EVENTS || self.started.elapsed() >= PROBATION_TIME {
+            Verdict::Trusted
+        } else {
+            Verdict::Undecided
+        }
+    }
+}
 
 static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
 
@@ -68,7 +124,7 @@ pub struct StageSlot {
     /// The stage.
     pub stage: String,
     /// Its settings (a new version must fit them: same world, state only if granted).
-    settings: crate::pipeline::config::StageConfig,
+    settings: crate::config::StageConfig,
     limits: Limits,
     config: Vec<(String, String)>,
     partitions: Vec<u32>,
@@ -98,7 +154,7 @@ fn record(v: &Version, status: &str, reason: Option<String>) -> VersionRecord {
 impl StageSlot {
     /// A slot serving `plugin` for `partitions`.
     pub fn new(
-        settings: &crate::pipeline::config::StageConfig,
+        settings: &crate::config::StageConfig,
         plugin: Plugin,
         source: String,
         partitions: Vec<u32>,
@@ -267,7 +323,9 @@ pub fn deploy(
     let plugin = runtime
         .load_bytes(&name, bytes)
         .map_err(|e| fail(e.to_string()))?;
-    crate::pipeline::fit(&slot.settings, &plugin).map_err(&fail)?;
+    slot.settings
+        .accepts(plugin.info())
+        .map_err(|m| fail(m.to_string()))?;
     if plugin.info().hash == live.plugin.info().hash {
         return Ok(Deployed {
             stage: slot.stage.clone(),

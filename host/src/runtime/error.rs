@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::bindings::flowgate::plugin::types::Error as WitError;
+use crate::wit::flowgate::plugin::types::Error as WitError;
 
 /// What Flowgate provides to plugins; named in link errors.
 const PROVIDED: &str = "wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem and \

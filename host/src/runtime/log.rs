@@ -2,8 +2,8 @@
 //! instance's log budget (shared with its stdout and stderr, [`super::stdio::LogBudget`]).
 
 use super::StageState;
-use super::bindings::flowgate::plugin::log::{Host, Level};
 use super::stdio::MAX_LINE;
+use crate::wit::flowgate::plugin::log::{Host, Level};
 
 impl Host for StageState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {

@@ -16,7 +16,6 @@
 //! to the host's logs under the plugin's name. A plugin implements the `stage` world or the
 //! `aggregator` world (windows kept by the host, [`crate::state::window`]).
 
-pub mod bindings;
 mod cache;
 mod error;
 mod limits;
@@ -212,12 +211,12 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
         poll::shadow(&mut linker).map_err(|e| LoadError::Engine(e.to_string()))?;
-        bindings::flowgate::plugin::log::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        crate::wit::flowgate::plugin::log::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |s| s,
         )
         .map_err(|e| LoadError::Engine(e.to_string()))?;
-        bindings::flowgate::plugin::state::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        crate::wit::flowgate::plugin::state::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |s| s,
         )

@@ -9,17 +9,17 @@ use wasmtime::{Store, Trap, WasmBacktrace};
 use wasmtime_wasi::p2::pipe::ClosedInputStream;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
-use super::bindings::aggregator::flowgate::plugin::windows::{AddResult, Pane, Window};
-use super::bindings::aggregator::{Aggregator, AggregatorPre};
-use super::bindings::flowgate::plugin::types::BatchResult;
-use super::bindings::{Stage, StagePre};
 use super::error::{CallError, CallErrorKind, LoadError, PluginError};
 use super::limits::{self, Interrupt, Interrupted, Limiter, Limits};
 use super::stdio::{LogBudget, PluginOutput};
 use super::{Runtime, StageState};
 use crate::event::{self, Batch, BatchBuilder, BytesColumn, Event};
 use crate::state::SharedState;
-use crate::state::window::Aggregate;
+use crate::state::window::{Aggregate, AggregateError, Refusal};
+use crate::wit::aggregator::flowgate::plugin::windows::{AddResult, Pane, Window};
+use crate::wit::aggregator::{Aggregator, AggregatorPre};
+use crate::wit::flowgate::plugin::types::BatchResult;
+use crate::wit::{Stage, StagePre};
 
 /// The exports of the `stage` world.
 const STAGE_EXPORTS: [&str; 3] = ["init", "on-event", "on-batch"];
@@ -727,9 +727,29 @@ impl StageInstance {
     }
 }
 
+impl AggregateError for CallError {
+    fn is_fatal(&self) -> bool {
+        CallError::is_fatal(self)
+    }
+}
+
 impl Aggregate for StageInstance {
+    type Error = CallError;
+
     fn fatal(&self, message: String) -> CallError {
         self.error(CallErrorKind::Plugin(PluginError::Fatal(message)))
+    }
+
+    /// A row the windows refused: the host's finding, so no stderr of the plugin goes with it.
+    fn refused(&self, refusal: Refusal) -> CallError {
+        CallError {
+            plugin: self.name.to_string(),
+            kind: match refusal {
+                Refusal::StateLimit { message } => CallErrorKind::StateLimit { message },
+                Refusal::EventTime { message } => CallErrorKind::EventTime { message },
+            },
+            stderr: String::new(),
+        }
     }
 
     fn empty(&mut self) -> Vec<u8> {

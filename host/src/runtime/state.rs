@@ -2,7 +2,7 @@
 //! ([`crate::state::KeyedState`]), when the stage is granted it.
 
 use super::StageState;
-use super::bindings::flowgate::plugin::state::Host;
+use crate::wit::flowgate::plugin::state::Host;
 
 /// Entries a single `scan` returns at most, whatever the plugin asks.
 const MAX_SCAN: u32 = 10_000;

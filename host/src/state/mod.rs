@@ -3,7 +3,7 @@
 //!
 //! The state lives in memory, in a sorted map, and is saved whole into the stage's checkpoint
 //! together with its input position and output ends (one atomic file, see
-//! `pipeline/producer.rs`): after a crash the stage resumes from a position and a state that
+//! `flow/producer.rs`): after a crash the stage resumes from a position and a state that
 //! belong together, so replayed inputs update the state once.
 //!
 //! Writes are journalled in an undo log so that the writes of a failed call (an error or a
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use thiserror::Error;
 
-pub use window::{Fired, WindowSpec, WindowState, Windowing};
+pub use window::{AggregateError, Fired, Refusal, WindowSpec, WindowState, Windowing};
 
 /// A stage instance's state, shared by the worker and the plugin instance it runs (which
 /// changes on hot reload; the state stays).

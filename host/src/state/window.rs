@@ -17,7 +17,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{Reader, SnapshotError, StateFull, put_bytes, put_u64};
 use crate::event::{self, Batch, BatchBuilder, Columns};
-use crate::runtime::{CallError, CallErrorKind};
 
 /// How events are grouped into windows (milliseconds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,10 +108,39 @@ pub struct Fired {
 /// A window whose result is due: key, start, end, accumulator.
 pub type DuePane<'a> = (Option<&'a [u8]>, i64, i64, &'a [u8]);
 
-/// What the host needs of an aggregator plugin.
+/// A row the windows refuse: the host's finding, not the plugin's. The aggregator turns it
+/// into its own error type ([`Aggregate::refused`]), named for the plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The row would take the stage's state (keyed entries and window panes) past
+    /// `max-state-bytes`.
+    StateLimit {
+        /// How many bytes, and the cap.
+        message: String,
+    },
+    /// The row's time cannot be placed in a window (a window would end past the largest time).
+    EventTime {
+        /// The time and why.
+        message: String,
+    },
+}
+
+/// What the windows need to know of an aggregator's error.
+pub trait AggregateError: std::fmt::Display {
+    /// True for the plugin's `fatal` error: the stage cannot go on.
+    fn is_fatal(&self) -> bool;
+}
+
+/// What the host needs of an aggregator plugin. `Error` is the plugin's call error (the
+/// runtime's `CallError`): the windows hand it back, they never look into it.
 pub trait Aggregate {
+    /// A failed call or row.
+    type Error: AggregateError;
     /// A `fatal` error of this plugin with `message` (a broken contract: the stage stops).
-    fn fatal(&self, message: String) -> CallError;
+    fn fatal(&self, message: String) -> Self::Error;
+    /// A row the windows refused, as this plugin's error.
+    fn refused(&self, refusal: Refusal) -> Self::Error;
     /// The empty accumulator.
     fn empty(&mut self) -> Vec<u8>;
     /// Adds row `i` of `input` into `accs[slots[i]]`; returns the accumulators and the failed
@@ -123,22 +151,32 @@ pub trait Aggregate {
         accs: Vec<Vec<u8>>,
         input: &Batch,
         slots: &[u32],
-    ) -> Result<(Vec<Vec<u8>>, Vec<(u32, CallError)>), CallError>;
+    ) -> Result<(Vec<Vec<u8>>, Vec<(u32, Self::Error)>), Self::Error>;
     /// `a` and `b` merged; `None` when the plugin cannot merge.
-    fn merge(&mut self, a: &[u8], b: &[u8]) -> Result<Option<Vec<u8>>, CallError>;
+    fn merge(&mut self, a: &[u8], b: &[u8]) -> Result<Option<Vec<u8>>, Self::Error>;
     /// The result of each pane: (key, start, end, accumulator).
-    fn finish(&mut self, panes: &[DuePane<'_>]) -> Result<Vec<Vec<u8>>, CallError>;
+    fn finish(&mut self, panes: &[DuePane<'_>]) -> Result<Vec<Vec<u8>>, Self::Error>;
 }
 
-/// What a batch gave.
-#[derive(Debug, Default)]
-pub struct WindowOutput {
+/// What a batch gave; `E` is the aggregator's error.
+#[derive(Debug)]
+pub struct WindowOutput<E> {
     /// Window results, in the order they fired.
     pub fired: Vec<Fired>,
     /// Input rows too late for every window they belong to.
     pub late: Vec<u32>,
     /// Input rows the plugin failed on (each once).
-    pub failures: Vec<(u32, CallError)>,
+    pub failures: Vec<(u32, E)>,
+}
+
+impl<E> Default for WindowOutput<E> {
+    fn default() -> Self {
+        WindowOutput {
+            fired: Vec::new(),
+            late: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
 }
 
 /// Adds waiting to be sent to the plugin in one call.
@@ -173,27 +211,15 @@ fn tumbling_start(ts: i64, size: i64) -> Option<i64> {
     ts.checked_sub(ts.rem_euclid(size))
 }
 
-/// A failure the host finds in a row (not the plugin's error), named for `plugin`.
-fn host_failure(plugin: &dyn Aggregate, kind: CallErrorKind) -> CallError {
-    CallError {
-        plugin: plugin.fatal(String::new()).plugin,
-        kind,
-        stderr: String::new(),
-    }
-}
-
 /// The row's event time puts a window bound outside the times there are (an i64 of ms).
-fn time_failure(plugin: &dyn Aggregate, ts: i64, what: &str) -> CallError {
-    host_failure(
-        plugin,
-        CallErrorKind::EventTime {
+fn time_failure<E: AggregateError>(plugin: &dyn Aggregate<Error = E>, ts: i64, what: &str) -> E {
+    plugin.refused(Refusal::EventTime {
             message: format!(
                 "event time {ts} ms is too close to an end of the range of times ({} to {} ms): its {what} would not fit in it; fix the event's timestamp",
                 i64::MIN,
                 i64::MAX
             ),
-        },
-    )
+    })
 }
 
 impl WindowState {
@@ -213,17 +239,14 @@ impl WindowState {
     }
 
     /// The state-limit failure of a row that would take the panes to `would` bytes.
-    fn full(&self, plugin: &dyn Aggregate, would: usize) -> CallError {
+    fn full<E: AggregateError>(&self, plugin: &dyn Aggregate<Error = E>, would: usize) -> E {
         let full = StateFull {
             would,
             max: self.cap.unwrap_or(usize::MAX),
         };
-        host_failure(
-            plugin,
-            CallErrorKind::StateLimit {
-                message: format!("window panes and accumulators: {full}"),
-            },
-        )
+        plugin.refused(Refusal::StateLimit {
+            message: format!("window panes and accumulators: {full}"),
+        })
     }
 
     /// True when the panes may grow to `would` bytes.
@@ -363,13 +386,13 @@ impl WindowState {
 
     /// Runs a batch through the windows. `Err` only for a plugin error that stops the stage
     /// (`fatal`); other failures are per row.
-    pub fn process(
+    pub fn process<E: AggregateError>(
         &mut self,
         w: &Windowing,
-        plugin: &mut dyn Aggregate,
+        plugin: &mut dyn Aggregate<Error = E>,
         input: &Batch,
         cols: &Columns<'_>,
-    ) -> Result<WindowOutput, CallError> {
+    ) -> Result<WindowOutput<E>, E> {
         let mut out = WindowOutput::default();
         let mut seg = Segment::default();
         let mut refire: BTreeSet<u64> = BTreeSet::new();
@@ -499,7 +522,10 @@ impl WindowState {
 
     /// Fires every pane that has not fired (or has updates), and drops them all: the end of a
     /// bounded input, where the watermark goes to the end of time.
-    pub fn close_all(&mut self, plugin: &mut dyn Aggregate) -> Result<Vec<Fired>, CallError> {
+    pub fn close_all<E: AggregateError>(
+        &mut self,
+        plugin: &mut dyn Aggregate<Error = E>,
+    ) -> Result<Vec<Fired>, E> {
         let mut out = WindowOutput::default();
         let due: Vec<u64> = self.unfired.iter().map(|&(_, id)| id).collect();
         self.fire(plugin, &due, 0, &mut out)?;
@@ -513,18 +539,18 @@ impl WindowState {
     /// The session pane of an event (merging sessions it bridges); `None` when it is late or
     /// failed (a failure is pushed to `out`).
     #[expect(clippy::too_many_arguments, reason = "the batch's working state")]
-    fn session(
+    fn session<E: AggregateError>(
         &mut self,
         w: &Windowing,
-        plugin: &mut dyn Aggregate,
+        plugin: &mut dyn Aggregate<Error = E>,
         seg: &mut Segment,
-        out: &mut WindowOutput,
+        out: &mut WindowOutput<E>,
         key: Option<&[u8]>,
         ts: i64,
         gap: i64,
         row: u32,
         input: &Batch,
-    ) -> Result<Option<u64>, CallError> {
+    ) -> Result<Option<u64>, E> {
         let end = ts.saturating_add(gap);
         let touching = |s: &WindowState| -> Vec<u64> {
             match s.of_key(key) {
@@ -627,13 +653,13 @@ impl WindowState {
     /// Sends the adds so far to the plugin. A call that fails as a whole, or whose
     /// accumulators would pass the cap, is retried row by row, so only the rows that fail are
     /// lost to their windows. A pane made in this batch that no row went into is removed.
-    fn flush(
+    fn flush<E: AggregateError>(
         &mut self,
-        plugin: &mut dyn Aggregate,
+        plugin: &mut dyn Aggregate<Error = E>,
         seg: &mut Segment,
-        out: &mut WindowOutput,
+        out: &mut WindowOutput<E>,
         input: &Batch,
-    ) -> Result<(), CallError> {
+    ) -> Result<(), E> {
         if seg.rows.is_empty() {
             return Ok(());
         }
@@ -742,13 +768,13 @@ impl WindowState {
         Ok(())
     }
 
-    fn fire(
+    fn fire<E: AggregateError>(
         &mut self,
-        plugin: &mut dyn Aggregate,
+        plugin: &mut dyn Aggregate<Error = E>,
         ids: &[u64],
         row: u32,
-        out: &mut WindowOutput,
-    ) -> Result<(), CallError> {
+        out: &mut WindowOutput<E>,
+    ) -> Result<(), E> {
         let ids: Vec<u64> = ids
             .iter()
             .copied()
@@ -912,13 +938,50 @@ mod tests {
     /// Sums decimal values; accumulators are decimal text.
     struct Sum;
 
-    impl Aggregate for Sum {
-        fn fatal(&self, message: String) -> CallError {
-            CallError {
-                plugin: "sum".into(),
-                kind: CallErrorKind::Plugin(crate::runtime::PluginError::Fatal(message)),
-                stderr: String::new(),
+    /// The test aggregator's error: its own `fatal`, or a row the windows refused.
+    #[derive(Debug)]
+    enum SumError {
+        Fatal(String),
+        Refused(Refusal),
+    }
+
+    impl SumError {
+        fn kind_name(&self) -> &'static str {
+            match self {
+                SumError::Fatal(_) => "fatal",
+                SumError::Refused(Refusal::StateLimit { .. }) => "state-limit",
+                SumError::Refused(Refusal::EventTime { .. }) => "event-time",
             }
+        }
+    }
+
+    impl AggregateError for SumError {
+        fn is_fatal(&self) -> bool {
+            matches!(self, SumError::Fatal(_))
+        }
+    }
+
+    impl std::fmt::Display for SumError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                SumError::Fatal(m) => write!(f, "fatal error: {m}"),
+                SumError::Refused(Refusal::StateLimit { message }) => {
+                    write!(f, "state limit: {message}")
+                }
+                SumError::Refused(Refusal::EventTime { message }) => {
+                    write!(f, "event time: {message}")
+                }
+            }
+        }
+    }
+
+    impl Aggregate for Sum {
+        type Error = SumError;
+        fn fatal(&self, message: String) -> SumError {
+            SumError::Fatal(message)
+        }
+        fn refused(&self, refusal: Refusal) -> SumError {
+            SumError::Refused(refusal)
         }
         fn empty(&mut self) -> Vec<u8> {
             b"0".to_vec()
@@ -928,7 +991,7 @@ mod tests {
             mut accs: Vec<Vec<u8>>,
             input: &Batch,
             slots: &[u32],
-        ) -> Result<(Vec<Vec<u8>>, Vec<(u32, CallError)>), CallError> {
+        ) -> Result<(Vec<Vec<u8>>, Vec<(u32, SumError)>), SumError> {
             let cols = event::columns(input).unwrap();
             let mut failures = Vec::new();
             for (i, (row, &slot)) in cols.rows().zip(slots).enumerate() {
@@ -945,11 +1008,11 @@ mod tests {
             }
             Ok((accs, failures))
         }
-        fn merge(&mut self, a: &[u8], b: &[u8]) -> Result<Option<Vec<u8>>, CallError> {
+        fn merge(&mut self, a: &[u8], b: &[u8]) -> Result<Option<Vec<u8>>, SumError> {
             let p = |x: &[u8]| std::str::from_utf8(x).unwrap().parse::<i64>().unwrap();
             Ok(Some((p(a) + p(b)).to_string().into_bytes()))
         }
-        fn finish(&mut self, panes: &[DuePane<'_>]) -> Result<Vec<Vec<u8>>, CallError> {
+        fn finish(&mut self, panes: &[DuePane<'_>]) -> Result<Vec<Vec<u8>>, SumError> {
             Ok(panes.iter().map(|p| p.3.to_vec()).collect())
         }
     }

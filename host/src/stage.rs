@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::config::{Mode, OnError, Output, StageConfig};
-use super::producer::{Producer, Routed, Target, partition_for};
-use super::reader::{Cursor, Input};
-use super::{Ctl, StageStats, Stopped};
+use crate::config::{Mode, OnError, Output, StageConfig};
 use crate::event::{self, Batch, BatchBuilder, Columns, EventRef};
+use crate::flow::producer::{Producer, Routed, Target, partition_for};
+use crate::flow::reader::{Cursor, Input};
+use crate::flow::{Ctl, StageStats, Stopped};
 use crate::log::EventLog;
-use crate::reload::StageSlot;
+use crate::reload::{Probation, StageSlot, Verdict};
 use crate::runtime::{CallError, CallErrorKind, PluginError, StageInstance};
 use crate::state::{SharedState, WindowState};
 
@@ -67,17 +67,6 @@ struct Part {
     warned_host_headers: bool,
 }
 
-/// A new version's first events: it rolls back if more than half of them fail.
-struct Probation {
-    events: u64,
-    failures: u64,
-    started: Instant,
-}
-
-/// Events and time after which a new version is trusted.
-const PROBATION_EVENTS: u64 = 1000;
-const PROBATION_TIME: Duration = Duration::from_secs(10);
-
 /// At a batch boundary: follows the slot to its live version (a new one, or back to the previous
 /// one after a roll-back).
 fn follow_slot(s: &StageShared, part: &mut Part) -> Result<(), Stopped> {
@@ -107,11 +96,7 @@ fn follow_slot(s: &StageShared, part: &mut Part) -> Result<(), Stopped> {
         let old = std::mem::replace(&mut part.instance, inst);
         part.previous = Some((part.version, old));
         part.version = live.id;
-        part.probation = Some(Probation {
-            events: 0,
-            failures: 0,
-            started: Instant::now(),
-        });
+        part.probation = Some(Probation::new());
     }
     s.slot.swapped(&live, started.elapsed());
     Ok(())
@@ -144,8 +129,8 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
                 let info = log.describe(&input)?;
                 let pi = &info.partitions[p as usize];
                 Ok(match start {
-                    super::config::Start::Earliest => pi.start_offset,
-                    super::config::Start::Latest => pi.end_offset,
+                    crate::config::Start::Earliest => pi.start_offset,
+                    crate::config::Start::Latest => pi.end_offset,
                 })
             },
         )
@@ -675,18 +660,19 @@ fn process(
         _ => None,
     };
     let mut called = call(s, part, input, &cols)?;
-    if let Some(pr) = &mut part.probation {
-        pr.events += input.len() as u64;
-        pr.failures += called.failures.len() as u64;
-        if pr.failures * 2 > pr.events {
+    let verdict = part
+        .probation
+        .as_mut()
+        .map(|pr| pr.record(input.len() as u64, called.failures.len() as u64));
+    match verdict {
+        Some(Verdict::RollBack { failures, events }) => {
             let last = called
                 .failures
                 .last()
                 .map(|f| f.error.to_string())
                 .unwrap_or_default();
             let reason = format!(
-                "new version failed {} of its first {} events (last: {last})",
-                pr.failures, pr.events
+                "new version failed {failures} of its first {events} events (last: {last})"
             );
             s.slot.roll_back(part.version, reason);
             if let (Some(state), Some((mark, windows))) = (&part.state, before) {
@@ -699,11 +685,13 @@ fn process(
             // Back to the previous instance, and the batch again with it.
             follow_slot(s, part)?;
             called = call(s, part, input, &cols)?;
-        } else if pr.events >= PROBATION_EVENTS || pr.started.elapsed() >= PROBATION_TIME {
+        }
+        Some(Verdict::Trusted) => {
             s.slot.confirm(part.version);
             part.previous = None;
             part.probation = None;
         }
+        Some(Verdict::Undecided) | None => {}
     }
     deliver(s, part, input, &cols, called, traps)?;
     if let Some(state) = &part.state {

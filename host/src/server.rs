@@ -35,10 +35,11 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
+use crate::config::HttpConfig;
 use crate::event::{Event, RecordLimits, ndjson};
+use crate::flow::StageStats;
 use crate::log::EventLog;
-use crate::pipeline::config::HttpConfig;
-use crate::pipeline::{Running, StageStats};
+use crate::pipeline::Running;
 
 /// What the server serves.
 pub struct HttpState {
@@ -433,7 +434,7 @@ async fn ingest_inner(
     let spread = state
         .spread
         .fetch_add(events.len() as u64, Ordering::Relaxed);
-    let pending = super::submit_events(&state.log, target, &events, spread)
+    let pending = crate::connect::submit_events(&state.log, target, &events, spread)
         .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let mut offsets = BTreeMap::new();
     for (p, pending) in pending {
@@ -451,7 +452,7 @@ async fn ingest_inner(
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            let p = crate::pipeline::producer::partition_for(
+            let p = crate::flow::producer::partition_for(
                 e.key.as_deref(),
                 target.partitions,
                 spread + i as u64,
@@ -474,7 +475,7 @@ async fn ingest_inner(
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
-    metrics::gauge!("flowgate_log_syncs").set(crate::pipeline::total_syncs(&*state.log) as f64);
+    metrics::gauge!("flowgate_log_syncs").set(crate::flow::total_syncs(&*state.log) as f64);
     match &state.metrics {
         Some(h) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -589,7 +590,7 @@ async fn admin_reload(
         return r;
     }
     let running = state.running.clone();
-    match tokio::task::spawn_blocking(move || crate::reload::watch::reload(&running)).await {
+    match tokio::task::spawn_blocking(move || crate::pipeline::reload(&running)).await {
         Ok(Ok(changes)) => {
             tracing::info!(from = %peer, changes = ?changes, "pipeline reloaded through the admin API");
             (StatusCode::OK, axum::Json(json!({ "changes": changes }))).into_response()

@@ -3,7 +3,8 @@
 //! Parsing collects every problem it can find in one pass, each with its line and column and
 //! what to write instead: unknown keys (with the closest known key), values of the wrong type,
 //! a stage reading a topic nobody writes, cycles, missing plugin files. Loading each plugin to
-//! check its world is [`super::check_plugins`], since it needs a runtime.
+//! check its world is `pipeline::check_plugins`, since it needs a runtime; whether a loaded plugin
+//! fits its stage is [`StageConfig::accepts`].
 //!
 //! Every key and its default is listed in `docs/pipeline.md`.
 
@@ -20,7 +21,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::event::RecordLimits;
 use crate::log::{SyncPolicy, TopicConfig};
-use crate::runtime::Limits;
+use crate::runtime::{Limits, PluginInfo, World};
 use crate::state::{WindowSpec, Windowing};
 
 /// One problem in a pipeline file.
@@ -271,6 +272,73 @@ impl StageConfig {
         out.sort_unstable();
         out.dedup();
         out
+    }
+
+    /// Whether a plugin fits the stage: the world the stage's settings call for, and keyed
+    /// state only where the stage grants it.
+    pub fn accepts(&self, info: &PluginInfo) -> Result<(), Misfit> {
+        match (info.kind, &self.window) {
+            (World::Aggregator, None) => {
+                return Err(Misfit::NoWindow {
+                    plugin: info.name.clone(),
+                });
+            }
+            (World::Stage, Some(_)) => {
+                return Err(Misfit::NotAggregator {
+                    plugin: info.name.clone(),
+                });
+            }
+            _ => {}
+        }
+        if info.uses_state && !self.state {
+            return Err(Misfit::StateNotGranted {
+                plugin: info.name.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a plugin does not fit its stage ([`StageConfig::accepts`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Misfit {
+    /// An aggregator plugin, and the stage has no `window`.
+    #[error("{plugin} implements the aggregator world, and the stage has no `window`")]
+    NoWindow {
+        /// The plugin's name.
+        plugin: String,
+    },
+    /// A stage with a `window`, and a plugin of the stage world.
+    #[error(
+        "the stage has a `window`, and {plugin} implements the stage world, not the aggregator world"
+    )]
+    NotAggregator {
+        /// The plugin's name.
+        plugin: String,
+    },
+    /// A plugin that uses keyed state, and the stage is not granted it.
+    #[error(
+        "{plugin} uses keyed state (it imports flowgate:plugin/state), and the stage is not granted it"
+    )]
+    StateNotGranted {
+        /// The plugin's name.
+        plugin: String,
+    },
+}
+
+impl Misfit {
+    /// What to change in the pipeline file.
+    pub fn help(&self) -> &'static str {
+        match self {
+            Misfit::NoWindow { .. } => {
+                "add window = { kind = \"tumbling\", size = \"1m\" } (or hopping, session) to the stage"
+            }
+            Misfit::NotAggregator { .. } => {
+                "a stage with `window` runs an aggregator plugin (world flowgate:plugin/aggregator); remove `window` to run this plugin"
+            }
+            Misfit::StateNotGranted { .. } => "add state = true to the stage",
+        }
     }
 }
 

@@ -11,21 +11,10 @@ use std::time::Duration;
 use notify_debouncer_mini::notify::RecursiveMode;
 use notify_debouncer_mini::{DebounceEventResult, new_debouncer};
 
-use crate::pipeline::{PipelineConfig, Running};
+use crate::pipeline::{Running, reload};
 
 /// How long changes to a file are gathered before acting on them.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
-
-/// Re-reads the pipeline file (and the plugin files it names) and applies it. What the
-/// watcher, `POST /admin/reload` and `flowgate reload` do.
-pub fn reload(running: &Running) -> Result<Vec<String>, String> {
-    let path = running.config().path;
-    let config = PipelineConfig::load(&path).map_err(|e| format!("{e:#}"))?;
-    running.apply(config).map_err(|e| {
-        metrics::counter!("flowgate_reload_failures_total", "stage" => "").increment(1);
-        format!("{e:#}")
-    })
-}
 
 fn watched_files(running: &Running) -> BTreeSet<PathBuf> {
     let config = running.config();

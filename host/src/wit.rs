@@ -1,6 +1,7 @@
 //! Host bindings generated from `wit/` (the only source of truth for the ABI).
 //!
-//! Every other file under `runtime/` uses these types; one host file per imported WIT interface
+//! The lowest layer: `event` holds its types as the host's events and batches, and `runtime`
+//! implements its imports, one host file per imported WIT interface
 //! (`log.rs` for `flowgate:plugin/log`, `state.rs` for `flowgate:plugin/state`). The
 //! `aggregator` world shares the interfaces of the `stage` world.
 
