@@ -58,7 +58,10 @@ fn infinite_loop_is_stopped_at_the_deadline() {
         let took = started.elapsed();
         assert_eq!(err.kind, CallErrorKind::Timeout { limit: deadline });
         assert!(took >= deadline, "stopped early: {took:?}");
-        assert!(took <= deadline + 2 * tick + LOAD_SLACK, "stopped late: {took:?}");
+        assert!(
+            took <= deadline + 2 * tick + LOAD_SLACK,
+            "stopped late: {took:?}"
+        );
         assert!(err.to_string().contains("time limit of 100 ms"), "{err}");
     }
     // The batch path too: it gives up after three timed-out rows instead of one per row.
@@ -275,7 +278,10 @@ fn a_plugin_blocked_in_a_host_call_is_stopped_at_its_deadline() {
                 "{how}: {err}"
             );
             assert!(took >= deadline, "{how}: stopped early: {took:?}");
-            assert!(took <= deadline + 2 * tick + LOAD_SLACK, "{how}: stopped late: {took:?}");
+            assert!(
+                took <= deadline + 2 * tick + LOAD_SLACK,
+                "{how}: stopped late: {took:?}"
+            );
             assert!(err.stderr.contains("sleeping 30000 ms"), "{err}");
         }
         // One batch call: stopped at the deadline too.

@@ -17,7 +17,10 @@ fn sleep(event: &EventRef) -> Vec<u8> {
         return event.value.to_vec();
     }
     let config = flowgate_sdk::config();
-    let ms: u64 = config.get("ms").and_then(|v| v.parse().ok()).unwrap_or(30_000);
+    let ms: u64 = config
+        .get("ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30_000);
     let nanos = ms.saturating_mul(1_000_000);
     let how = config.get("how").unwrap_or("sleep");
     // Tells a test watching the host's log that the call is under way.
