@@ -265,7 +265,8 @@ fn a_plugin_blocked_in_a_host_call_is_stopped_at_its_deadline() {
         call_timeout: deadline,
         ..Limits::default()
     };
-    // Each way to wait: std::thread::sleep, subscribe-duration + block, subscribe-instant + poll.
+    // Each way a plugin can wait in WASI: a timed pause of its thread, subscribe-duration + block,
+    // subscribe-instant + poll.
     for how in ["sleep", "block", "poll"] {
         let mut sleepy = instance(&rt, HOSTILE_SLEEP, limits.clone(), &[("how", how)]);
         for _ in 0..3 {

@@ -8,7 +8,7 @@
 //! stays bounded: a stage holds one batch and at most 8 appends in flight.
 //!
 //! Stage workers, sources and sinks are OS threads (plugin calls are synchronous CPU work); the
-//! HTTP server runs on tokio (`crate::server`).
+//! HTTP server, in the layer above, runs on tokio.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -327,8 +327,8 @@ fn ensure_topics(
 }
 
 /// Starts a pipeline: [`Running::apply`] of `config` to an empty pipeline (the same code a
-/// pipeline edit goes through). The HTTP server, if any, is started by the caller with
-/// [`crate::server::serve`].
+/// pipeline edit goes through). The HTTP server, if any, is started by the caller: it sits in
+/// the layer above this one and serves a `Running`.
 pub fn start(
     config: PipelineConfig,
     log: Arc<dyn EventLog>,
