@@ -54,6 +54,12 @@ impl Cursor {
         }
     }
 
+    /// Moves back (or on) to `position`: the next row handed out is the one at `position`.
+    pub fn seek(&mut self, position: u64) {
+        self.position = position;
+        self.buf.clear();
+    }
+
     fn available(&self) -> u64 {
         self.buf
             .back()
