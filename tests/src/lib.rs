@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use flowgate::event::Event;
 use flowgate::runtime::{Runtime, RuntimeConfig};
 
+pub mod fixture;
+
 /// Paths of the built plugins, one constant per plugin.
 pub mod plugins {
     include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
