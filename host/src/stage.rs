@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Mode, OnError, Output, StageConfig};
 use crate::event::{self, Batch, BatchBuilder, Columns, EventRef};
+use crate::flow::failure::{DeadLetter, RowError};
 use crate::flow::producer::{Producer, Routed, Target, partition_for};
 use crate::flow::reader::{Cursor, Input};
 use crate::flow::{Ctl, StageStats, Stopped};
 use crate::log::EventLog;
 use crate::reload::{Probation, StageSlot, Verdict};
-use crate::runtime::{CallError, CallErrorKind, PluginError, StageInstance};
+use crate::runtime::StageInstance;
 use crate::state::{SharedState, WindowState};
 
 /// What every worker of a stage shares.
@@ -251,12 +252,8 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
 /// A failed input row and how many calls it took.
 struct Failed {
     row: u32,
-    error: CallError,
+    error: RowError,
     attempts: u32,
-}
-
-fn retryable(e: &CallError) -> bool {
-    matches!(e.plugin_error(), Some(PluginError::Retryable(_)))
 }
 
 /// Calls the plugin on a batch (per event or per batch, with retries).
@@ -296,27 +293,24 @@ fn call(
                     s.config.input, part.cursor.partition, input.first
                 ))
             })?;
-            failures.extend(out.failures.into_iter().map(|(row, error)| Failed {
+            let plugin = part.instance.plugin().info().name.clone();
+            failures.extend(out.failures.into_iter().map(|(row, failure)| Failed {
                 row,
-                error,
+                error: RowError::of_windows(&plugin, failure),
                 attempts: 1,
             }));
             if s.late.is_some() {
                 late = out.late;
             } else {
-                let plugin = part.instance.plugin().info().name.clone();
                 failures.extend(out.late.into_iter().map(|row| Failed {
                     row,
-                    error: CallError {
+                    error: RowError::Late {
                         plugin: plugin.clone(),
-                        kind: CallErrorKind::Late {
-                            message: format!(
-                                "event time {} is before every open window (watermark {wm} or later, allowed lateness {} ms); set late-output to keep late events in a topic",
-                                cols.row(row as usize).timestamp,
-                                w.allowed_lateness
-                            ),
-                        },
-                        stderr: String::new(),
+                        message: format!(
+                            "event time {} is before every open window (watermark {wm} or later, allowed lateness {} ms); set late-output to keep late events in a topic",
+                            cols.row(row as usize).timestamp,
+                            w.allowed_lateness
+                        ),
                     },
                     attempts: 1,
                 }));
@@ -341,7 +335,7 @@ fn call(
                     }
                     Err(error) => failures.push(Failed {
                         row: i as u32,
-                        error,
+                        error: error.into(),
                         attempts: 1,
                     }),
                 }
@@ -352,7 +346,7 @@ fn call(
             Ok(out) => {
                 failures.extend(out.failures.into_iter().map(|f| Failed {
                     row: f.row,
-                    error: f.error,
+                    error: f.error.into(),
                     attempts: 1,
                 }));
                 (out.output, out.origins)
@@ -360,7 +354,7 @@ fn call(
             Err(error) => {
                 failures.extend((0..n as u32).map(|row| Failed {
                     row,
-                    error: error.clone(),
+                    error: RowError::Call(error.clone()),
                     attempts: 1,
                 }));
                 (event::finish(BatchBuilder::default()), Vec::new())
@@ -382,10 +376,10 @@ fn call(
     let mut retried = BatchBuilder::default();
     let mut retried_origins = Vec::new();
     if s.config.on_error == OnError::Retry {
-        for f in failures.iter_mut().filter(|f| retryable(&f.error)) {
+        for f in failures.iter_mut().filter(|f| f.error.is_retryable()) {
             let mut backoff = s.config.retry.backoff;
             let row = event::to_owned(&cols.row(f.row as usize));
-            while f.attempts < s.config.retry.attempts && retryable(&f.error) {
+            while f.attempts < s.config.retry.attempts && f.error.is_retryable() {
                 s.ctl.sleep(backoff, &s.stop);
                 if s.halted() {
                     // Nothing of this batch is committed; it is processed again on restart.
@@ -403,7 +397,7 @@ fn call(
                         f.attempts = 0;
                         break;
                     }
-                    Err(e) => f.error = e,
+                    Err(e) => f.error = e.into(),
                 }
             }
         }
@@ -498,10 +492,9 @@ fn over_record_limits(
         }
         failures.push(Failed {
             row,
-            error: CallError {
+            error: RowError::RecordLimit {
                 plugin: plugin.clone(),
-                kind: CallErrorKind::RecordLimit { message },
-                stderr: String::new(),
+                message,
             },
             attempts: 1,
         });
@@ -779,10 +772,9 @@ fn deliver(
         routed.retain(|r| r.origin != input.first + u64::from(row) + 1);
         failures.push(Failed {
             row,
-            error: CallError {
+            error: RowError::NoRoute {
                 plugin: part.instance.plugin().info().name.clone(),
-                kind: CallErrorKind::NoRoute { message },
-                stderr: String::new(),
+                message,
             },
             attempts: 1,
         });
@@ -804,18 +796,16 @@ fn deliver(
         match s.config.on_error {
             OnError::DeadLetter | OnError::Retry => {
                 let row = cols.row(f.row as usize);
-                let info = part.instance.plugin().info();
-                let ctx = [
-                    ("flowgate-stage", name.clone()),
-                    ("flowgate-plugin", info.name.clone()),
-                    ("flowgate-plugin-hash", info.hash.clone()),
-                    ("flowgate-error-kind", kind.to_owned()),
-                    ("flowgate-error", f.error.to_string()),
-                    ("flowgate-topic", s.config.input.clone()),
-                    ("flowgate-partition", p.to_string()),
-                    ("flowgate-offset", offset.to_string()),
-                    ("flowgate-attempt", f.attempts.to_string()),
-                ];
+                let ctx = DeadLetter {
+                    stage: name,
+                    plugin: part.instance.plugin().info(),
+                    error: &f.error,
+                    topic: &s.config.input,
+                    partition: p,
+                    offset,
+                    attempts: f.attempts,
+                }
+                .headers();
                 dead.push(
                     row.key,
                     row.value,

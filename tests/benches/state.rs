@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use flowgate::event::{self, Batch, Columns, Event};
 use flowgate::runtime::{CallError, CallErrorKind, Limits, PluginError};
-use flowgate::state::window::{Aggregate, DuePane, Refusal};
+use flowgate::state::window::{Aggregate, DuePane};
 use flowgate::state::{KeyedState, SharedState, WindowSpec, WindowState, Windowing};
 use flowgate_tests::plugins::{STATE_COUNT, WINDOW_STATS};
 
@@ -152,9 +152,6 @@ fn bytes_of(a: (u64, f64, f64, f64)) -> Vec<u8> {
 
 impl Aggregate for NativeStats {
     type Error = CallError;
-    fn refused(&self, refusal: Refusal) -> CallError {
-        self.fatal(format!("{refusal:?}"))
-    }
     fn fatal(&self, message: String) -> CallError {
         CallError {
             plugin: "native".into(),

@@ -1,12 +1,14 @@
 //! What every step of a pipeline shares, whatever it runs: the run's control (`Ctl`: the
 //! stop flag, the first failure, sleeps that end on a stop, the writers of each topic in a
 //! bounded run), the counters of stages and of sources and sinks, the `Cursor` a step
-//! reads its input with, and the `Producer` that appends its outputs and
-//! checkpoints its position once they are durable.
+//! reads its input with, the `Producer` that appends its outputs and
+//! checkpoints its position once they are durable, and what a failed row is (`RowError`) and
+//! the context its dead letter carries.
 //!
 //! Sources and sinks (`connect`), stage workers (`stage`) and the scheduler (`pipeline`) use it;
 //! it uses none of them.
 
+pub(crate) mod failure;
 pub(crate) mod producer;
 pub(crate) mod reader;
 

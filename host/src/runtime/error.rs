@@ -91,7 +91,9 @@ impl From<WitError> for PluginError {
     }
 }
 
-/// What went wrong in a call.
+/// What went wrong in a call: what the guest did or what bounding it took. A row the stage
+/// worker fails on its own findings (no route for an output, a late event, a record or state
+/// limit) is not a call error: that is the stage's row error, one layer up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CallErrorKind {
@@ -126,11 +128,6 @@ pub enum CallErrorKind {
         /// What is malformed.
         message: String,
     },
-    /// An output the stage's route has no topic for.
-    NoRoute {
-        /// The header and its value.
-        message: String,
-    },
     /// The plugin called WASI `exit` (`std::process::exit`, say): the call ends there, as a trap
     /// of this call only, and the instance is rebuilt for the next one.
     Exited {
@@ -143,28 +140,6 @@ pub enum CallErrorKind {
     /// The plugin could not be instantiated.
     Instantiate {
         /// What wasmtime said.
-        message: String,
-    },
-    /// An event arrived after every window it belongs to was closed.
-    Late {
-        /// The event time and the watermark.
-        message: String,
-    },
-    /// The event would take the stage's state (keyed entries and window panes) past
-    /// `max-state-bytes`.
-    StateLimit {
-        /// How many bytes, and the cap.
-        message: String,
-    },
-    /// The event's time cannot be placed in a window (a window would end past the largest
-    /// time).
-    EventTime {
-        /// The time and why.
-        message: String,
-    },
-    /// An output record is over a record limit (`[limits]` in the pipeline file).
-    RecordLimit {
-        /// Which limit, by how much, and the key that raises it.
         message: String,
     },
 }
@@ -224,14 +199,9 @@ impl CallError {
             CallErrorKind::Trap { .. } => "trap",
             CallErrorKind::OutputLimit { .. } => "output-limit",
             CallErrorKind::BadOutput { .. } => "bad-output",
-            CallErrorKind::NoRoute { .. } => "no-route",
             CallErrorKind::Exited { .. } => "exit",
             CallErrorKind::Interrupted => "interrupted",
             CallErrorKind::Instantiate { .. } => "instantiate",
-            CallErrorKind::Late { .. } => "late",
-            CallErrorKind::StateLimit { .. } => "state-limit",
-            CallErrorKind::EventTime { .. } => "event-time",
-            CallErrorKind::RecordLimit { .. } => "record-limit",
         }
     }
 }
@@ -256,7 +226,6 @@ impl fmt::Display for CallError {
             CallErrorKind::BadOutput { message } => {
                 write!(f, "returned a malformed batch: {message}")?
             }
-            CallErrorKind::NoRoute { message } => write!(f, "no route for an output: {message}")?,
             CallErrorKind::Exited { code } => write!(
                 f,
                 "called exit with status {code}: the call ends there and the instance is rebuilt \
@@ -269,10 +238,6 @@ impl fmt::Display for CallError {
             CallErrorKind::Instantiate { message } => {
                 write!(f, "cannot be instantiated: {message}")?
             }
-            CallErrorKind::Late { message } => write!(f, "late event: {message}")?,
-            CallErrorKind::StateLimit { message } => write!(f, "state limit: {message}")?,
-            CallErrorKind::EventTime { message } => write!(f, "event time: {message}")?,
-            CallErrorKind::RecordLimit { message } => write!(f, "record limit: {message}")?,
         }
         if !self.stderr.is_empty() {
             write!(

@@ -15,7 +15,7 @@ use super::stdio::{LogBudget, PluginOutput};
 use super::{Runtime, StageState};
 use crate::event::{self, Batch, BatchBuilder, BytesColumn, Event};
 use crate::state::SharedState;
-use crate::state::window::{Aggregate, AggregateError, Refusal};
+use crate::state::window::{Aggregate, AggregateError};
 use crate::wit::aggregator::flowgate::plugin::windows::{AddResult, Pane, Window};
 use crate::wit::aggregator::{Aggregator, AggregatorPre};
 use crate::wit::flowgate::plugin::types::BatchResult;
@@ -738,18 +738,6 @@ impl Aggregate for StageInstance {
 
     fn fatal(&self, message: String) -> CallError {
         self.error(CallErrorKind::Plugin(PluginError::Fatal(message)))
-    }
-
-    /// A row the windows refused: the host's finding, so no stderr of the plugin goes with it.
-    fn refused(&self, refusal: Refusal) -> CallError {
-        CallError {
-            plugin: self.name.to_string(),
-            kind: match refusal {
-                Refusal::StateLimit { message } => CallErrorKind::StateLimit { message },
-                Refusal::EventTime { message } => CallErrorKind::EventTime { message },
-            },
-            stderr: String::new(),
-        }
     }
 
     fn empty(&mut self) -> Vec<u8> {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use thiserror::Error;
 
-pub use window::{AggregateError, Fired, Refusal, WindowSpec, WindowState, Windowing};
+pub use window::{AggregateError, Failure, Fired, Refusal, WindowSpec, WindowState, Windowing};
 
 /// A stage instance's state, shared by the worker and the plugin instance it runs (which
 /// changes on hot reload; the state stays).

@@ -108,8 +108,7 @@ pub struct Fired {
 /// A window whose result is due: key, start, end, accumulator.
 pub type DuePane<'a> = (Option<&'a [u8]>, i64, i64, &'a [u8]);
 
-/// A row the windows refuse: the host's finding, not the plugin's. The aggregator turns it
-/// into its own error type ([`Aggregate::refused`]), named for the plugin.
+/// A row the windows refuse: the host's finding, not the plugin's (a [`Failure::Refused`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Refusal {
@@ -126,6 +125,44 @@ pub enum Refusal {
     },
 }
 
+impl Refusal {
+    /// A short name of the kind, for metrics and headers.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Refusal::StateLimit { .. } => "state-limit",
+            Refusal::EventTime { .. } => "event-time",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::StateLimit { message } => write!(f, "state limit: {message}"),
+            Refusal::EventTime { message } => write!(f, "event time: {message}"),
+        }
+    }
+}
+
+/// Why the windows failed a row: the aggregator's call failed on it, or the windows refused
+/// it. `E` is the aggregator's error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure<E> {
+    /// The aggregator failed on the row (its `add`, `merge` or `finish`).
+    Plugin(E),
+    /// The windows refused the row.
+    Refused(Refusal),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for Failure<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Plugin(e) => e.fmt(f),
+            Failure::Refused(r) => r.fmt(f),
+        }
+    }
+}
+
 /// What the windows need to know of an aggregator's error.
 pub trait AggregateError: std::fmt::Display {
     /// True for the plugin's `fatal` error: the stage cannot go on.
@@ -133,14 +170,13 @@ pub trait AggregateError: std::fmt::Display {
 }
 
 /// What the host needs of an aggregator plugin. `Error` is the plugin's call error (the
-/// runtime's `CallError`): the windows hand it back, they never look into it.
+/// runtime's `CallError`): the windows hand it back, they never look into it; a row they
+/// refuse themselves is a [`Refusal`], never one of the plugin's errors.
 pub trait Aggregate {
     /// A failed call or row.
     type Error: AggregateError;
     /// A `fatal` error of this plugin with `message` (a broken contract: the stage stops).
     fn fatal(&self, message: String) -> Self::Error;
-    /// A row the windows refused, as this plugin's error.
-    fn refused(&self, refusal: Refusal) -> Self::Error;
     /// The empty accumulator.
     fn empty(&mut self) -> Vec<u8>;
     /// Adds row `i` of `input` into `accs[slots[i]]`; returns the accumulators and the failed
@@ -165,8 +201,9 @@ pub struct WindowOutput<E> {
     pub fired: Vec<Fired>,
     /// Input rows too late for every window they belong to.
     pub late: Vec<u32>,
-    /// Input rows the plugin failed on (each once).
-    pub failures: Vec<(u32, E)>,
+    /// Input rows that failed (each once): the plugin failed on them or the windows refused
+    /// them.
+    pub failures: Vec<(u32, Failure<E>)>,
 }
 
 impl<E> Default for WindowOutput<E> {
@@ -212,13 +249,13 @@ fn tumbling_start(ts: i64, size: i64) -> Option<i64> {
 }
 
 /// The row's event time puts a window bound outside the times there are (an i64 of ms).
-fn time_failure<E: AggregateError>(plugin: &dyn Aggregate<Error = E>, ts: i64, what: &str) -> E {
-    plugin.refused(Refusal::EventTime {
-            message: format!(
-                "event time {ts} ms is too close to an end of the range of times ({} to {} ms): its {what} would not fit in it; fix the event's timestamp",
-                i64::MIN,
-                i64::MAX
-            ),
+fn time_failure<E>(ts: i64, what: &str) -> Failure<E> {
+    Failure::Refused(Refusal::EventTime {
+        message: format!(
+            "event time {ts} ms is too close to an end of the range of times ({} to {} ms): its {what} would not fit in it; fix the event's timestamp",
+            i64::MIN,
+            i64::MAX
+        ),
     })
 }
 
@@ -239,12 +276,12 @@ impl WindowState {
     }
 
     /// The state-limit failure of a row that would take the panes to `would` bytes.
-    fn full<E: AggregateError>(&self, plugin: &dyn Aggregate<Error = E>, would: usize) -> E {
+    fn full<E>(&self, would: usize) -> Failure<E> {
         let full = StateFull {
             would,
             max: self.cap.unwrap_or(usize::MAX),
         };
-        plugin.refused(Refusal::StateLimit {
+        Failure::Refused(Refusal::StateLimit {
             message: format!("window panes and accumulators: {full}"),
         })
     }
@@ -415,12 +452,12 @@ impl WindowState {
                     match tumbling_start(ts, size).and_then(|s| Some((s, s.checked_add(size)?))) {
                         Some((start, end)) if !expired(end, wm) => bounds.push((start, end)),
                         Some(_) => {}
-                        None => refused = Some(time_failure(plugin, ts, "window")),
+                        None => refused = Some(time_failure(ts, "window")),
                     }
                 }
                 WindowSpec::Hopping { size, slide } => {
                     let Some(mut start) = tumbling_start(ts, slide) else {
-                        out.failures.push((i, time_failure(plugin, ts, "window")));
+                        out.failures.push((i, time_failure(ts, "window")));
                         continue;
                     };
                     while start > ts.saturating_sub(size) {
@@ -428,7 +465,7 @@ impl WindowState {
                             Some(end) if !expired(end, wm) => bounds.push((start, end)),
                             Some(_) => {}
                             None => {
-                                refused = Some(time_failure(plugin, ts, "window"));
+                                refused = Some(time_failure(ts, "window"));
                                 break;
                             }
                         }
@@ -440,7 +477,7 @@ impl WindowState {
                 }
                 WindowSpec::Session { gap } => {
                     if ts.checked_add(gap).is_none() {
-                        refused = Some(time_failure(plugin, ts, "session"));
+                        refused = Some(time_failure(ts, "session"));
                     }
                 }
             }
@@ -462,7 +499,7 @@ impl WindowState {
                     .map(|_| pane_bytes(row.key, &empty))
                     .sum();
                 if new > 0 && !self.fits(self.bytes + new) {
-                    out.failures.push((i, self.full(plugin, self.bytes + new)));
+                    out.failures.push((i, self.full(self.bytes + new)));
                 } else {
                     for &(start, end) in &bounds {
                         panes.push(self.find_or_create(row.key, start, end, &empty, &mut seg));
@@ -578,7 +615,7 @@ impl WindowState {
                 let empty = plugin.empty();
                 let would = self.bytes + pane_bytes(key, &empty);
                 if !self.fits(would) {
-                    out.failures.push((row, self.full(plugin, would)));
+                    out.failures.push((row, self.full(would)));
                     return Ok(None);
                 }
                 let id = self.insert(Pane {
@@ -621,7 +658,7 @@ impl WindowState {
                         }
                         Err(e) if e.is_fatal() => return Err(e),
                         Err(e) => {
-                            out.failures.push((row, e));
+                            out.failures.push((row, Failure::Plugin(e)));
                             return Ok(None);
                         }
                     }
@@ -633,7 +670,7 @@ impl WindowState {
                     .sum();
                 let would = self.bytes - freed + pane_bytes(key, &acc);
                 if would > self.bytes && !self.fits(would) {
-                    out.failures.push((row, self.full(plugin, would)));
+                    out.failures.push((row, self.full(would)));
                     return Ok(None);
                 }
                 for id in many {
@@ -693,8 +730,10 @@ impl WindowState {
                         if let Some(a) = added.get_mut(r as usize) {
                             *a = false;
                         }
-                        out.failures
-                            .push((rows.get(r as usize).copied().unwrap_or(0), e));
+                        out.failures.push((
+                            rows.get(r as usize).copied().unwrap_or(0),
+                            Failure::Plugin(e),
+                        ));
                     }
                     false
                 } else {
@@ -734,11 +773,11 @@ impl WindowState {
                 match plugin.add(vec![acc.clone()], &one, &[0]) {
                     Ok((mut accs, failures)) if accs.len() == 1 => {
                         if let Some((_, e)) = failures.into_iter().next() {
-                            out.failures.push((*r, e));
+                            out.failures.push((*r, Failure::Plugin(e)));
                         } else if let Some(new) = accs.pop() {
                             let would = self.bytes - acc.len() + new.len();
                             if new.len() > acc.len() && !self.fits(would) {
-                                out.failures.push((*r, self.full(plugin, would)));
+                                out.failures.push((*r, self.full(would)));
                             } else {
                                 self.set_acc(id, new);
                                 added[j] = true;
@@ -747,7 +786,7 @@ impl WindowState {
                     }
                     Ok(_) => {}
                     Err(e) if e.is_fatal() => return Err(e),
-                    Err(e) => out.failures.push((*r, e)),
+                    Err(e) => out.failures.push((*r, Failure::Plugin(e))),
                 }
             }
         }
@@ -800,7 +839,7 @@ impl WindowState {
             Err(e) if e.is_fatal() => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, windows = ids.len(), "finishing windows failed; their results are lost");
-                out.failures.push((row, e));
+                out.failures.push((row, Failure::Plugin(e)));
                 for id in ids {
                     self.mark_fired(id);
                 }
@@ -938,50 +977,35 @@ mod tests {
     /// Sums decimal values; accumulators are decimal text.
     struct Sum;
 
-    /// The test aggregator's error: its own `fatal`, or a row the windows refused.
+    /// The test aggregator's error: its own `fatal`.
     #[derive(Debug)]
-    enum SumError {
-        Fatal(String),
-        Refused(Refusal),
-    }
+    struct SumError(String);
 
-    impl SumError {
+    impl Failure<SumError> {
         fn kind_name(&self) -> &'static str {
             match self {
-                SumError::Fatal(_) => "fatal",
-                SumError::Refused(Refusal::StateLimit { .. }) => "state-limit",
-                SumError::Refused(Refusal::EventTime { .. }) => "event-time",
+                Failure::Plugin(_) => "fatal",
+                Failure::Refused(r) => r.kind_name(),
             }
         }
     }
 
     impl AggregateError for SumError {
         fn is_fatal(&self) -> bool {
-            matches!(self, SumError::Fatal(_))
+            true
         }
     }
 
     impl std::fmt::Display for SumError {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            match self {
-                SumError::Fatal(m) => write!(f, "fatal error: {m}"),
-                SumError::Refused(Refusal::StateLimit { message }) => {
-                    write!(f, "state limit: {message}")
-                }
-                SumError::Refused(Refusal::EventTime { message }) => {
-                    write!(f, "event time: {message}")
-                }
-            }
+            write!(f, "fatal error: {}", self.0)
         }
     }
 
     impl Aggregate for Sum {
         type Error = SumError;
         fn fatal(&self, message: String) -> SumError {
-            SumError::Fatal(message)
-        }
-        fn refused(&self, refusal: Refusal) -> SumError {
-            SumError::Refused(refusal)
+            SumError(message)
         }
         fn empty(&mut self) -> Vec<u8> {
             b"0".to_vec()
