@@ -1,0 +1,164 @@
+//! Checks of the pipeline as a whole, made once every table is parsed: something to run, an
+//! `[http]` section for HTTP sources, every topic read is written (or filled from outside), no
+//! stage writes its own input, parallelism within the partitions, no cycle between stages,
+//! valid topic names.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+use super::span::Collector;
+use super::types::{SinkConfig, SourceConfig, SourceKind, StageConfig, TopicSpec};
+use crate::log::TopicConfig;
+
+/// Named tables of a section: name → (span of the name, (span the checks point at, the
+/// parsed table)). The second span is a source's `topic`, a stage's or a sink's `input`.
+pub(super) type Named<T> = BTreeMap<String, (Range<usize>, (Range<usize>, T))>;
+
+/// What the checks found out: the topics the pipeline uses, and the order of the stages.
+pub(super) struct Graph {
+    /// Topics declared and used (with the defaults).
+    pub topics: BTreeMap<String, TopicSpec>,
+    /// Stage names, each after the stages it reads from; none if they form a cycle.
+    pub order: Option<Vec<String>>,
+}
+
+/// Checks the pipeline as a whole; `whole` is the span of the file, `http_section` whether it
+/// has an `[http]` table (even one whose values were refused), `declared` its `[topics.*]`.
+pub(super) fn validate(
+    c: &mut Collector<'_>,
+    whole: Range<usize>,
+    http_section: bool,
+    declared: BTreeMap<String, (Range<usize>, TopicSpec)>,
+    sources: &Named<SourceConfig>,
+    stages: &Named<StageConfig>,
+    sinks: &Named<SinkConfig>,
+) -> Graph {
+    if sources.is_empty() && stages.is_empty() && sinks.is_empty() && c.problems.is_empty() {
+        c.add(
+            whole,
+            "the pipeline has no sources, stages or sinks",
+            Some("add at least a [stages.<name>] table; see docs/pipeline.md".into()),
+        );
+    }
+    if !http_section
+        && let Some((name, (span, _))) = sources
+            .iter()
+            .find(|(_, (_, (_, s)))| matches!(s.kind, SourceKind::Http))
+    {
+        c.add(
+            span.clone(),
+            format!("source `{name}` is of type http, but there is no [http] section"),
+            Some("add [http] with listen = \"127.0.0.1:8080\"".into()),
+        );
+    }
+
+    // The graph: who writes each topic, who reads it.
+    let mut writers: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (name, (_, (_, s))) in sources {
+        writers
+            .entry(&s.topic)
+            .or_default()
+            .push(format!("source `{name}`"));
+    }
+    for (name, (_, (_, s))) in stages {
+        for t in s.written_topics() {
+            writers
+                .entry(t)
+                .or_default()
+                .push(format!("stage `{name}`"));
+        }
+    }
+    let external = |t: &str| declared.get(t).is_some_and(|(_, s)| s.external);
+    let mut readers: Vec<(&str, &str, Range<usize>)> = Vec::new();
+    for (name, (_, (span, s))) in stages {
+        readers.push((name, &s.input, span.clone()));
+    }
+    for (name, (_, (span, s))) in sinks {
+        readers.push((name, &s.input, span.clone()));
+    }
+    for (reader, topic, span) in &readers {
+        if !writers.contains_key(topic) && !external(topic) {
+            c.add(
+                span.clone(),
+                format!("`{reader}` reads topic `{topic}`, which nothing in this pipeline writes"),
+                Some(format!(
+                    "write it from a source or stage, or declare [topics.{topic}] with external = true if it is filled before the run"
+                )),
+            );
+        }
+    }
+    for (name, (span, (_, s))) in stages {
+        if s.output.topics().contains(&s.input.as_str()) {
+            c.add(
+                span.clone(),
+                format!("stage `{name}` writes its own input topic `{}`", s.input),
+                Some("send its output to another topic".into()),
+            );
+        }
+        if let Some(p) = s.parallelism {
+            let partitions = declared
+                .get(&s.input)
+                .map_or(1, |(_, t)| t.config.partitions);
+            if p == 0 || p > partitions {
+                c.add(span.clone(), format!("stage `{name}`: parallelism {p} is not between 1 and the {partitions} partition(s) of `{}`", s.input), Some(format!("raise [topics.{}] partitions or lower parallelism", s.input)));
+            }
+        }
+    }
+    // Cycles between stages (through topics).
+    let order = topo_order(c, stages);
+
+    let mut topics: BTreeMap<String, TopicSpec> =
+        declared.into_iter().map(|(k, (_, v))| (k, v)).collect();
+    let used = writers
+        .keys()
+        .map(|t| t.to_string())
+        .chain(readers.iter().map(|(_, t, _)| t.to_string()))
+        .collect::<Vec<_>>();
+    for t in used {
+        if let Err(e) = crate::log::check_name("topic", &t) {
+            c.add(0..0, e.to_string(), None);
+        }
+        topics.entry(t).or_insert_with(|| TopicSpec {
+            config: TopicConfig::default(),
+            external: false,
+        });
+    }
+
+    Graph { topics, order }
+}
+
+/// Stage names with each after the stages whose output it reads; reports a cycle.
+fn topo_order(c: &mut Collector<'_>, stages: &Named<StageConfig>) -> Option<Vec<String>> {
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut order = Vec::new();
+    let feeds = |a: &StageConfig, b: &StageConfig| a.output.topics().contains(&b.input.as_str());
+    while order.len() < stages.len() {
+        let next = stages.iter().find(|(n, (_, (_, s)))| {
+            !done.contains(n.as_str())
+                && stages
+                    .iter()
+                    .all(|(m, (_, (_, o)))| m == *n || done.contains(m.as_str()) || !feeds(o, s))
+        });
+        match next {
+            Some((n, _)) => {
+                done.insert(n);
+                order.push(n.clone());
+            }
+            None => {
+                let left: Vec<&str> = stages
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|n| !done.contains(n))
+                    .collect();
+                let (span, _) = &stages[left[0]];
+                c.add(
+                    span.clone(),
+                    format!("stages {} form a cycle through their topics", left.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
+                    Some("a stage's output must not flow back into its own input; break the loop with another topic".into()),
+                );
+                return None;
+            }
+        }
+    }
+    Some(order)
+}

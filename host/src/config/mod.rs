@@ -1,0 +1,32 @@
+//! The pipeline file (TOML): parsing, and every check that can be made before running.
+//!
+//! Parsing collects every problem it can find in one pass, each with its line and column and
+//! what to write instead: unknown keys (with the closest known key), values of the wrong type,
+//! a stage reading a topic nobody writes, cycles, missing plugin files. Loading each plugin to
+//! check its world is `pipeline::check_plugins`, since it needs a runtime; whether a loaded plugin
+//! fits its stage is [`StageConfig::accepts`].
+//!
+//! By concern, each file using only those before it:
+//!
+//! - `types`: the pipeline as the rest of the host sees it ([`PipelineConfig`] and its parts);
+//! - `span`: [`Problem`]s, their lines and columns, and the collector every check reports to;
+//! - `keys`: the serde shape of each table and the key table derived from those shapes (the
+//!   keys each table takes, and the closest known key for one it does not);
+//! - `graph`: the checks of the whole pipeline (`validate`): who writes and who reads each
+//!   topic, cycles, parallelism, topic names;
+//! - `parse`: [`PipelineConfig::load`] and [`PipelineConfig::parse`], which walk the file table
+//!   by table and then call `validate`.
+//!
+//! Every key and its default is listed in `docs/pipeline.md`.
+
+mod graph;
+mod keys;
+mod parse;
+mod span;
+mod types;
+
+pub use span::{Problem, Problems};
+pub use types::{
+    Delivery, HttpConfig, Misfit, Mode, OnError, Output, PipelineConfig, RetryConfig, SinkConfig,
+    SinkKind, SourceConfig, SourceKind, StageConfig, Start, TopicSpec,
+};

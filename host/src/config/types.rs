@@ -1,0 +1,351 @@
+//! The pipeline as the rest of the host sees it: what a parsed and checked file holds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::RecordLimits;
+use crate::log::{SyncPolicy, TopicConfig};
+use crate::runtime::{Limits, PluginInfo, World};
+use crate::state::Windowing;
+
+/// Delivery guarantee of the stages and sources that can replay their input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// An input is committed after its outputs are durable; a crash may repeat outputs.
+    #[default]
+    AtLeastOnce,
+    /// Outputs carry their input position; after a crash, outputs already written are not
+    /// written again.
+    ExactlyOnce,
+}
+
+/// How a stage calls its plugin.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// `on-batch` with up to `batch-size` events.
+    #[default]
+    Batch,
+    /// `on-event`, one event per call.
+    Event,
+}
+
+/// What a stage does with an event its plugin fails on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Append it to the dead-letter topic with the error in its headers.
+    #[default]
+    DeadLetter,
+    /// Retry `retryable` errors with backoff; what still fails goes to the dead-letter topic.
+    Retry,
+    /// Drop it, counted in `flowgate_stage_skipped_total` and logged.
+    Skip,
+    /// Stop the pipeline.
+    Fail,
+}
+
+/// Where a stage starts when it has no committed position.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Start {
+    /// The oldest event held.
+    #[default]
+    Earliest,
+    /// Only events appended after the stage starts.
+    Latest,
+}
+
+/// A whole pipeline file, parsed and checked.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Pipeline name: names its checkpoints and metrics.
+    pub name: String,
+    /// Delivery guarantee.
+    pub delivery: Delivery,
+    /// How often positions are checkpointed.
+    pub commit_interval: Duration,
+    /// Log sync policy.
+    pub sync: SyncPolicy,
+    /// The HTTP server, if any.
+    pub http: Option<HttpConfig>,
+    /// Per-record limits (`[limits]`): of HTTP ingest, and of every stage's outputs unless the
+    /// stage sets its own.
+    pub limits: RecordLimits,
+    /// Topics by name: those declared and those used (with defaults).
+    pub topics: BTreeMap<String, TopicSpec>,
+    /// Sources by name.
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Stages by name, in an order where each comes after the stages it reads from.
+    pub stages: Vec<StageConfig>,
+    /// Sinks by name.
+    pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+/// A topic as the pipeline wants it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Settings for creating it.
+    pub config: TopicConfig,
+    /// Written by something outside the pipeline (filled before the run).
+    pub external: bool,
+}
+
+/// The HTTP server: ingest, `/metrics`, `/health`.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Name of the environment variable holding the bearer token of both ingest and admin
+    /// (unless `admin-token-env` / `ingest-token-env` name their own); none: no auth.
+    pub token_env: Option<String>,
+    /// Name of the environment variable holding the admin API's bearer token.
+    pub admin_token_env: Option<String>,
+    /// Name of the environment variable holding the ingest bearer token.
+    pub ingest_token_env: Option<String>,
+    /// Whether the `/admin` routes are served (`admin = false` turns them off).
+    pub admin: bool,
+    /// Largest request body.
+    pub max_body: usize,
+    /// Bytes of ingest requests in flight at once before 503.
+    pub max_inflight: usize,
+    /// Unprocessed events in a topic's readers before ingest answers 429.
+    pub max_lag: u64,
+}
+
+/// A source: where events come from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceConfig {
+    /// Its name.
+    pub name: String,
+    /// The topic it appends to.
+    pub topic: String,
+    /// What it reads.
+    pub kind: SourceKind,
+}
+
+/// The kinds of source.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceKind {
+    /// NDJSON events from a file, read once; resumes where it stopped.
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+    /// NDJSON events from standard input.
+    Stdin,
+    /// Generated events `{"seq":N,"pad":"..."}`, for demos and benchmarks.
+    Generator {
+        /// How many (none: without end).
+        count: Option<u64>,
+        /// Events per second (none: as fast as the log takes them).
+        rate: Option<u64>,
+        /// Bytes of each value (at least the JSON around `seq`).
+        size: usize,
+    },
+    /// `POST /topics/<topic>/events` on the HTTP server.
+    Http,
+}
+
+/// A stage: a plugin between an input topic and its outputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StageConfig {
+    /// Its name.
+    pub name: String,
+    /// The plugin file.
+    pub plugin: PathBuf,
+    /// Line and column of `plugin` in the pipeline file, for problems found when loading it.
+    pub plugin_at: (usize, usize),
+    /// The topic it reads.
+    pub input: String,
+    /// Where its outputs go.
+    pub output: Output,
+    /// Per event or per batch.
+    pub mode: Mode,
+    /// Most events per `on-batch` call.
+    pub batch_size: usize,
+    /// How long to wait for a batch to fill.
+    pub linger: Duration,
+    /// Worker threads (each serves some of the input's partitions); default one per partition.
+    pub parallelism: Option<u32>,
+    /// Limits of each instance.
+    pub limits: Limits,
+    /// Plugin config, passed to `init`.
+    pub config: Vec<(String, String)>,
+    /// Error policy.
+    pub on_error: OnError,
+    /// Retry settings (for `on-error = "retry"`).
+    pub retry: RetryConfig,
+    /// Dead-letter topic.
+    pub dead_letter_topic: String,
+    /// Traps in a minute above which the stage pauses.
+    pub max_traps_per_minute: u32,
+    /// Where to start without a committed position.
+    pub start: Start,
+    /// Keyed state granted to the plugin (`flowgate:plugin/state`).
+    pub state: bool,
+    /// Cap on each instance's keyed state, bytes.
+    pub max_state_bytes: usize,
+    /// Per-record limits of its outputs: `[limits]`, with the stage's own keys over it.
+    pub record_limits: RecordLimits,
+    /// Windows, for an aggregator plugin.
+    pub window: Option<Windowing>,
+    /// Where events too late for every window go (else: by the error policy, as `late`).
+    pub late_output: Option<String>,
+}
+
+impl StageConfig {
+    /// Every topic the stage writes: outputs, late events, dead letters.
+    pub fn written_topics(&self) -> Vec<&str> {
+        let mut out = self.output.topics();
+        out.extend(self.late_output.as_deref());
+        if matches!(self.on_error, OnError::DeadLetter | OnError::Retry) {
+            out.push(&self.dead_letter_topic);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Whether a plugin fits the stage: the world the stage's settings call for, and keyed
+    /// state only where the stage grants it.
+    pub fn accepts(&self, info: &PluginInfo) -> Result<(), Misfit> {
+        match (info.kind, &self.window) {
+            (World::Aggregator, None) => {
+                return Err(Misfit::NoWindow {
+                    plugin: info.name.clone(),
+                });
+            }
+            (World::Stage, Some(_)) => {
+                return Err(Misfit::NotAggregator {
+                    plugin: info.name.clone(),
+                });
+            }
+            _ => {}
+        }
+        if info.uses_state && !self.state {
+            return Err(Misfit::StateNotGranted {
+                plugin: info.name.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a plugin does not fit its stage ([`StageConfig::accepts`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Misfit {
+    /// An aggregator plugin, and the stage has no `window`.
+    #[error("{plugin} implements the aggregator world, and the stage has no `window`")]
+    NoWindow {
+        /// The plugin's name.
+        plugin: String,
+    },
+    /// A stage with a `window`, and a plugin of the stage world.
+    #[error(
+        "the stage has a `window`, and {plugin} implements the stage world, not the aggregator world"
+    )]
+    NotAggregator {
+        /// The plugin's name.
+        plugin: String,
+    },
+    /// A plugin that uses keyed state, and the stage is not granted it.
+    #[error(
+        "{plugin} uses keyed state (it imports flowgate:plugin/state), and the stage is not granted it"
+    )]
+    StateNotGranted {
+        /// The plugin's name.
+        plugin: String,
+    },
+}
+
+impl Misfit {
+    /// What to change in the pipeline file.
+    pub fn help(&self) -> &'static str {
+        match self {
+            Misfit::NoWindow { .. } => {
+                "add window = { kind = \"tumbling\", size = \"1m\" } (or hopping, session) to the stage"
+            }
+            Misfit::NotAggregator { .. } => {
+                "a stage with `window` runs an aggregator plugin (world flowgate:plugin/aggregator); remove `window` to run this plugin"
+            }
+            Misfit::StateNotGranted { .. } => "add state = true to the stage",
+        }
+    }
+}
+
+/// Retries of `retryable` errors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// Attempts in all (the first call included).
+    pub attempts: u32,
+    /// First backoff; doubled after each attempt.
+    pub backoff: Duration,
+    /// Largest backoff.
+    pub max_backoff: Duration,
+}
+
+/// Where a stage's outputs go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Every output to each of these topics (one: the plain case; several: fan-out).
+    Topics(Vec<String>),
+    /// Each output to the topic its header names.
+    Route {
+        /// The header the plugin sets.
+        header: String,
+        /// Header value → topic.
+        topics: BTreeMap<String, String>,
+        /// Topic for other values and for outputs without the header; none: an error.
+        default: Option<String>,
+    },
+}
+
+impl Output {
+    /// Every topic this may write.
+    pub fn topics(&self) -> Vec<&str> {
+        let mut t: BTreeSet<&str> = BTreeSet::new();
+        match self {
+            Output::Topics(v) => t.extend(v.iter().map(String::as_str)),
+            Output::Route {
+                topics, default, ..
+            } => {
+                t.extend(topics.values().map(String::as_str));
+                t.extend(default.as_deref());
+            }
+        }
+        t.into_iter().collect()
+    }
+}
+
+/// A sink: where events leave the pipeline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SinkConfig {
+    /// Its name.
+    pub name: String,
+    /// The topic it reads.
+    pub input: String,
+    /// Where it writes.
+    pub kind: SinkKind,
+    /// Where to start without a committed position.
+    pub start: Start,
+}
+
+/// The kinds of sink.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SinkKind {
+    /// NDJSON lines appended to a file, synced before the position is committed.
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+    /// NDJSON lines on standard output.
+    Stdout,
+}
