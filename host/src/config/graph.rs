@@ -162,3 +162,115 @@ fn topo_order(c: &mut Collector<'_>, stages: &Named<StageConfig>) -> Option<Vec<
     }
     Some(order)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::testing::{BASE, Case, Files, STAGE, expect_each};
+
+    fn case<'a>(name: &'a str, text: String, message: &str, help: Option<&'a str>) -> Case<'a> {
+        (name, text, message.to_owned(), help)
+    }
+
+    /// A stage `name` of `p.wasm` from `input` to `output`.
+    fn stage(name: &str, input: &str, output: &str) -> String {
+        format!(
+            "[stages.{name}]\nplugin = \"p.wasm\"\ninput = \"{input}\"\noutput = \"{output}\"\n"
+        )
+    }
+
+    #[test]
+    fn stages_come_after_the_stages_they_read_from() {
+        let f = Files::new();
+        let text = format!(
+            "[sources.gen]\ntype = \"generator\"\ntopic = \"t0\"\n{}{}{}",
+            stage("c", "t2", "t3"),
+            stage("a", "t0", "t1"),
+            stage("b", "t1", "t2"),
+        );
+        let order: Vec<String> = f.ok(&text).stages.into_iter().map(|s| s.name).collect();
+        assert_eq!(order, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn an_external_topic_may_be_read_without_a_writer() {
+        let f = Files::new();
+        let text = format!(
+            "[topics.ext]\nexternal = true\n{}",
+            stage("a", "ext", "out")
+        );
+        let c = f.ok(&text);
+        assert!(c.topics["ext"].external);
+        assert!(!c.topics["out"].external);
+    }
+
+    /// Every problem `validate` can report.
+    #[test]
+    fn each_problem_of_the_whole_pipeline_is_reported_with_what_to_do() {
+        let f = Files::new();
+        expect_each(
+            &f,
+            &[
+                case(
+                    "nothing to run",
+                    "name = \"empty\"\n".into(),
+                    "the pipeline has no sources, stages or sinks",
+                    Some("add at least a [stages.<name>] table; see docs/pipeline.md"),
+                ),
+                case(
+                    "an http source without [http]",
+                    format!("{BASE}[sources.web]\ntype = \"http\"\ntopic = \"in\"\n"),
+                    "source `web` is of type http, but there is no [http] section",
+                    Some("add [http] with listen = \"127.0.0.1:8080\""),
+                ),
+                case(
+                    "a topic read and never written",
+                    format!("{BASE}[sinks.lost]\ntype = \"stdout\"\ninput = \"nowhere\"\n"),
+                    "`lost` reads topic `nowhere`, which nothing in this pipeline writes",
+                    Some(
+                        "write it from a source or stage, or declare [topics.nowhere] with external = true if it is filled before the run",
+                    ),
+                ),
+                case(
+                    "a stage writing its own input",
+                    format!("{STAGE}output = [\"out\", \"in\"]\n"),
+                    "stage `a` writes its own input topic `in`",
+                    Some("send its output to another topic"),
+                ),
+                case(
+                    "parallelism above the partitions",
+                    format!(
+                        "[topics.in]\npartitions = 2\n{STAGE}output = \"out\"\nparallelism = 3\n"
+                    ),
+                    "stage `a`: parallelism 3 is not between 1 and the 2 partition(s) of `in`",
+                    Some("raise [topics.in] partitions or lower parallelism"),
+                ),
+                case(
+                    "parallelism 0",
+                    format!("{STAGE}output = \"out\"\nparallelism = 0\n"),
+                    "stage `a`: parallelism 0 is not between 1 and the 1 partition(s) of `in`",
+                    Some("raise [topics.in] partitions or lower parallelism"),
+                ),
+                case(
+                    "stages in a cycle",
+                    format!(
+                        "[sources.gen]\ntype = \"generator\"\ntopic = \"in\"\n{}{}{}",
+                        stage("a", "in", "x"),
+                        stage("b", "x", "y"),
+                        format!("{}output = [\"z\", \"x\"]\n", &stage("c", "y", "")[..])
+                            .replace("output = \"\"\n", ""),
+                    ),
+                    "stages `b`, `c` form a cycle through their topics",
+                    Some(
+                        "a stage's output must not flow back into its own input; break the loop with another topic",
+                    ),
+                ),
+                case(
+                    "a topic name that is not valid",
+                    format!("{STAGE}output = \"a b\"\n"),
+                    "topic name \"a b\" is not valid: use 1 to 200 letters, digits, '.', '_' or '-'",
+                    None,
+                ),
+            ],
+        );
+    }
+}

@@ -406,3 +406,134 @@ impl<'de> Deserialize<'de> for Size {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key table is the shapes' fields, as the file spells them, in their order.
+    #[test]
+    fn the_keys_of_a_table_are_the_fields_of_its_shape() {
+        assert_eq!(
+            top_keys(),
+            [
+                "name",
+                "delivery",
+                "commit-interval",
+                "log",
+                "http",
+                "limits",
+                "topics",
+                "sources",
+                "stages",
+                "sinks"
+            ]
+        );
+        assert_eq!(fields::<SourceFile>(), ["type", "topic"]);
+        assert_eq!(
+            fields::<RetryFile>(),
+            ["attempts", "backoff", "max-backoff"]
+        );
+        assert_eq!(fields::<StageFile>().len(), 30);
+        assert!(fields::<StageFile>().contains(&"max-traps-per-minute"));
+        let kinds = |k: Kinds| k.iter().map(|(n, f)| (*n, f())).collect::<Vec<_>>();
+        assert_eq!(
+            kinds(SINK_KINDS),
+            [("file", &["path", "start"][..]), ("stdout", &["start"][..])]
+        );
+        assert_eq!(kinds(SOURCE_KINDS)[1], ("stdin", &[][..]));
+    }
+
+    /// A key every table takes is never reported unknown: each table of a file that sets every
+    /// key of every shape is read without an unknown-key problem.
+    #[test]
+    fn a_file_with_every_key_has_no_unknown_key() {
+        use crate::config::testing::Files;
+        let f = Files::new();
+        let text = r#"
+name = "all"
+delivery = "exactly-once"
+commit-interval = "1s"
+[log]
+sync = "never"
+[http]
+listen = "127.0.0.1:0"
+token-env = "T"
+admin-token-env = "A"
+ingest-token-env = "I"
+admin = false
+max-body = "1MiB"
+max-inflight = "1MiB"
+max-lag = 5
+[limits]
+max-key-bytes = 10
+max-value-bytes = 10
+max-headers = 10
+max-header-bytes = 10
+[topics.in]
+partitions = 2
+segment-bytes = "1MiB"
+segment-age = "1h"
+retention-bytes = "1GiB"
+retention-age = "1day"
+external = true
+[sources.f]
+type = "file"
+topic = "a"
+path = "events.ndjson"
+[sources.g]
+type = "generator"
+topic = "b"
+count = 1
+rate = 1
+size = 100
+[sources.s]
+type = "stdin"
+topic = "c"
+[sources.h]
+type = "http"
+topic = "d"
+[stages.w]
+plugin = "p.wasm"
+input = "in"
+route = { header = "h", topics = { x = "o" }, default = "o" }
+mode = "event"
+batch-size = 1
+linger = "1ms"
+parallelism = 1
+memory = "1MiB"
+timeout = "1s"
+max-outputs-per-event = 1
+max-output-bytes = 1
+max-log-rate = 1
+max-log-burst = 1
+config = { k = "v" }
+on-error = "retry"
+retry = { attempts = 1, backoff = "1s", max-backoff = "1s" }
+dead-letter-topic = "dl"
+max-traps-per-minute = 1
+start = "latest"
+state = true
+max-state-bytes = 1
+max-key-bytes = 1
+max-value-bytes = 1
+max-headers = 1
+max-header-bytes = 1
+window = { kind = "hopping", size = "2s", slide = "1s", gap = "1s" }
+out-of-orderness = "1s"
+allowed-lateness = "1s"
+late-output = "late"
+[sinks.f]
+type = "file"
+input = "o"
+path = "out.ndjson"
+start = "latest"
+[sinks.o]
+type = "stdout"
+input = "o"
+start = "earliest"
+"#;
+        let c = f.ok(text);
+        assert_eq!(c.name, "all");
+    }
+}

@@ -23,6 +23,8 @@ mod graph;
 mod keys;
 mod parse;
 mod span;
+#[cfg(test)]
+mod testing;
 mod types;
 
 pub use span::{Problem, Problems};

@@ -578,3 +578,344 @@ fn file_path<'p>(
     };
     Some((p, resolve(p.get_ref())))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::types::{Delivery, Output, SinkKind, SourceKind, Start};
+    use crate::config::testing::{BASE, Case, Files, STAGE, expect_each};
+
+    fn case<'a>(name: &'a str, text: &str, message: &str, help: Option<&'a str>) -> Case<'a> {
+        (name, text.to_owned(), message.to_owned(), help)
+    }
+
+    #[test]
+    fn a_file_with_a_source_a_stage_and_a_sink_parses_with_the_defaults() {
+        let f = Files::new();
+        let c = f.ok(BASE);
+        assert_eq!(c.name, "p");
+        assert_eq!(c.delivery, Delivery::AtLeastOnce);
+        assert_eq!(c.commit_interval, Duration::from_millis(500));
+        assert!(c.http.is_none());
+        assert_eq!(
+            c.sources["gen"].kind,
+            SourceKind::Generator {
+                count: None,
+                rate: None,
+                size: 64
+            }
+        );
+        let a = &c.stages[0];
+        assert_eq!(a.name, "a");
+        assert_eq!(a.plugin, f.dir().join("p.wasm"));
+        assert_eq!(a.output, Output::Topics(vec!["out".into()]));
+        assert_eq!(a.batch_size, 1024);
+        assert_eq!(a.dead_letter_topic, "dead-letters");
+        assert_eq!(c.sinks["out"].kind, SinkKind::Stdout);
+        assert_eq!(c.sinks["out"].start, Start::Earliest);
+        let topics: Vec<&str> = c.topics.keys().map(String::as_str).collect();
+        assert_eq!(topics, ["dead-letters", "in", "out"]);
+    }
+
+    #[test]
+    fn keys_of_each_kind_of_source_and_sink_are_read() {
+        let f = Files::new();
+        let c = f.ok(r#"
+[sources.file]
+type = "file"
+topic = "a"
+path = "events.ndjson"
+
+[sources.gen]
+type = "generator"
+topic = "b"
+count = 10
+rate = 5
+size = "1KiB"
+
+[sinks.file]
+type = "file"
+input = "a"
+path = "out.ndjson"
+start = "latest"
+
+[sinks.out]
+type = "stdout"
+input = "b"
+start = "latest"
+"#);
+        assert_eq!(
+            c.sources["file"].kind,
+            SourceKind::File {
+                path: f.dir().join("events.ndjson")
+            }
+        );
+        assert_eq!(
+            c.sources["gen"].kind,
+            SourceKind::Generator {
+                count: Some(10),
+                rate: Some(5),
+                size: 1024
+            }
+        );
+        assert_eq!(
+            c.sinks["file"].kind,
+            SinkKind::File {
+                path: f.dir().join("out.ndjson")
+            }
+        );
+        assert_eq!(c.sinks["file"].start, Start::Latest);
+        assert_eq!(c.sinks["out"].start, Start::Latest);
+    }
+
+    #[test]
+    fn problems_are_reported_in_file_order_with_line_and_column() {
+        let f = Files::new();
+        let text = format!("naem = \"x\"\n{STAGE}ouput = \"out\"\n");
+        let p: Vec<String> = f.problems(&text).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            p,
+            [
+                "1:1: unknown key `naem` in the pipeline file\n    help: did you mean `name`?",
+                "7:1: [stages.a] has no `output`\n    help: add output = \"<topic>\" (a list fans out), or a [route] by header",
+                "10:1: unknown key `ouput` in [stages.a]\n    help: did you mean `output`?",
+            ]
+        );
+    }
+
+    /// Every problem parsing can report (the checks of the whole pipeline are in `graph`).
+    #[test]
+    fn each_problem_of_a_table_is_reported_with_what_to_do() {
+        let f = Files::new();
+        let dir = f.dir().display();
+        let with = |extra: &str| format!("{BASE}{extra}\n");
+        let stage = |extra: &str| format!("{STAGE}{extra}\n");
+        expect_each(
+            &f,
+            &[
+                case(
+                    "not TOML",
+                    "name = ",
+                    "not valid TOML: string values must be quoted, expected literal string",
+                    None,
+                ),
+                case(
+                    "unknown key, close to one",
+                    &format!("naem = \"x\"\n{BASE}"),
+                    "unknown key `naem` in the pipeline file",
+                    Some("did you mean `name`?"),
+                ),
+                case(
+                    "unknown key, close to none",
+                    &format!("[log]\nsync = \"always\"\ncompletely-different = 1\n{BASE}"),
+                    "unknown key `completely-different` in [log]",
+                    Some("[log] takes: sync"),
+                ),
+                case(
+                    "unknown key in a stage's sub-table",
+                    &stage("output = \"out\"\nretry = { attempts = 2, backof = \"1s\" }"),
+                    "unknown key `backof` in [stages.a] retry",
+                    Some("did you mean `backoff`?"),
+                ),
+                case(
+                    "a value of the wrong type",
+                    &format!("delivery = \"twice\"\n{BASE}"),
+                    "pipeline: unknown variant `twice`, expected `at-least-once` or `exactly-once`",
+                    None,
+                ),
+                case(
+                    "a missing key",
+                    "[stages.a]\nplugin = \"p.wasm\"\noutput = \"out\"\n",
+                    "[stages.a]: missing field `input`",
+                    None,
+                ),
+                case(
+                    "a section that is not a table",
+                    &format!("log = 3\n{BASE}"),
+                    "log must be a table",
+                    Some("write it as [log]"),
+                ),
+                case(
+                    "a named table that is not a table",
+                    &format!("{BASE}[topics]\nin = 3\n"),
+                    "[topics.in] must be a table",
+                    Some("write it as [[topics.in]]"),
+                ),
+                case(
+                    "a bad name of a table",
+                    &format!("{BASE}[topics.\"a b\"]\n"),
+                    "topic name \"a b\" is not valid: use 1 to 200 letters, digits, '.', '_' or '-'",
+                    None,
+                ),
+                case(
+                    "a bad pipeline name",
+                    &format!("name = \"a/b\"\n{BASE}"),
+                    "pipeline name \"a/b\" is not valid: use 1 to 200 letters, digits, '.', '_' or '-'",
+                    Some("set name = \"...\" at the top"),
+                ),
+                case(
+                    "a bad sync policy",
+                    &format!("[log]\nsync = \"sometimes\"\n{BASE}"),
+                    "unknown sync policy \"sometimes\": use always, never or interval:<duration> (e.g. interval:10ms)",
+                    None,
+                ),
+                case(
+                    "max-inflight out of range",
+                    &format!("[http]\nlisten = \"127.0.0.1:0\"\nmax-inflight = 0\n{BASE}"),
+                    &format!(
+                        "[http] max-inflight = 0 bytes is out of range: it must be from 1 to {} bytes",
+                        tokio::sync::Semaphore::MAX_PERMITS
+                    ),
+                    Some("write e.g. max-inflight = \"64MiB\""),
+                ),
+                case(
+                    "a source without a type",
+                    &with("[sources.s]\ntopic = \"in\""),
+                    "[sources.s] has no `type`",
+                    Some("add type = one of file, stdin, generator, http"),
+                ),
+                case(
+                    "a type that is not a string",
+                    &with("[sinks.s]\ntype = 1\ninput = \"out\""),
+                    "`type` of [sinks.s] must be a string",
+                    None,
+                ),
+                case(
+                    "an unknown type",
+                    &with("[sinks.s]\ntype = \"printer\"\ninput = \"out\""),
+                    "unknown type \"printer\" in [sinks.s]",
+                    Some("use one of: file, stdout"),
+                ),
+                case(
+                    "a key of another kind",
+                    &with(
+                        "[sources.s]\ntype = \"stdin\"\ntopic = \"in\"\npath = \"events.ndjson\"",
+                    ),
+                    "unknown key `path` in [sources.s]",
+                    Some("[sources.s] takes: type, topic"),
+                ),
+                case(
+                    "a file source without a path",
+                    &with("[sources.s]\ntype = \"file\"\ntopic = \"in\""),
+                    "[sources.s] (type file) has no `path`",
+                    Some("add path = \"events.ndjson\""),
+                ),
+                case(
+                    "a file sink without a path",
+                    &with("[sinks.s]\ntype = \"file\"\ninput = \"out\""),
+                    "[sinks.s] (type file) has no `path`",
+                    Some("add path = \"out.ndjson\""),
+                ),
+                case(
+                    "a source file that does not exist",
+                    &with("[sources.s]\ntype = \"file\"\ntopic = \"in\"\npath = \"nope.ndjson\""),
+                    &format!("source file {dir}/nope.ndjson does not exist"),
+                    Some("paths are relative to the pipeline file's directory"),
+                ),
+                case(
+                    "a plugin file that does not exist",
+                    &with("[stages.b]\nplugin = \"nope.wasm\"\ninput = \"in\"\noutput = \"out\""),
+                    &format!("plugin file {dir}/nope.wasm does not exist"),
+                    Some(
+                        "build it (cd plugins && cargo build --release) or fix the path; paths are relative to the pipeline file",
+                    ),
+                ),
+                case(
+                    "an empty output list",
+                    &stage("output = []"),
+                    "[stages.a]: `output` is an empty list",
+                    Some("name at least one topic"),
+                ),
+                case(
+                    "both output and route",
+                    &stage(
+                        "output = \"out\"\nroute = { header = \"h\", topics = { x = \"out\" } }",
+                    ),
+                    "[stages.a] has both `output` and `route`",
+                    Some(
+                        "keep one: output = \"topic\" (or a list, for fan-out), or route = { header, topics, default }",
+                    ),
+                ),
+                case(
+                    "no output",
+                    &stage(""),
+                    "[stages.a] has no `output`",
+                    Some("add output = \"<topic>\" (a list fans out), or a [route] by header"),
+                ),
+                case(
+                    "batch-size 0",
+                    &stage("output = \"out\"\nbatch-size = 0"),
+                    "[stages.a]: batch-size 0 is not between 1 and 1048576",
+                    None,
+                ),
+                case(
+                    "batch-size too large",
+                    &stage("output = \"out\"\nbatch-size = 1048577"),
+                    "[stages.a]: batch-size 1048577 is not between 1 and 1048576",
+                    None,
+                ),
+                case(
+                    "a window of size 0",
+                    &stage("output = \"out\"\nwindow = { kind = \"tumbling\", size = \"0s\" }"),
+                    "[stages.a]: window `size` must be at least 1ms",
+                    None,
+                ),
+                case(
+                    "a window without its size",
+                    &stage("output = \"out\"\nwindow = { kind = \"hopping\", slide = \"1s\" }"),
+                    "[stages.a]: a hopping window needs `size`",
+                    Some("add size = \"10s\" to the window table"),
+                ),
+                case(
+                    "a session window without its gap",
+                    &stage("output = \"out\"\nwindow = { kind = \"session\" }"),
+                    "[stages.a]: a session window needs `gap`",
+                    Some("add gap = \"10s\" to the window table"),
+                ),
+                case(
+                    "a slide longer than the size",
+                    &stage(
+                        "output = \"out\"\nwindow = { kind = \"sliding\", size = \"1s\", slide = \"2s\" }",
+                    ),
+                    "[stages.a]: window slide (2000 ms) is longer than its size (1000 ms)",
+                    Some(
+                        "events between windows would belong to none; use a slide no longer than the size",
+                    ),
+                ),
+                case(
+                    "an unknown window kind",
+                    &stage("output = \"out\"\nwindow = { kind = \"rolling\", size = \"1s\" }"),
+                    "[stages.a]: unknown window kind `rolling`",
+                    Some("write kind = \"tumbling\", \"hopping\" or \"session\""),
+                ),
+                case(
+                    "window keys without a window",
+                    &stage("output = \"out\"\nallowed-lateness = \"1s\""),
+                    "[stages.a]: out-of-orderness, allowed-lateness and late-output apply to windows, and the stage has no `window`",
+                    Some(
+                        "add window = { kind = \"tumbling\", size = \"1m\" } for an aggregator plugin, or remove them",
+                    ),
+                ),
+                case(
+                    "a duration that is not one",
+                    &stage("output = \"out\"\nlinger = \"soon\""),
+                    "[stages.a]: \"soon\" is not a duration (expected number at 0); write e.g. \"250ms\", \"1s\" or \"5m\"",
+                    None,
+                ),
+                case(
+                    "a size of the wrong type",
+                    &stage("output = \"out\"\nmemory = true"),
+                    "[stages.a]: expected a size: a number of bytes or a string such as \"64MiB\"",
+                    None,
+                ),
+                case(
+                    "a size that is not one",
+                    &stage("output = \"out\"\nmemory = \"lots\""),
+                    "[stages.a]: \"lots\" is not a size; write e.g. 64MiB or 1048576",
+                    None,
+                ),
+            ],
+        );
+    }
+}

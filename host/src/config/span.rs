@@ -123,3 +123,33 @@ impl<'t> Collector<'t> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_count_characters_and_lines_start_at_1() {
+        let text = "a = 1\nb = \"é\" x\n";
+        assert_eq!(line_col(text, 0), (1, 1));
+        assert_eq!(line_col(text, 6), (2, 1));
+        // `x` is byte 15 (é is two bytes) and character 9 of its line.
+        assert_eq!(line_col(text, 15), (2, 9));
+        assert_eq!(line_col(text, 1000), (3, 1));
+    }
+
+    #[test]
+    fn problems_print_with_the_file_and_a_count() {
+        let mut c = Collector::new("x = 1\ny = 2\n");
+        c.add(6..7, "second", Some("do this".into()));
+        c.add(0..1, "first", None);
+        let p = Problems {
+            path: "p.toml".into(),
+            problems: c.problems.into_iter().map(|(_, p)| p).collect(),
+        };
+        assert_eq!(
+            p.to_string(),
+            "p.toml has 2 problems:\np.toml:2:1: second\n    help: do this\np.toml:1:1: first\n"
+        );
+    }
+}
