@@ -8,6 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use crate::config::{SinkConfig, SinkKind, SourceConfig, SourceKind, Start};
 use crate::event::{self, Event, ndjson};
 use crate::flow::producer::{Producer, Routed, Target, partition_for};
 use crate::flow::reader::Cursor;
-use crate::flow::{Ctl, StepStats, Stopped};
+use crate::flow::{Ctl, StepStats, Stopped, with_sources};
 use crate::log::{EventLog, LogError};
 
 /// Lines per append of a file or stdin source.
@@ -48,6 +49,71 @@ impl SinkCtx {
     fn halted(&self) -> bool {
         self.ctl.stopping() || self.stop.load(Ordering::Acquire)
     }
+}
+
+/// Why a source could not start or stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// Its file cannot be opened.
+    #[error("cannot open {}: {error}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// Its file is shorter than the position already read from it.
+    #[error(
+        "{} has {len} bytes, fewer than the {position} already read from it: it was replaced or cut. To read the new file from its start, delete checkpoints/{checkpoint}.ckpt in the data directory",
+        path.display()
+    )]
+    Shrunk {
+        /// The file.
+        path: PathBuf,
+        /// Its length now.
+        len: u64,
+        /// The checkpointed position.
+        position: u64,
+        /// The source's checkpoint name.
+        checkpoint: String,
+    },
+    /// Reading its input failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The log refused an append or a checkpoint.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// Why a sink could not start or stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkError {
+    /// Its checkpoint cannot be read.
+    #[error(
+        "checkpoint {name} is not readable ({error}); delete checkpoints/{name}.ckpt to start the sink over"
+    )]
+    Checkpoint {
+        /// The checkpoint's name.
+        name: String,
+        /// What is wrong with it.
+        error: serde_json::Error,
+    },
+    /// Its file cannot be opened for writing.
+    #[error("cannot open {} for writing: {error}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// Writing its output failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// Reading its input or saving its checkpoint failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
 }
 
 /// Runs a source until its input ends or the pipeline stops.
@@ -102,18 +168,20 @@ fn send(
     Ok(())
 }
 
-fn file_source(ctx: &SourceCtx, path: &std::path::Path) -> anyhow::Result<()> {
+fn file_source(ctx: &SourceCtx, path: &std::path::Path) -> Result<(), SourceError> {
     let (mut producer, position) = producer(ctx)?;
-    let mut file =
-        File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    let mut file = File::open(path).map_err(|error| SourceError::Open {
+        path: path.to_owned(),
+        error,
+    })?;
     let len = file.metadata()?.len();
     if len < position {
-        anyhow::bail!(
-            "{} has {len} bytes, fewer than the {position} already read from it: it was replaced or cut. To read the new file from its start, delete checkpoints/{}.source.{}.ckpt in the data directory",
-            path.display(),
-            ctx.pipeline,
-            ctx.config.name
-        );
+        return Err(SourceError::Shrunk {
+            path: path.to_owned(),
+            len,
+            position,
+            checkpoint: format!("{}.source.{}", ctx.pipeline, ctx.config.name),
+        });
     }
     file.seek(SeekFrom::Start(position))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
@@ -174,7 +242,7 @@ fn generator(
     count: Option<u64>,
     rate: Option<u64>,
     size: usize,
-) -> anyhow::Result<()> {
+) -> Result<(), SourceError> {
     let (mut producer, first) = producer(ctx)?;
     let end = count.unwrap_or(u64::MAX);
     let started = Instant::now();
@@ -209,7 +277,7 @@ fn generator(
     Ok(())
 }
 
-fn stdin_source(ctx: &SourceCtx) -> anyhow::Result<()> {
+fn stdin_source(ctx: &SourceCtx) -> Result<(), SourceError> {
     let mut reader = BufReader::new(io::stdin());
     let now = ndjson::now_ms();
     let mut events = Vec::new();
@@ -310,15 +378,18 @@ struct SinkCheckpoint {
 /// Runs a sink until the pipeline stops or (bounded) its input is done.
 pub(crate) fn run_sink(ctx: SinkCtx) -> Result<(), Stopped> {
     let name = ctx.config.name.clone();
-    sink(&ctx).map_err(|e| ctx.ctl.fail(format!("sink `{name}`: {e:#}")))
+    sink(&ctx).map_err(|e| ctx.ctl.fail(format!("sink `{name}`: {}", with_sources(&e))))
 }
 
-fn sink(ctx: &SinkCtx) -> anyhow::Result<()> {
+fn sink(ctx: &SinkCtx) -> Result<(), SinkError> {
     let ckpt_name = format!("{}.sink.{}", ctx.pipeline, ctx.config.name);
     let saved: Option<SinkCheckpoint> = match ctx.log.load_checkpoint(&ckpt_name)? {
-        Some(b) => Some(serde_json::from_slice(&b).map_err(|e| {
-            anyhow::anyhow!("checkpoint {ckpt_name} is not readable ({e}); delete checkpoints/{ckpt_name}.ckpt to start the sink over")
-        })?),
+        Some(b) => Some(
+            serde_json::from_slice(&b).map_err(|error| SinkError::Checkpoint {
+                name: ckpt_name.clone(),
+                error,
+            })?,
+        ),
         None => None,
     };
     let mut out: Box<dyn Write> = match &ctx.config.kind {
@@ -329,7 +400,10 @@ fn sink(ctx: &SinkCtx) -> anyhow::Result<()> {
                 .write(true)
                 .truncate(false)
                 .open(path)
-                .map_err(|e| anyhow::anyhow!("cannot open {} for writing: {e}", path.display()))?;
+                .map_err(|error| SinkError::Open {
+                    path: path.clone(),
+                    error,
+                })?;
             let len = f.metadata()?.len();
             let keep = saved.as_ref().and_then(|c| c.file_len).unwrap_or(len);
             if len > keep {

@@ -197,6 +197,19 @@ pub struct StepStats {
     pub rejected: AtomicU64,
 }
 
+/// `error` and each of its sources after a colon (the way `{:#}` prints an `anyhow` error), for
+/// a message that names the cause under a wrapper.
+pub(crate) fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
 /// Data syncs of every partition of the log since it was opened.
 pub fn total_syncs(log: &dyn EventLog) -> u64 {
     log.topics()

@@ -16,15 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::config::{Delivery, OnError, SourceKind, StageConfig};
 pub use crate::config::{PipelineConfig, Problem, Problems};
 pub use crate::flow::Checkpoint;
-use crate::flow::Ctl;
 use crate::flow::producer::Target;
+use crate::flow::{Ctl, with_sources};
 pub use crate::flow::{StageStats, StepStats, total_syncs};
 use crate::stage;
 
@@ -34,6 +33,79 @@ pub use plan::{Plan, PlanError, StepId, plan};
 use crate::log::{EventLog, LogError};
 use crate::reload::StageSlot;
 use crate::runtime::Runtime;
+
+/// The pipeline's topics could not be made ready.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// A topic the pipeline names could not be created.
+    #[error("creating topic `{topic}`")]
+    Create {
+        /// The topic.
+        topic: String,
+        /// Why.
+        #[source]
+        source: LogError,
+    },
+    /// A topic could not be looked at.
+    #[error(transparent)]
+    Describe(#[from] LogError),
+}
+
+/// Why [`Running::apply`] did not apply an edit, or applied only part of it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// The edit cannot be applied at all (a bounded run, a renamed pipeline); nothing changed.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The plugins of stages that would start do not load, fit or start; nothing changed.
+    #[error(transparent)]
+    Plugins(#[from] Problems),
+    /// The pipeline's topics could not be made ready; nothing changed.
+    #[error(transparent)]
+    Topics(#[from] TopicError),
+    /// A step's thread could not be started.
+    #[error("starting a thread")]
+    Thread(#[source] std::io::Error),
+    /// New plugin files of stages that keep running were refused: those stages' live versions
+    /// keep serving. Everything else was applied.
+    #[error(
+        "{}{}",
+        refused.join("; "),
+        if applied.is_empty() {
+            String::new()
+        } else {
+            format!(" (applied: {})", applied.join(", "))
+        }
+    )]
+    Refused {
+        /// Each refusal: the stage and why.
+        refused: Vec<String>,
+        /// What was applied, one line each.
+        applied: Vec<String>,
+    },
+}
+
+/// Why [`start`] did not start a pipeline.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// `--from`/`--to` were given and the pipeline has no external topic they apply to.
+    #[error(
+        "--from/--to apply to the topics filled before the run, and this pipeline declares none: mark its input topic with external = true under [topics.<name>]"
+    )]
+    NoExternalTopic,
+    /// The pipeline's topics could not be made ready.
+    #[error(transparent)]
+    Topics(#[from] TopicError),
+    /// The range of a bounded run could not be found in the log.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// Applying the pipeline to an empty one failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
 
 /// How to run.
 #[derive(Clone, Debug, Default)]
@@ -236,7 +308,7 @@ pub fn reload(running: &Running) -> Result<Vec<String>, String> {
     let config = PipelineConfig::load(&path).map_err(|e| format!("{e:#}"))?;
     running.apply(config).map_err(|e| {
         metrics::counter!("flowgate_reload_failures_total", "stage" => "").increment(1);
-        format!("{e:#}")
+        with_sources(&e)
     })
 }
 
@@ -300,7 +372,7 @@ pub fn check_plugins(
 fn ensure_topics(
     config: &PipelineConfig,
     log: &Arc<dyn EventLog>,
-) -> anyhow::Result<BTreeMap<String, u32>> {
+) -> Result<BTreeMap<String, u32>, TopicError> {
     let mut out = BTreeMap::new();
     for (name, spec) in &config.topics {
         let partitions = match log.describe(name) {
@@ -316,7 +388,10 @@ fn ensure_topics(
                     tracing::warn!(topic = %name, "external topic does not exist yet; creating it empty");
                 }
                 log.create_topic(name, spec.config.clone())
-                    .with_context(|| format!("creating topic `{name}`"))?;
+                    .map_err(|source| TopicError::Create {
+                        topic: name.clone(),
+                        source,
+                    })?;
                 spec.config.partitions
             }
             Err(e) => return Err(e.into()),
@@ -334,7 +409,7 @@ pub fn start(
     log: Arc<dyn EventLog>,
     runtime: &Runtime,
     options: RunOptions,
-) -> anyhow::Result<Arc<Running>> {
+) -> Result<Arc<Running>, StartError> {
     // Writers per topic, so that bounded runs know when a topic is complete.
     let mut writers: BTreeMap<String, usize> =
         config.topics.keys().map(|t| (t.clone(), 0)).collect();
@@ -367,9 +442,7 @@ pub fn start(
             }
         }
         if ranges.is_empty() {
-            anyhow::bail!(
-                "--from/--to apply to the topics filled before the run, and this pipeline declares none: mark its input topic with external = true under [topics.<name>]"
-            );
+            return Err(StartError::NoExternalTopic);
         }
     }
     let ctl = Arc::new(Ctl::new(options.bounded, writers, ranges));
@@ -389,11 +462,11 @@ pub fn start(
 fn spawn(
     name: String,
     f: impl FnOnce() + Send + 'static,
-) -> anyhow::Result<(String, JoinHandle<()>)> {
+) -> Result<(String, JoinHandle<()>), ApplyError> {
     let h = std::thread::Builder::new()
         .name(name.chars().take(15).collect())
         .spawn(f)
-        .context("starting a thread")?;
+        .map_err(ApplyError::Thread)?;
     Ok((name, h))
 }
 
@@ -411,7 +484,7 @@ impl Running {
     /// One apply runs at a time. Plugins compile, new versions deploy and stopped steps are
     /// joined with no lock held; the run state is locked only to take steps out and put new
     /// ones in, and what readers need is published when the edit is done.
-    pub fn apply(&self, new: PipelineConfig) -> anyhow::Result<Vec<String>> {
+    pub fn apply(&self, new: PipelineConfig) -> Result<Vec<String>, ApplyError> {
         let _applying = self.applying.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.state().config.clone();
         let plan = plan(old.as_ref(), &new, self.ctl.bounded())?;
@@ -633,15 +706,10 @@ impl Running {
         if refused.is_empty() {
             Ok(done)
         } else {
-            anyhow::bail!(
-                "{}{}",
-                refused.join("; "),
-                if done.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (applied: {})", done.join(", "))
-                }
-            )
+            Err(ApplyError::Refused {
+                refused,
+                applied: done,
+            })
         }
     }
 

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use crate::runtime::{Limits, Plugin, Runtime, StageInstance};
+use crate::config::Misfit;
+use crate::runtime::{CallError, Limits, LoadError, Plugin, Runtime, StageInstance};
 
 /// Events and time after which a new version is trusted.
 const PROBATION_EVENTS: u64 = 1000;
@@ -191,7 +192,7 @@ impl StageSlot {
         &self,
         v: &Version,
         partition: u32,
-    ) -> Result<StageInstance, crate::runtime::CallError> {
+    ) -> Result<StageInstance, CallError> {
         let ready = self
             .prepared
             .lock()
@@ -290,6 +291,21 @@ pub struct Deployed {
     pub changed: bool,
 }
 
+/// Why [`deploy`] refused a new version; the live version keeps serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    /// The bytes do not load as a plugin.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The plugin does not fit the stage (its world, or keyed state the stage does not grant).
+    #[error(transparent)]
+    Misfit(#[from] Misfit),
+    /// An instance of the new version failed to start (its `init`, say).
+    #[error("init failed: {0}")]
+    Init(CallError),
+}
+
 /// Loads `bytes` as the next version of `slot`'s stage: compiles (cached by hash), makes one
 /// instance per partition (calling `init`), and only then makes it live. On any failure the live
 /// version keeps serving and the failure is recorded and returned.
@@ -299,10 +315,11 @@ pub fn deploy(
     source: String,
     bytes: &[u8],
     requested_at: Instant,
-) -> Result<Deployed, String> {
+) -> Result<Deployed, DeployError> {
     let live = slot.current();
     let name = live.plugin.info().name.clone();
-    let fail = |reason: String| {
+    let fail = |error: DeployError| {
+        let reason = error.to_string();
         tracing::error!(stage = %slot.stage, source = %source, "new plugin version refused: {reason}; the live version keeps serving");
         metrics::counter!("flowgate_reload_failures_total", "stage" => slot.stage.clone())
             .increment(1);
@@ -314,18 +331,18 @@ pub fn deploy(
                 source: source.clone(),
                 loaded_at: now_rfc3339(),
                 status: "failed".into(),
-                reason: Some(reason.clone()),
+                reason: Some(reason),
                 live_after_ms: None,
             },
         );
-        reason
+        error
     };
     let plugin = runtime
         .load_bytes(&name, bytes)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.into()))?;
     slot.settings
         .accepts(plugin.info())
-        .map_err(|m| fail(m.to_string()))?;
+        .map_err(|m| fail(m.into()))?;
     if plugin.info().hash == live.plugin.info().hash {
         return Ok(Deployed {
             stage: slot.stage.clone(),
@@ -345,7 +362,7 @@ pub fn deploy(
         let inst = v
             .plugin
             .instantiate(slot.limits.clone(), slot.config.clone())
-            .map_err(|e| fail(format!("init failed: {e}")))?;
+            .map_err(|e| fail(DeployError::Init(e)))?;
         made.insert((v.id, p), inst);
     }
     let deployed = Deployed {
