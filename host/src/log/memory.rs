@@ -13,8 +13,9 @@ use super::{
 };
 use crate::event::{self, Batch};
 
+/// A partition's records and offsets.
 #[derive(Default)]
-struct PartState {
+struct Contents {
     batches: Vec<ReadBatch>,
     /// When each batch was appended, ms since the Unix epoch (retention by age).
     appended: Vec<i64>,
@@ -23,7 +24,7 @@ struct PartState {
     bytes: u64,
 }
 
-impl PartState {
+impl Contents {
     /// Drops the oldest batches (never the newest) past the retention limits; returns how many.
     /// Age is append time, as the disk log's is write time.
     fn trim(&mut self, config: &TopicConfig, now_ms: i64) -> usize {
@@ -48,7 +49,7 @@ impl PartState {
 
 #[derive(Default)]
 struct Part {
-    state: Mutex<PartState>,
+    contents: Mutex<Contents>,
     grew: Condvar,
 }
 
@@ -127,7 +128,7 @@ impl EventLog for MemoryLog {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let s = lock(&p.state);
+                let s = lock(&p.contents);
                 PartitionInfo {
                     partition: i as u32,
                     start_offset: s.start,
@@ -150,7 +151,7 @@ impl EventLog for MemoryLog {
             .map_err(|e| LogError::Invalid(format!("bad batch: {e}")))?
             .len() as u32;
         self.part(topic, partition, |p, config| {
-            let mut s = lock(&p.state);
+            let mut s = lock(&p.contents);
             let ack = Ack {
                 base_offset: s.end,
                 count: rows,
@@ -179,7 +180,7 @@ impl EventLog for MemoryLog {
         max_bytes: usize,
     ) -> Result<Vec<ReadBatch>, LogError> {
         self.part(topic, partition, |p, _| {
-            let s = lock(&p.state);
+            let s = lock(&p.contents);
             if from < s.start || from > s.end {
                 return Err(LogError::OffsetOutOfRange {
                     topic: format!("{topic}/{partition}"),
@@ -206,7 +207,7 @@ impl EventLog for MemoryLog {
 
     fn offset_for_time(&self, topic: &str, partition: u32, ts: i64) -> Result<u64, LogError> {
         self.part(topic, partition, |p, _| {
-            let s = lock(&p.state);
+            let s = lock(&p.contents);
             for b in &s.batches {
                 if let Ok(cols) = event::columns(&b.batch)
                     && let Some(i) = cols.rows().position(|r| r.timestamp >= ts)
@@ -226,7 +227,7 @@ impl EventLog for MemoryLog {
         timeout: Duration,
     ) -> Result<bool, LogError> {
         self.part(topic, partition, |p, _| {
-            let s = lock(&p.state);
+            let s = lock(&p.contents);
             let (s, _) = p
                 .grew
                 .wait_timeout_while(s, timeout, |s| s.end <= offset)
@@ -243,7 +244,7 @@ impl EventLog for MemoryLog {
         let mut deleted = 0;
         for t in self.topics.all() {
             for p in &t.parts {
-                deleted += lock(&p.state).trim(&t.config, now_ms);
+                deleted += lock(&p.contents).trim(&t.config, now_ms);
             }
         }
         Ok(deleted)

@@ -162,7 +162,7 @@ pub struct TopicInfo {
     pub name: String,
     /// Settings.
     pub config: TopicConfig,
-    /// Per-partition state.
+    /// Each partition: offsets, sizes, syncs.
     pub partitions: Vec<PartitionInfo>,
 }
 

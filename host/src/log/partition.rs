@@ -84,15 +84,16 @@ impl Segment {
     }
 }
 
-/// What readers and the writer share.
-pub(crate) struct State {
+/// The partition's segments and whether it can still write: what readers and the writer share,
+/// behind one lock.
+pub(crate) struct Segments {
     segments: Vec<Segment>,
     /// Set when the partition can no longer write (a failed sync that could not be undone).
     failed: Option<String>,
 }
 
 pub(crate) struct Shared {
-    pub(crate) state: RwLock<State>,
+    pub(crate) segments: RwLock<Segments>,
     /// Bumped (with the end offset) whenever new records become visible.
     notify: (Mutex<u64>, Condvar),
     storage: Arc<dyn Storage>,
@@ -160,7 +161,7 @@ enum Request {
     Retention(i64, oneshot::Sender<Result<usize, LogError>>),
 }
 
-/// A partition: shared state, plus the channel to its writer thread.
+/// A partition: what its readers and its writer share, plus the channel to its writer thread.
 pub(crate) struct Partition {
     pub(crate) shared: Arc<Shared>,
     tx: Option<Sender<Request>>,
@@ -212,7 +213,7 @@ impl Partition {
         }
         let end = segments.last().map_or(0, |s| s.next);
         let shared = Arc::new(Shared {
-            state: RwLock::new(State {
+            segments: RwLock::new(Segments {
                 segments,
                 failed: None,
             }),
@@ -264,7 +265,7 @@ impl Partition {
             .filter_map(|n| n.strip_suffix(".log").and_then(|b| b.parse().ok()))
             .collect();
         bases.sort_unstable();
-        let mut st = sh.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut st = sh.segments.write().unwrap_or_else(|p| p.into_inner());
         let keep_from = bases.first().copied().unwrap_or(0);
         if st.segments.len() > 1 {
             st.segments.retain(|s| s.base >= keep_from);
@@ -342,7 +343,11 @@ impl Partition {
         if let Err(e) = self.refresh() {
             tracing::warn!(topic = %self.shared.name, error = %e, "could not pick up new log data");
         }
-        let st = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
+        let st = self
+            .shared
+            .segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         let start = st.segments.first().map_or(0, |s| s.base);
         let end = st.segments.last().map_or(0, |s| s.next);
         let bytes = st.segments.iter().map(|s| s.size).sum();
@@ -378,7 +383,11 @@ impl Partition {
         let mut at = from;
         while at < end && (out.is_empty() || budget > 0) {
             let (file, pos, size) = {
-                let st = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
+                let st = self
+                    .shared
+                    .segments
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner());
                 let i = st
                     .segments
                     .partition_point(|s| s.base <= at)
@@ -471,7 +480,11 @@ impl Partition {
     /// The first offset whose record has a timestamp at or after `ts` (the end offset if none).
     pub(crate) fn offset_for_time(&self, ts: i64) -> Result<u64, LogError> {
         let (candidates, end) = {
-            let st = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
+            let st = self
+                .shared
+                .segments
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
             let end = st.segments.last().map_or(0, |s| s.next);
             let first = st
                 .segments
@@ -751,7 +764,7 @@ struct Writer {
 impl Writer {
     fn new(shared: Arc<Shared>, sync: SyncPolicy) -> Self {
         let (written, next) = {
-            let st = shared.state.read().unwrap_or_else(|p| p.into_inner());
+            let st = shared.segments.read().unwrap_or_else(|p| p.into_inner());
             let active = st.segments.last().expect("a partition has a segment");
             (active.size, active.next)
         };
@@ -906,7 +919,7 @@ impl Writer {
 
     fn failed(&self) -> Option<String> {
         self.shared
-            .state
+            .segments
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .failed
@@ -914,7 +927,11 @@ impl Writer {
     }
 
     fn active_file(&self) -> Arc<dyn StorageFile> {
-        let st = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
+        let st = self
+            .shared
+            .segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         st.segments.last().expect("active segment").file.clone()
     }
 
@@ -937,7 +954,11 @@ impl Writer {
         let batches = std::mem::take(&mut self.unsynced.batches);
         if let Err(source) = result {
             let (durable, next) = {
-                let st = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
+                let st = self
+                    .shared
+                    .segments
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner());
                 let a = st.segments.last().expect("active segment");
                 (a.size, a.next)
             };
@@ -957,7 +978,7 @@ impl Writer {
                     "a sync failed ({err}) and cutting the unsynced data off failed too ({e}); reopen the log"
                 );
                 self.shared
-                    .state
+                    .segments
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .failed = Some(reason);
@@ -969,7 +990,11 @@ impl Writer {
         }
         let interval = self.shared.config.index_interval_bytes;
         let end = {
-            let mut st = self.shared.state.write().unwrap_or_else(|p| p.into_inner());
+            let mut st = self
+                .shared
+                .segments
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             let active = st.segments.last_mut().expect("active segment");
             for (h, pos) in &headers {
                 active.note_batch(h, *pos, interval);
@@ -996,7 +1021,11 @@ impl Writer {
 
     fn maybe_roll(&mut self) -> Result<(), LogError> {
         let (size, age) = {
-            let st = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
+            let st = self
+                .shared
+                .segments
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
             let a = st.segments.last().expect("active segment");
             (self.written, a.created.map(|c| c.elapsed()))
         };
@@ -1022,7 +1051,11 @@ impl Writer {
         let storage = self.shared.storage.clone();
         let dir = self.shared.dir.clone();
         {
-            let st = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
+            let st = self
+                .shared
+                .segments
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
             let active = st.segments.last().expect("active segment");
             if active.next == active.base {
                 return Ok(()); // nothing to seal
@@ -1036,7 +1069,7 @@ impl Writer {
         let seg = new_segment(&*storage, &dir, self.next)?;
         self.written = 0;
         self.shared
-            .state
+            .segments
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .segments
@@ -1048,7 +1081,11 @@ impl Writer {
     fn retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
         let config = &self.shared.config;
         let doomed: Vec<u64> = {
-            let st = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
+            let st = self
+                .shared
+                .segments
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
             let mut total: u64 = st.segments.iter().map(|s| s.size).sum();
             let mut doomed = Vec::new();
             for s in &st.segments[..st.segments.len() - 1] {
@@ -1071,7 +1108,7 @@ impl Writer {
             return Ok(0);
         }
         self.shared
-            .state
+            .segments
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .segments

@@ -179,10 +179,11 @@ impl Step {
     }
 }
 
-/// What is running now, changed only by [`Running::apply`], which locks it only to read or
-/// change it: never while a plugin compiles or a step is joined.
+/// What runs now, as the last [`Running::apply`] left it: the pipeline, its steps, their
+/// counters and slots. Changed only by `apply`, which locks it only to read or change it: never
+/// while a plugin compiles or a step is joined.
 #[derive(Default)]
-struct RunState {
+struct Applied {
     config: Option<PipelineConfig>,
     partitions: BTreeMap<String, u32>,
     steps: BTreeMap<StepId, Step>,
@@ -222,7 +223,7 @@ pub struct Running {
     started: Instant,
     /// Held for a whole [`Running::apply`]: one edit at a time. Readers never take it.
     applying: Mutex<()>,
-    state: Mutex<RunState>,
+    applied: Mutex<Applied>,
     view: ArcSwap<View>,
 }
 
@@ -452,7 +453,7 @@ pub fn start(
         runtime: runtime.clone(),
         started: Instant::now(),
         applying: Mutex::new(()),
-        state: Mutex::new(RunState::default()),
+        applied: Mutex::new(Applied::default()),
         view: ArcSwap::from_pointee(View::default()),
     });
     running.apply(config)?;
@@ -471,8 +472,8 @@ fn spawn(
 }
 
 impl Running {
-    fn state(&self) -> std::sync::MutexGuard<'_, RunState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn applied(&self) -> std::sync::MutexGuard<'_, Applied> {
+        self.applied.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Applies `new` as a diff to what runs: stages, sources and sinks that did not change keep
@@ -482,11 +483,11 @@ impl Running {
     /// Returns what it did, one line each.
     ///
     /// One apply runs at a time. Plugins compile, new versions deploy and stopped steps are
-    /// joined with no lock held; the run state is locked only to take steps out and put new
-    /// ones in, and what readers need is published when the edit is done.
+    /// joined with no lock held; what runs ([`Applied`]) is locked only to take steps out and put
+    /// new ones in, and what readers need is published when the edit is done.
     pub fn apply(&self, new: PipelineConfig) -> Result<Vec<String>, ApplyError> {
         let _applying = self.applying.lock().unwrap_or_else(|p| p.into_inner());
-        let old = self.state().config.clone();
+        let old = self.applied().config.clone();
         let plan = plan(old.as_ref(), &new, self.ctl.bounded())?;
         // Plugins of the stages that (re)start are loaded and their init tried first: a bad
         // edit changes nothing.
@@ -506,13 +507,13 @@ impl Running {
         // Stop what is gone or changed: taken out under the lock, asked to stop together,
         // then joined without it.
         let (stopping, kept) = {
-            let mut state = self.state();
-            state.partitions = partitions.clone();
+            let mut applied = self.applied();
+            applied.partitions = partitions.clone();
             let mut stopping = Vec::new();
             for id in &plan.stop {
-                if let Some(step) = state.steps.remove(id) {
+                if let Some(step) = applied.steps.remove(id) {
                     if let StepId::Stage(name) = id {
-                        state.slots.remove(name);
+                        applied.slots.remove(name);
                     }
                     stopping.push((id.clone(), step));
                 }
@@ -522,7 +523,7 @@ impl Running {
                 .keep
                 .iter()
                 .filter_map(|n| new.stages.iter().find(|s| &s.name == n))
-                .filter_map(|s| state.slots.get(&s.name).map(|slot| (s, slot.clone())))
+                .filter_map(|s| applied.slots.get(&s.name).map(|slot| (s, slot.clone())))
                 .collect();
             (stopping, kept)
         };
@@ -562,7 +563,7 @@ impl Running {
         }
 
         // Starting steps only spawns threads: done under the lock.
-        let mut state = self.state();
+        let mut applied = self.applied();
 
         let exactly_once = new.delivery == Delivery::ExactlyOnce;
         let target = |t: &str| Target {
@@ -589,7 +590,7 @@ impl Running {
                 .then(|| target_of(&s.dead_letter_topic));
             let late = s.late_output.as_deref().map(&mut target_of);
             let n = partitions[&s.input];
-            let stats = state
+            let stats = applied
                 .stages
                 .entry(s.name.clone())
                 .or_insert_with(|| {
@@ -605,7 +606,7 @@ impl Running {
                 s.plugin.display().to_string(),
                 (0..n).collect(),
             ));
-            state.slots.insert(s.name.clone(), slot.clone());
+            applied.slots.insert(s.name.clone(), slot.clone());
             let stop = Arc::new(AtomicBool::new(false));
             let shared = Arc::new(stage::StageShared {
                 pipeline: new.name.clone(),
@@ -638,7 +639,7 @@ impl Running {
                     }
                 })?);
             }
-            state.steps.insert(key, Step { stop, threads });
+            applied.steps.insert(key, Step { stop, threads });
             done.push(format!("started stage `{}`", s.name));
         }
 
@@ -646,7 +647,7 @@ impl Running {
             let Some(key) = starting(StepId::Source, &s.name) else {
                 continue;
             };
-            let stats = state.sources.entry(s.name.clone()).or_default().clone();
+            let stats = applied.sources.entry(s.name.clone()).or_default().clone();
             let stop = Arc::new(AtomicBool::new(false));
             let mut threads = Vec::new();
             if !matches!(s.kind, SourceKind::Http) {
@@ -670,14 +671,14 @@ impl Running {
                     }
                 })?);
             }
-            state.steps.insert(key, Step { stop, threads });
+            applied.steps.insert(key, Step { stop, threads });
             done.push(format!("started source `{}`", s.name));
         }
         for s in new.sinks.values() {
             let Some(key) = starting(StepId::Sink, &s.name) else {
                 continue;
             };
-            let stats = state.sinks.entry(s.name.clone()).or_default().clone();
+            let stats = applied.sinks.entry(s.name.clone()).or_default().clone();
             let stop = Arc::new(AtomicBool::new(false));
             let ctx = crate::connect::SinkCtx {
                 pipeline: new.name.clone(),
@@ -692,7 +693,7 @@ impl Running {
             let threads = vec![spawn(format!("sink {}", s.name), move || {
                 let _ = crate::connect::run_sink(ctx);
             })?];
-            state.steps.insert(key, Step { stop, threads });
+            applied.steps.insert(key, Step { stop, threads });
             done.push(format!("started sink `{}`", s.name));
         }
         if old.is_some() {
@@ -700,9 +701,9 @@ impl Running {
         } else {
             tracing::info!(pipeline = %new.name, stages = new.stages.len(), sources = new.sources.len(), sinks = new.sinks.len(), delivery = ?new.delivery, bounded = self.ctl.bounded(), "pipeline running");
         }
-        state.config = Some(new);
-        self.publish(&state);
-        drop(state);
+        applied.config = Some(new);
+        self.publish(&applied);
+        drop(applied);
         if refused.is_empty() {
             Ok(done)
         } else {
@@ -733,26 +734,27 @@ impl Running {
         &self.runtime
     }
 
-    /// Publishes what readers need from `state` (the caller holds the run-state lock, so
-    /// views are published in the order of the changes).
-    fn publish(&self, state: &RunState) {
-        let config = state.config.clone().map(Arc::new);
+    /// Publishes what readers need from `applied` (the caller holds its lock, so views are
+    /// published in the order of the changes).
+    fn publish(&self, applied: &Applied) {
+        let config = applied.config.clone().map(Arc::new);
         let mut ingest = BTreeMap::new();
         if let Some(c) = &config {
             for s in c.sources.values() {
                 if !matches!(s.kind, SourceKind::Http) {
                     continue;
                 }
-                let (Some(&partitions), Some(stats)) =
-                    (state.partitions.get(&s.topic), state.sources.get(&s.name))
-                else {
+                let (Some(&partitions), Some(stats)) = (
+                    applied.partitions.get(&s.topic),
+                    applied.sources.get(&s.name),
+                ) else {
                     continue;
                 };
                 let readers = c
                     .stages
                     .iter()
                     .filter(|st| st.input == s.topic)
-                    .filter_map(|st| state.stages.get(&st.name).cloned())
+                    .filter_map(|st| applied.stages.get(&st.name).cloned())
                     .collect();
                 let route = IngestRoute {
                     target: Target {
@@ -767,10 +769,10 @@ impl Running {
         }
         self.view.store(Arc::new(View {
             config,
-            slots: state.slots.clone(),
-            stages: state.stages.clone(),
-            sources: state.sources.clone(),
-            sinks: state.sinks.clone(),
+            slots: applied.slots.clone(),
+            stages: applied.stages.clone(),
+            sources: applied.sources.clone(),
+            sinks: applied.sinks.clone(),
             ingest,
         }));
     }
@@ -829,7 +831,7 @@ impl Running {
         let mut deadline: Option<Instant> = None;
         let wind_up = (grace / 4).min(Duration::from_secs(1));
         loop {
-            let finished = self.state().steps.values().all(Step::finished);
+            let finished = self.applied().steps.values().all(Step::finished);
             if finished {
                 break;
             }
@@ -847,7 +849,7 @@ impl Running {
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 let busy: Vec<String> = self
-                    .state()
+                    .applied()
                     .steps
                     .values()
                     .flat_map(|s| s.threads.iter())
@@ -862,7 +864,7 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let steps = std::mem::take(&mut self.state().steps);
+        let steps = std::mem::take(&mut self.applied().steps);
         for step in steps.into_values() {
             for (_, h) in step.threads {
                 if h.is_finished() {
@@ -876,22 +878,22 @@ impl Running {
     /// The counters now.
     pub fn summary(&self) -> Summary {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let state = self.view.load();
-        let order: Vec<String> = state
+        let view = self.view.load();
+        let order: Vec<String> = view
             .config
             .iter()
             .flat_map(|c| c.stages.iter().map(|s| s.name.clone()))
             .collect();
         Summary {
             seconds: self.started.elapsed().as_secs_f64(),
-            sources: state
+            sources: view
                 .sources
                 .iter()
                 .map(|(k, s)| (k.clone(), (get(&s.events), get(&s.rejected))))
                 .collect(),
             stages: order
                 .iter()
-                .filter_map(|n| state.stages.get(n).map(|s| (n, s)))
+                .filter_map(|n| view.stages.get(n).map(|s| (n, s)))
                 .map(|(k, s)| {
                     (
                         k.clone(),
@@ -908,7 +910,7 @@ impl Running {
                     )
                 })
                 .collect(),
-            sinks: state
+            sinks: view
                 .sinks
                 .iter()
                 .map(|(k, s)| (k.clone(), get(&s.events)))

@@ -5,7 +5,7 @@
 //! [`bound`] puts a new store under its limiter and its deadline check; [`apply`] arms the
 //! deadline before every call.
 //!
-//! A call's time limit is one instant, [`StageState::deadline`], held to in two places: the
+//! A call's time limit is one instant, [`HostCtx::deadline`], held to in two places: the
 //! epoch callback (guest code: loops, deep work) and the waits of `wasi:io/poll`
 //! ([`super::poll`]: sleeps, clock subscriptions, stream readiness), so a call ends at its
 //! deadline whether it computes or waits in the host. Both also end a call when its
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 
-use super::StageState;
+use super::HostCtx;
 
 /// How often a call that runs guest code checks its [`Interrupt`] (and its deadline, when that
 /// is further away).
@@ -170,7 +170,7 @@ fn ticks(d: Duration, tick: Duration) -> u64 {
 /// deadline passes, the call is stopped if its [`Interrupt`] is set (`Interrupted`) or its
 /// deadline has passed (`Trap::Interrupt`, reported as a timeout); otherwise it goes on for
 /// another slice.
-pub(crate) fn bound(store: &mut Store<StageState>, tick: Duration) {
+pub(crate) fn bound(store: &mut Store<HostCtx>, tick: Duration) {
     store.limiter(|s| &mut s.limiter);
     store.epoch_deadline_callback(move |cx| {
         let s = cx.data();
@@ -190,7 +190,7 @@ pub(crate) fn bound(store: &mut Store<StageState>, tick: Duration) {
 
 /// Arms `store` for the next call: its deadline `timeout` from now, and the epoch deadline at
 /// the first check (at most [`SLICE`] away). `tick` is the epoch period of the runtime.
-pub(crate) fn apply(store: &mut Store<StageState>, timeout: Duration, tick: Duration) {
+pub(crate) fn apply(store: &mut Store<HostCtx>, timeout: Duration, tick: Duration) {
     let now = Instant::now();
     // A limit too large for the clock is as good as none: a year.
     store.data_mut().deadline = now

@@ -1,11 +1,11 @@
 //! Host side of `flowgate:plugin/log`: plugin log lines become `tracing` events, within the
 //! instance's log budget (shared with its stdout and stderr, [`super::stdio::LogBudget`]).
 
-use super::StageState;
+use super::HostCtx;
 use super::stdio::MAX_LINE;
 use crate::wit::flowgate::plugin::log::{Host, Level};
 
-impl Host for StageState {
+impl Host for HostCtx {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let mut message = message;
         if message.len() > MAX_LINE {

@@ -5,7 +5,8 @@
 //!   on-disk compiled-code cache.
 //! - One [`Plugin`] per plugin version: the compiled component and its pre-instantiated handle,
 //!   made once.
-//! - One [`StageInstance`] per stage instance (stage × partition): a store reused across calls.
+//! - One [`StageInstance`] per stage instance (stage × partition): a store reused across calls,
+//!   whose data is the instance's host context, [`HostCtx`].
 //!
 //! Every guest is bounded by [`Limits`] from one file (`limits.rs`): a call ends at its time
 //! limit whether it runs guest code (the epoch) or waits in a WASI call (`wasi:io/poll` is
@@ -86,9 +87,10 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("flowgate"))
 }
 
-/// What a store holds: WASI state, the limiter, the call's deadline and interrupt, and the
-/// plugin's name and log budget for its logs.
-pub struct StageState {
+/// The host context of a stage instance, the data of its store: the WASI context, the limiter,
+/// the call's deadline and interrupt, the plugin's name and log budget for its logs, and the
+/// keyed state it is granted.
+pub struct HostCtx {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
@@ -101,15 +103,15 @@ pub struct StageState {
     state: Option<crate::state::SharedState>,
 }
 
-impl std::fmt::Debug for StageState {
+impl std::fmt::Debug for HostCtx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StageState")
+        f.debug_struct("HostCtx")
             .field("plugin", &self.plugin)
             .finish_non_exhaustive()
     }
 }
 
-impl WasiView for StageState {
+impl WasiView for HostCtx {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -163,7 +165,7 @@ impl Drop for EpochTicker {
 
 struct Shared {
     engine: Engine,
-    linker: Linker<StageState>,
+    linker: Linker<HostCtx>,
     cache: Option<CodeCache>,
     config: RuntimeConfig,
     _ticker: EpochTicker,

@@ -12,7 +12,7 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 use super::error::{CallError, CallErrorKind, LoadError, PluginError};
 use super::limits::{self, Interrupt, Interrupted, Limiter, Limits};
 use super::stdio::{LogBudget, PluginOutput};
-use super::{Runtime, StageState};
+use super::{HostCtx, Runtime};
 use crate::event::{self, Batch, BatchBuilder, BytesColumn, Event};
 use crate::state::SharedState;
 use crate::state::window::{Aggregate, AggregateError};
@@ -87,8 +87,8 @@ pub struct Plugin {
 
 #[derive(Clone)]
 enum Pre {
-    Stage(StagePre<StageState>),
-    Aggregator(AggregatorPre<StageState>),
+    Stage(StagePre<HostCtx>),
+    Aggregator(AggregatorPre<HostCtx>),
 }
 
 impl std::fmt::Debug for Plugin {
@@ -242,7 +242,7 @@ impl Plugin {
 }
 
 struct Live {
-    store: Store<StageState>,
+    store: Store<HostCtx>,
     exports: Exports,
 }
 
@@ -378,7 +378,7 @@ impl StageInstance {
     }
 
     /// Turns a wasmtime error (a trap, usually) into a typed error.
-    fn classify(&self, err: wasmtime::Error, state: &StageState) -> CallError {
+    fn classify(&self, err: wasmtime::Error, ctx: &HostCtx) -> CallError {
         // A WASI exit and an interrupt come back as errors of their own, not as traps.
         if let Some(exit) = err.downcast_ref::<I32Exit>() {
             return self.error(CallErrorKind::Exited { code: exit.0 });
@@ -386,7 +386,7 @@ impl StageInstance {
         if err.downcast_ref::<Interrupted>().is_some() {
             return self.error(CallErrorKind::Interrupted);
         }
-        let kind = match (err.downcast_ref::<Trap>(), state.limiter.refused_memory) {
+        let kind = match (err.downcast_ref::<Trap>(), ctx.limiter.refused_memory) {
             (Some(Trap::Interrupt), _) => CallErrorKind::Timeout {
                 limit: self.limits.call_timeout,
             },
@@ -416,7 +416,7 @@ impl StageInstance {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let state = StageState {
+        let ctx = HostCtx {
             wasi,
             table: Default::default(),
             limiter: Limiter::new(&self.limits),
@@ -426,7 +426,7 @@ impl StageInstance {
             plugin: self.name.clone(),
             state: self.state.clone(),
         };
-        let mut store = Store::new(&rt.engine, state);
+        let mut store = Store::new(&rt.engine, ctx);
         limits::bound(&mut store, rt.config.epoch_tick);
         self.stderr.clear_tail();
         limits::apply(&mut store, self.limits.call_timeout, rt.config.epoch_tick);
@@ -483,7 +483,7 @@ impl StageInstance {
     /// Runs one call of the `stage` world under the limits.
     fn call<R>(
         &mut self,
-        f: impl FnOnce(&Stage, &mut Store<StageState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Stage, &mut Store<HostCtx>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         self.call_any(|exports, store| match exports {
             Exports::Stage(s) => f(s, store),
@@ -496,7 +496,7 @@ impl StageInstance {
     /// Runs one call of the `aggregator` world under the limits.
     fn call_aggregator<R>(
         &mut self,
-        f: impl FnOnce(&Aggregator, &mut Store<StageState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Aggregator, &mut Store<HostCtx>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         self.call_any(|exports, store| match exports {
             Exports::Aggregator(a) => f(a, store),
@@ -510,7 +510,7 @@ impl StageInstance {
     /// writes to the state.
     fn call_any<R>(
         &mut self,
-        f: impl FnOnce(&Exports, &mut Store<StageState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Exports, &mut Store<HostCtx>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         if self.interrupt.is_interrupted() {
             return Err(self.error(CallErrorKind::Interrupted));

@@ -20,7 +20,7 @@ use wasmtime::{StoreContextMut, Trap};
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::bindings::io::poll::{Host as _, HostPollable as _};
 
-use super::StageState;
+use super::HostCtx;
 use super::limits::{Interrupt, Interrupted};
 
 /// The `wasi:io/poll` interface wasmtime-wasi 48 provides (the name the shadowing must match).
@@ -31,12 +31,12 @@ const INTERRUPT_CHECK: Duration = Duration::from_millis(5);
 
 /// Replaces `poll` and `[method]pollable.block` of `wasi:io/poll` in `linker` (which already
 /// holds wasmtime-wasi's) with the bounded ones.
-pub(crate) fn shadow(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
+pub(crate) fn shadow(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut poll = linker.instance(POLL)?;
     poll.func_wrap(
         "poll",
-        |mut cx: StoreContextMut<'_, StageState>, (list,): (Vec<Resource<DynPollable>>,)| {
+        |mut cx: StoreContextMut<'_, HostCtx>, (list,): (Vec<Resource<DynPollable>>,)| {
             let s = cx.data_mut();
             let (deadline, interrupt) = (s.deadline, s.interrupt.clone());
             let ready = bounded(deadline, &interrupt, s.table.poll(list))??;
@@ -45,7 +45,7 @@ pub(crate) fn shadow(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
     )?;
     poll.func_wrap(
         "[method]pollable.block",
-        |mut cx: StoreContextMut<'_, StageState>, (pollable,): (Resource<DynPollable>,)| {
+        |mut cx: StoreContextMut<'_, HostCtx>, (pollable,): (Resource<DynPollable>,)| {
             let s = cx.data_mut();
             let (deadline, interrupt) = (s.deadline, s.interrupt.clone());
             bounded(deadline, &interrupt, s.table.block(pollable))??;

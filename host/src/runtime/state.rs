@@ -1,13 +1,13 @@
 //! Host side of `flowgate:plugin/state`: the stage instance's keyed state
 //! ([`crate::state::KeyedState`]), when the stage is granted it.
 
-use super::StageState;
+use super::HostCtx;
 use crate::wit::flowgate::plugin::state::Host;
 
 /// Entries a single `scan` returns at most, whatever the plugin asks.
 const MAX_SCAN: u32 = 10_000;
 
-impl StageState {
+impl HostCtx {
     fn keyed(&self) -> wasmtime::Result<&crate::state::SharedState> {
         self.state.as_ref().ok_or_else(|| {
             wasmtime::format_err!(
@@ -18,7 +18,7 @@ impl StageState {
     }
 }
 
-impl Host for StageState {
+impl Host for HostCtx {
     fn get(&mut self, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
         Ok(self.keyed()?.lock().get(&key).map(<[u8]>::to_vec))
     }

@@ -159,8 +159,9 @@ impl Bucket {
     }
 }
 
+/// What a stream holds between writes: the line not yet ended, and (stderr) the latest bytes.
 #[derive(Debug, Default)]
-struct State {
+struct Buffers {
     line: Vec<u8>,
     tail: VecDeque<u8>,
 }
@@ -170,7 +171,7 @@ struct State {
 pub(crate) struct PluginOutput {
     plugin: Arc<str>,
     stream: &'static str,
-    state: Arc<Mutex<State>>,
+    buffers: Arc<Mutex<Buffers>>,
     budget: LogBudget,
 }
 
@@ -179,21 +180,21 @@ impl PluginOutput {
         PluginOutput {
             plugin,
             stream,
-            state: Arc::default(),
+            buffers: Arc::default(),
             budget,
         }
     }
 
     /// What the plugin wrote most recently (up to 2 KiB), including an unfinished line.
     pub(crate) fn tail(&self) -> String {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let bytes: Vec<u8> = state.tail.iter().copied().collect();
+        let buffers = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes: Vec<u8> = buffers.tail.iter().copied().collect();
         String::from_utf8_lossy(&bytes).trim_end().to_owned()
     }
 
     /// Forgets the kept tail (at the start of a call).
     pub(crate) fn clear_tail(&self) {
-        self.state
+        self.buffers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .tail
@@ -201,25 +202,23 @@ impl PluginOutput {
     }
 
     fn write_bytes(&self, mut bytes: &[u8]) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
         if self.stream == "stderr" {
             let keep = &bytes[bytes.len().saturating_sub(TAIL)..];
-            state.tail.extend(keep);
-            let excess = state.tail.len().saturating_sub(TAIL);
-            state.tail.drain(..excess);
+            buf.tail.extend(keep);
+            let excess = buf.tail.len().saturating_sub(TAIL);
+            buf.tail.drain(..excess);
         }
         while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
-            let room = MAX_LINE.saturating_sub(state.line.len());
-            state.line.extend_from_slice(&bytes[..nl.min(room)]);
-            self.emit(&state.line);
-            state.line.clear();
+            let room = MAX_LINE.saturating_sub(buf.line.len());
+            buf.line.extend_from_slice(&bytes[..nl.min(room)]);
+            self.emit(&buf.line);
+            buf.line.clear();
             bytes = &bytes[nl + 1..];
         }
-        let room = MAX_LINE.saturating_sub(state.line.len());
-        state
-            .line
-            .extend_from_slice(&bytes[..bytes.len().min(room)]);
-        drop(state);
+        let room = MAX_LINE.saturating_sub(buf.line.len());
+        buf.line.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        drop(buf);
         self.budget.settle();
     }
 
@@ -307,7 +306,7 @@ mod tests {
         assert!(out.tail().ends_with("panicked at src/lib.rs:3: boom"));
         out.write_bytes(&vec![b'x'; 10_000]);
         assert_eq!(out.tail().len(), TAIL);
-        assert!(out.state.lock().unwrap().line.len() <= MAX_LINE);
+        assert!(out.buffers.lock().unwrap().line.len() <= MAX_LINE);
         out.clear_tail();
         assert_eq!(out.tail(), "");
     }
