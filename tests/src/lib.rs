@@ -8,6 +8,7 @@ use flowgate::event::Event;
 use flowgate::runtime::{Runtime, RuntimeConfig};
 
 pub mod fixture;
+pub mod kafka;
 
 /// Paths of the built plugins, one constant per plugin.
 pub mod plugins {
