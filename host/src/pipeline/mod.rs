@@ -29,6 +29,8 @@ use crate::stage;
 
 mod plan;
 pub use plan::{Plan, PlanError, StepId, plan};
+#[cfg(test)]
+mod tests;
 
 use crate::log::{EventLog, LogError};
 use crate::reload::StageSlot;
@@ -447,15 +449,7 @@ pub fn start(
         }
     }
     let ctl = Arc::new(Ctl::new(options.bounded, writers, ranges));
-    let running = Arc::new(Running {
-        ctl,
-        log,
-        runtime: runtime.clone(),
-        started: Instant::now(),
-        applying: Mutex::new(()),
-        applied: Mutex::new(Applied::default()),
-        view: ArcSwap::from_pointee(View::default()),
-    });
+    let running = Running::empty(ctl, log, runtime);
     running.apply(config)?;
     Ok(running)
 }
@@ -472,6 +466,19 @@ fn spawn(
 }
 
 impl Running {
+    /// A pipeline with nothing running yet, for [`Running::apply`] to start.
+    fn empty(ctl: Arc<Ctl>, log: Arc<dyn EventLog>, runtime: &Runtime) -> Arc<Running> {
+        Arc::new(Running {
+            ctl,
+            log,
+            runtime: runtime.clone(),
+            started: Instant::now(),
+            applying: Mutex::new(()),
+            applied: Mutex::new(Applied::default()),
+            view: ArcSwap::from_pointee(View::default()),
+        })
+    }
+
     fn applied(&self) -> std::sync::MutexGuard<'_, Applied> {
         self.applied.lock().unwrap_or_else(|p| p.into_inner())
     }
