@@ -197,8 +197,8 @@ pub struct StepStats {
     pub rejected: AtomicU64,
 }
 
-/// `error` and each of its sources after a colon (the way `{:#}` prints an `anyhow` error), for
-/// a message that names the cause under a wrapper.
+/// `error` and each of its sources after a colon (`outer: cause: its cause`, as the CLI prints an
+/// error with its context), for a message that names the cause under a wrapper.
 pub(crate) fn with_sources(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
