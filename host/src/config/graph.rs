@@ -55,10 +55,12 @@ pub(super) fn validate(
     // The graph: who writes each topic, who reads it.
     let mut writers: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (name, (_, (_, s))) in sources {
-        writers
-            .entry(&s.topic)
-            .or_default()
-            .push(format!("source `{name}`"));
+        for t in s.written_topics() {
+            writers
+                .entry(t)
+                .or_default()
+                .push(format!("source `{name}`"));
+        }
     }
     for (name, (_, (_, s))) in stages {
         for t in s.written_topics() {
@@ -66,6 +68,11 @@ pub(super) fn validate(
                 .entry(t)
                 .or_default()
                 .push(format!("stage `{name}`"));
+        }
+    }
+    for (name, (_, (_, s))) in sinks {
+        for t in s.written_topics() {
+            writers.entry(t).or_default().push(format!("sink `{name}`"));
         }
     }
     let external = |t: &str| declared.get(t).is_some_and(|(_, s)| s.external);
@@ -102,6 +109,18 @@ pub(super) fn validate(
             if p == 0 || p > partitions {
                 c.add(span.clone(), format!("stage `{name}`: parallelism {p} is not between 1 and the {partitions} partition(s) of `{}`", s.input), Some(format!("raise [topics.{}] partitions or lower parallelism", s.input)));
             }
+        }
+    }
+    for (name, (span, (_, s))) in sinks {
+        if s.written_topics().contains(&s.input.as_str()) {
+            c.add(
+                span.clone(),
+                format!(
+                    "sink `{name}` writes its own input topic `{}` (its dead-letter-topic)",
+                    s.input
+                ),
+                Some("send its dead letters to another topic: dead-letter-topic = \"...\"".into()),
+            );
         }
     }
     // Cycles between stages (through topics).

@@ -11,7 +11,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::span::Collector;
-use super::types::{Delivery, Mode, OnError, Start};
+use super::types::{Delivery, KafkaCompression, KafkaFormat, Mode, OnError, Start};
 use crate::event::RecordLimits;
 
 // ---------------------------------------------------------------------------------------------
@@ -28,12 +28,14 @@ pub(super) const SOURCE_KINDS: Kinds = &[
     ("stdin", fields::<NoKeys>),
     ("generator", fields::<GeneratorFile>),
     ("http", fields::<NoKeys>),
+    ("kafka", fields::<KafkaSourceFile>),
 ];
 
 /// The kinds of sink (`type = "..."`) and the shape of each kind's own keys.
 pub(super) const SINK_KINDS: Kinds = &[
     ("file", fields::<FileSinkFile>),
     ("stdout", fields::<StdoutSinkFile>),
+    ("kafka", fields::<KafkaSinkFile>),
 ];
 
 /// Kind name → the keys of its shape.
@@ -343,6 +345,144 @@ pub(super) struct StdoutSinkFile {
     pub start: Start,
 }
 
+/// A source of type `kafka` (checked in `kafka`).
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct KafkaSourceFile {
+    pub brokers: Option<Spanned<Brokers>>,
+    pub topics: Option<Spanned<Vec<Spanned<String>>>>,
+    pub topic_pattern: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    pub start: Option<Spanned<Time>>,
+    #[serde(default)]
+    pub properties: BTreeMap<Spanned<String>, Property>,
+    #[serde(default)]
+    pub format: KafkaFormat,
+    pub dead_letter_topic: Option<Spanned<String>>,
+}
+
+/// A sink of type `kafka` (checked in `kafka`).
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct KafkaSinkFile {
+    pub brokers: Option<Spanned<Brokers>>,
+    pub topic: Option<Spanned<String>>,
+    pub topic_header: Option<Spanned<String>>,
+    #[serde(default)]
+    pub properties: BTreeMap<Spanned<String>, Property>,
+    #[serde(default)]
+    pub compression: KafkaCompression,
+    pub dead_letter_topic: Option<Spanned<String>>,
+    #[serde(default)]
+    pub start: Start,
+}
+
+/// Kafka's `brokers`: a string of `host:port` separated by commas, or a list of them; the
+/// entries as written.
+pub(super) struct Brokers(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Brokers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct List;
+
+        impl<'de> Visitor<'de> for List {
+            type Value = Brokers;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "brokers as a string \"host:port,host:port\" or a list of \"host:port\"",
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Brokers, E> {
+                Ok(Brokers(vec![v.to_owned()]))
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Brokers, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element::<String>()? {
+                    out.push(b);
+                }
+                Ok(Brokers(out))
+            }
+        }
+
+        d.deserialize_any(List)
+    }
+}
+
+/// Kafka's `start`: a string, or a TOML date-time (`start = 2026-11-30T08:00:00Z`) as it is
+/// written.
+pub(super) struct Time(pub String);
+
+impl<'de> Deserialize<'de> for Time {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+
+        impl<'de> Visitor<'de> for Text {
+            type Value = Time;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"earliest\", \"latest\" or a time")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Time, E> {
+                Ok(Time(v.to_owned()))
+            }
+
+            // A TOML date-time is a map of one private key to its text.
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Time, A::Error> {
+                let t =
+                    toml::value::Datetime::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Time(t.to_string()))
+            }
+        }
+
+        d.deserialize_any(Text)
+    }
+}
+
+/// A librdkafka setting's value: a string, an integer or a boolean, as text.
+pub(super) struct Property(pub String);
+
+impl<'de> Deserialize<'de> for Property {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+
+        impl<'de> Visitor<'de> for Text {
+            type Value = Property;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, an integer or a boolean")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Property, E> {
+                Ok(Property(v.to_owned()))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Property, E> {
+                Ok(Property(v.to_string()))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Property, E> {
+                Ok(Property(v.to_string()))
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Property, E> {
+                Ok(Property(v.to_string()))
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Property, A::Error> {
+                Err(de::Error::custom(
+                    "a property is a string, an integer or a boolean, not a table; quote a name with dots in it: \"security.protocol\" = \"SASL_SSL\"",
+                ))
+            }
+        }
+
+        d.deserialize_any(Text)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 pub(super) enum OneOrMany {
@@ -439,7 +579,22 @@ mod tests {
         let kinds = |k: Kinds| k.iter().map(|(n, f)| (*n, f())).collect::<Vec<_>>();
         assert_eq!(
             kinds(SINK_KINDS),
-            [("file", &["path", "start"][..]), ("stdout", &["start"][..])]
+            [
+                ("file", &["path", "start"][..]),
+                ("stdout", &["start"][..]),
+                (
+                    "kafka",
+                    &[
+                        "brokers",
+                        "topic",
+                        "topic-header",
+                        "properties",
+                        "compression",
+                        "dead-letter-topic",
+                        "start"
+                    ][..]
+                )
+            ]
         );
         assert_eq!(kinds(SOURCE_KINDS)[1], ("stdin", &[][..]));
     }

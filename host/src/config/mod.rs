@@ -12,6 +12,7 @@
 //! - `span`: [`Problem`]s, their lines and columns, and the collector every check reports to;
 //! - `keys`: the serde shape of each table and the key table derived from those shapes (the
 //!   keys each table takes, and the closest known key for one it does not);
+//! - `kafka`: the settings of Kafka sources and sinks, read and checked;
 //! - `graph`: the checks of the whole pipeline (`validate`): who writes and who reads each
 //!   topic, cycles, parallelism, topic names;
 //! - `parse`: [`PipelineConfig::load`] and [`PipelineConfig::parse`], which walk the file table
@@ -20,6 +21,7 @@
 //! Every key and its default is listed in `docs/pipeline.md`.
 
 mod graph;
+mod kafka;
 mod keys;
 mod parse;
 mod span;
@@ -29,6 +31,7 @@ mod types;
 
 pub use span::{Problem, Problems};
 pub use types::{
-    Delivery, HttpConfig, Misfit, Mode, OnError, Output, PipelineConfig, RetryConfig, SinkConfig,
-    SinkKind, SourceConfig, SourceKind, StageConfig, Start, TopicSpec,
+    Delivery, HttpConfig, KafkaCompression, KafkaFormat, KafkaSink, KafkaSinkTopic, KafkaSource,
+    KafkaStart, KafkaTopics, Misfit, Mode, OnError, Output, PipelineConfig, RetryConfig,
+    SinkConfig, SinkKind, SourceConfig, SourceKind, StageConfig, Start, TopicSpec,
 };

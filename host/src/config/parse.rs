@@ -11,10 +11,12 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::graph::validate;
+use super::kafka;
 use super::keys::{
-    Dur, FileSinkFile, FileSourceFile, GeneratorFile, HttpFile, LimitsFile, LogFile, OneOrMany,
-    RetryFile, RouteFile, SECTIONS, SINK_KINDS, SOURCE_KINDS, SinkFile, SourceFile, StageFile,
-    StdoutSinkFile, TopFile, TopicFile, WindowFile, fields, top_keys,
+    Dur, FileSinkFile, FileSourceFile, GeneratorFile, HttpFile, KafkaSinkFile, KafkaSourceFile,
+    LimitsFile, LogFile, OneOrMany, RetryFile, RouteFile, SECTIONS, SINK_KINDS, SOURCE_KINDS,
+    SinkFile, SourceFile, StageFile, StdoutSinkFile, TopFile, TopicFile, WindowFile, fields,
+    top_keys,
 };
 use super::span::{Collector, Problems, line_col};
 use super::types::{
@@ -172,7 +174,7 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
         }
     }
 
-    let declared = named(c, &root, "topics", |c, what, v| {
+    let declared = named(c, &root, "topics", |c, _, what, v| {
         if let DeValue::Table(t) = v.get_ref() {
             c.keys(t, fields::<TopicFile>(), what);
         }
@@ -191,7 +193,7 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
         })
     });
 
-    let sources = named(c, &root, "sources", |c, what, v| {
+    let sources = named(c, &root, "sources", |c, source, what, v| {
         c.kind_keys(v, what, fields::<SourceFile>(), SOURCE_KINDS)?;
         let s: SourceFile = c.section(v, what)?;
         let kind = match s.kind.get_ref().as_str() {
@@ -216,6 +218,10 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
                     size: g.size.map_or(64, |s| s.0),
                 }
             }
+            "kafka" => {
+                let k: KafkaSourceFile = c.section(v, what)?;
+                SourceKind::Kafka(kafka::source(c, what, v.span(), &name, source, k))
+            }
             _ => SourceKind::Http,
         };
         Some((
@@ -228,7 +234,7 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
         ))
     });
 
-    let stages = named(c, &root, "stages", |c, what, v| {
+    let stages = named(c, &root, "stages", |c, _, what, v| {
         if let DeValue::Table(t) = v.get_ref() {
             c.keys(t, fields::<StageFile>(), what);
             for (key, keys, sub) in [
@@ -261,7 +267,7 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
         stage(c, what, v.span(), s, limits, &resolve)
     });
 
-    let sinks = named(c, &root, "sinks", |c, what, v| {
+    let sinks = named(c, &root, "sinks", |c, _, what, v| {
         c.kind_keys(v, what, fields::<SinkFile>(), SINK_KINDS)?;
         let s: SinkFile = c.section(v, what)?;
         let (kind, start) = match s.kind.get_ref().as_str() {
@@ -269,6 +275,11 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
                 let f: FileSinkFile = c.section(v, what)?;
                 let (_, path) = file_path(c, v, what, f.path.as_ref(), "out.ndjson", &resolve)?;
                 (SinkKind::File { path }, f.start)
+            }
+            "kafka" => {
+                let k: KafkaSinkFile = c.section(v, what)?;
+                let start = k.start;
+                (SinkKind::Kafka(kafka::sink(c, what, v.span(), k)), start)
             }
             _ => {
                 let o: StdoutSinkFile = c.section(v, what)?;
@@ -347,12 +358,13 @@ fn as_table<'a, 'i>(
     }
 }
 
-/// A section of named tables (`[stages.parse]`), each checked by `f`.
+/// A section of named tables (`[stages.parse]`), each checked by `f` (given its name and its
+/// name as problems write it, `[stages.parse]`).
 fn named<'i, T>(
     c: &mut Collector<'_>,
     root: &DeTable<'i>,
     section: &str,
-    mut f: impl FnMut(&mut Collector<'_>, &str, &Spanned<DeValue<'i>>) -> Option<T>,
+    mut f: impl FnMut(&mut Collector<'_>, &str, &str, &Spanned<DeValue<'i>>) -> Option<T>,
 ) -> BTreeMap<String, (Range<usize>, T)> {
     let mut out = BTreeMap::new();
     let Some(v) = root.get(section) else {
@@ -371,7 +383,7 @@ fn named<'i, T>(
         if as_table(c, v, &what).is_none() {
             continue;
         }
-        if let Some(x) = f(c, &what, v) {
+        if let Some(x) = f(c, &name, &what, v) {
             out.insert(name, (k.span(), x));
         }
     }
@@ -773,7 +785,7 @@ start = "latest"
                     "a source without a type",
                     &with("[sources.s]\ntopic = \"in\""),
                     "[sources.s] has no `type`",
-                    Some("add type = one of file, stdin, generator, http"),
+                    Some("add type = one of file, stdin, generator, http, kafka"),
                 ),
                 case(
                     "a type that is not a string",
@@ -785,7 +797,7 @@ start = "latest"
                     "an unknown type",
                     &with("[sinks.s]\ntype = \"printer\"\ninput = \"out\""),
                     "unknown type \"printer\" in [sinks.s]",
-                    Some("use one of: file, stdout"),
+                    Some("use one of: file, stdout, kafka"),
                 ),
                 case(
                     "a key of another kind",

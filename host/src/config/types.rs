@@ -151,6 +151,73 @@ pub enum SourceKind {
     },
     /// `POST /topics/<topic>/events` on the HTTP server.
     Http,
+    /// Records consumed from Kafka topics.
+    Kafka(KafkaSource),
+}
+
+impl SourceConfig {
+    /// Every topic the source writes: its topic, and a Kafka source's dead letters.
+    pub fn written_topics(&self) -> Vec<&str> {
+        let mut out = vec![self.topic.as_str()];
+        if let SourceKind::Kafka(k) = &self.kind {
+            out.push(&k.dead_letter_topic);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// A source of type `kafka`: records of Kafka topics, appended to the source's topic.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KafkaSource {
+    /// The brokers to bootstrap from, `host:port` separated by commas.
+    pub brokers: String,
+    /// The Kafka topics it consumes.
+    pub topics: KafkaTopics,
+    /// The consumer group (default `flowgate.<pipeline>.<source>`).
+    pub group: String,
+    /// Where to start in a partition the group has no committed offset for.
+    pub start: KafkaStart,
+    /// librdkafka settings, as text; never one of those Flowgate sets itself.
+    pub properties: BTreeMap<String, String>,
+    /// What a record's value must be.
+    pub format: KafkaFormat,
+    /// The log topic records that fail `format` are appended to.
+    pub dead_letter_topic: String,
+}
+
+/// The Kafka topics a source consumes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KafkaTopics {
+    /// These topics (`topics`).
+    Names(Vec<String>),
+    /// Every topic whose whole name matches this regular expression (`topic-pattern`), as
+    /// written: it is not anchored, so a consumer anchors it (`^(?:...)$`).
+    Pattern(String),
+}
+
+/// Where a Kafka source starts in a partition its group has no committed offset for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KafkaStart {
+    /// The oldest record held.
+    #[default]
+    Earliest,
+    /// Only records produced after the source starts.
+    Latest,
+    /// The first record at or after this time (by record timestamp).
+    Time(std::time::SystemTime),
+}
+
+/// What a Kafka source requires of a record's value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KafkaFormat {
+    /// Any bytes: the value as it is.
+    #[default]
+    Raw,
+    /// A JSON document; other values are dead-lettered.
+    Json,
 }
 
 /// A stage: a plugin between an input topic and its outputs.
@@ -348,4 +415,63 @@ pub enum SinkKind {
     },
     /// NDJSON lines on standard output.
     Stdout,
+    /// Records produced to Kafka.
+    Kafka(KafkaSink),
+}
+
+impl SinkConfig {
+    /// Every topic of the log the sink writes: a Kafka sink's dead letters.
+    pub fn written_topics(&self) -> Vec<&str> {
+        match &self.kind {
+            SinkKind::Kafka(k) => vec![k.dead_letter_topic.as_str()],
+            SinkKind::File { .. } | SinkKind::Stdout => Vec::new(),
+        }
+    }
+}
+
+/// A sink of type `kafka`: the events of its input produced to Kafka.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KafkaSink {
+    /// The brokers to bootstrap from, `host:port` separated by commas.
+    pub brokers: String,
+    /// The Kafka topic of each record.
+    pub topic: KafkaSinkTopic,
+    /// librdkafka settings, as text; never one of those Flowgate sets itself.
+    pub properties: BTreeMap<String, String>,
+    /// Compression of produced batches.
+    pub compression: KafkaCompression,
+    /// The log topic records Kafka refuses (too large) are appended to.
+    pub dead_letter_topic: String,
+}
+
+/// The Kafka topic a sink produces each record to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KafkaSinkTopic {
+    /// Every record to this topic (`topic`).
+    Fixed(String),
+    /// Each record to the topic its event header names (`topic-header`).
+    Header {
+        /// The header.
+        name: String,
+        /// The topic of records without the header (`topic`); none: such a record is a dead
+        /// letter.
+        fallback: Option<String>,
+    },
+}
+
+/// Compression of the record batches a Kafka sink produces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KafkaCompression {
+    /// Uncompressed.
+    #[default]
+    None,
+    /// gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
+    /// LZ4.
+    Lz4,
+    /// Zstandard.
+    Zstd,
 }

@@ -124,6 +124,9 @@ pub(crate) fn run_source(ctx: SourceCtx) -> Result<(), Stopped> {
         SourceKind::Generator { count, rate, size } => generator(&ctx, *count, *rate, *size),
         SourceKind::Stdin => stdin_source(&ctx),
         SourceKind::Http => Ok(()),
+        SourceKind::Kafka(_) => Err(SourceError::Io(io::Error::other(
+            "the kafka source is not built into this binary",
+        ))),
     };
     result.map_err(|e| ctx.ctl.fail(format!("source `{name}`: {e}")))
 }
@@ -417,6 +420,11 @@ fn sink(ctx: &SinkCtx) -> Result<(), SinkError> {
             Box::new(SyncedFile(BufWriter::with_capacity(1 << 20, f)))
         }
         SinkKind::Stdout => Box::new(BufWriter::new(io::stdout())),
+        SinkKind::Kafka(_) => {
+            return Err(SinkError::Io(io::Error::other(
+                "the kafka sink is not built into this binary",
+            )));
+        }
     };
     let info = ctx.log.describe(&ctx.config.input)?;
     let mut cursors: Vec<Cursor> = (0..ctx.partitions)
@@ -443,7 +451,7 @@ fn sink(ctx: &SinkCtx) -> Result<(), SinkError> {
     let mut dirty = false;
     let mut file_len = match &ctx.config.kind {
         SinkKind::File { path } => Some(std::fs::metadata(path)?.len()),
-        SinkKind::Stdout => None,
+        SinkKind::Stdout | SinkKind::Kafka(_) => None,
     };
     // No position before the first checkpoint means "everything is mine": a sink killed before
     // its first checkpoint would keep what it wrote and write it again. The first checkpoint
