@@ -22,6 +22,8 @@ use crate::flow::reader::Cursor;
 use crate::flow::{Ctl, StepStats, Stopped, with_sources};
 use crate::log::{EventLog, LogError};
 
+pub mod kafka;
+
 /// Lines per append of a file or stdin source.
 const SOURCE_BATCH: usize = 1024;
 
@@ -84,6 +86,9 @@ pub enum SourceError {
     /// The log refused an append or a checkpoint.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// A Kafka source failed.
+    #[error(transparent)]
+    Kafka(#[from] kafka::Error),
 }
 
 /// Why a sink could not start or stopped with a failure.
@@ -114,6 +119,9 @@ pub enum SinkError {
     /// Reading its input or saving its checkpoint failed.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// A Kafka sink failed.
+    #[error(transparent)]
+    Kafka(#[from] kafka::Error),
 }
 
 /// Runs a source until its input ends or the pipeline stops.
@@ -124,9 +132,7 @@ pub(crate) fn run_source(ctx: SourceCtx) -> Result<(), Stopped> {
         SourceKind::Generator { count, rate, size } => generator(&ctx, *count, *rate, *size),
         SourceKind::Stdin => stdin_source(&ctx),
         SourceKind::Http => Ok(()),
-        SourceKind::Kafka(_) => Err(SourceError::Io(io::Error::other(
-            "the kafka source is not built into this binary",
-        ))),
+        SourceKind::Kafka(k) => kafka::source::run(&ctx, k).map_err(SourceError::from),
     };
     result.map_err(|e| ctx.ctl.fail(format!("source `{name}`: {e}")))
 }
@@ -370,6 +376,8 @@ pub(crate) struct SinkCtx {
     pub stats: Arc<StepStats>,
     pub partitions: u32,
     pub commit_interval: Duration,
+    /// Exactly-once delivery (a sink that can: Kafka's transactions).
+    pub exactly_once: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -420,11 +428,7 @@ fn sink(ctx: &SinkCtx) -> Result<(), SinkError> {
             Box::new(SyncedFile(BufWriter::with_capacity(1 << 20, f)))
         }
         SinkKind::Stdout => Box::new(BufWriter::new(io::stdout())),
-        SinkKind::Kafka(_) => {
-            return Err(SinkError::Io(io::Error::other(
-                "the kafka sink is not built into this binary",
-            )));
-        }
+        SinkKind::Kafka(k) => return Ok(kafka::sink::run(ctx, k)?),
     };
     let info = ctx.log.describe(&ctx.config.input)?;
     let mut cursors: Vec<Cursor> = (0..ctx.partitions)

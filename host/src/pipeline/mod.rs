@@ -696,6 +696,7 @@ impl Running {
                 stats,
                 partitions: partitions[&s.input],
                 commit_interval: new.commit_interval,
+                exactly_once,
             };
             let threads = vec![spawn(format!("sink {}", s.name), move || {
                 let _ = crate::connect::run_sink(ctx);
