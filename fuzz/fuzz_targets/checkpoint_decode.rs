@@ -3,7 +3,7 @@
 //! panic. A record that decodes serialises and decodes back to itself.
 #![no_main]
 
-use flowgate::pipeline::Checkpoint;
+use flowgate::flow::Checkpoint;
 use flowgate::state::KeyedState;
 use libfuzzer_sys::fuzz_target;
 

@@ -2,7 +2,7 @@
 //! events or a message for the client, and never panic.
 #![no_main]
 
-use flowgate::server::parse_body;
+use flowgate::event::ingest::parse_body;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

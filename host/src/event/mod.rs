@@ -3,6 +3,7 @@
 //! The types are the ones generated from the WIT contract, so an event or a batch is lowered into
 //! a plugin without conversion. [`Columns`] (from `flowgate-batch`) reads a batch's rows in place.
 
+pub mod ingest;
 pub mod limits;
 pub mod ndjson;
 

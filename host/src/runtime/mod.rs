@@ -17,6 +17,7 @@
 //! to the host's logs under the plugin's name. A plugin implements the `stage` world or the
 //! `aggregator` world (windows kept by the host, [`crate::state::window`]).
 
+#[cfg(feature = "full")]
 mod cache;
 mod error;
 mod limits;
@@ -40,6 +41,7 @@ pub use error::{CallError, CallErrorKind, LoadError, PluginError};
 pub use limits::{Interrupt, Limits};
 pub use plugin::{BatchOutput, Plugin, PluginInfo, RowFailure, StageInstance, World, hash_of};
 
+#[cfg(feature = "full")]
 use cache::CodeCache;
 use limits::Limiter;
 use stdio::LogBudget;
@@ -166,6 +168,7 @@ impl Drop for EpochTicker {
 struct Shared {
     engine: Engine,
     linker: Linker<HostCtx>,
+    #[cfg(feature = "full")]
     cache: Option<CodeCache>,
     config: RuntimeConfig,
     _ticker: EpochTicker,
@@ -202,8 +205,9 @@ impl Runtime {
             .epoch_interruption(true)
             .max_wasm_stack(config.max_stack_bytes)
             .memory_init_cow(true)
-            .cranelift_opt_level(wasmtime::OptLevel::Speed)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        #[cfg(feature = "full")]
+        wasm.cranelift_opt_level(wasmtime::OptLevel::Speed);
         if config.perf_map {
             wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
@@ -224,6 +228,7 @@ impl Runtime {
         )
         .map_err(|e| LoadError::Engine(e.to_string()))?;
 
+        #[cfg(feature = "full")]
         let cache = match &config.cache_dir {
             None => None,
             Some(dir) => match CodeCache::new(dir.clone(), &engine) {
@@ -240,6 +245,7 @@ impl Runtime {
             shared: Arc::new(Shared {
                 engine,
                 linker,
+                #[cfg(feature = "full")]
                 cache,
                 config,
                 _ticker: ticker,
@@ -271,6 +277,7 @@ impl Runtime {
         plugin::load(self, name, bytes)
     }
 
+    #[cfg(feature = "full")]
     fn compile(
         &self,
         name: &str,
@@ -299,5 +306,15 @@ impl Runtime {
             cache.store(hash, &component);
         }
         Ok((component, false))
+    }
+
+    /// Without the `full` feature wasmtime has no compiler (and the cache no engine key): no
+    /// plugin loads.
+    #[cfg(not(feature = "full"))]
+    fn compile(&self, name: &str, _: &str, _: &[u8]) -> Result<(Component, bool), LoadError> {
+        Err(LoadError::Compile {
+            plugin: name.into(),
+            message: "this build of flowgate has no compiler (its `full` feature is off)".into(),
+        })
     }
 }
