@@ -30,6 +30,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         write!(std::io::stderr(), "{problems}")?;
         return Ok(ExitCode::from(2));
     }
+    kafka_reachable(&config)?;
     writeln!(
         std::io::stdout(),
         "{}: pipeline `{}` is valid: {} source(s), {} stage(s), {} sink(s), {} topic(s)",
@@ -42,3 +43,76 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     )?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// Asks the brokers of each Kafka source and sink whether they answer and have the topics named;
+/// says what it finds on stderr. An unreachable broker does not make the file invalid (the
+/// brokers may be reachable only from where the pipeline runs).
+fn kafka_reachable(config: &PipelineConfig) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    use crate::config::{KafkaSinkTopic, KafkaTopics, SinkKind, SourceKind};
+    use crate::connect::kafka;
+
+    let mut steps = Vec::new();
+    for s in config.sources.values() {
+        if let SourceKind::Kafka(k) = &s.kind {
+            let topics = match &k.topics {
+                KafkaTopics::Names(n) => n.clone(),
+                KafkaTopics::Pattern(_) => Vec::new(),
+            };
+            steps.push((
+                format!("source `{}`", s.name),
+                &k.brokers,
+                &k.properties,
+                topics,
+            ));
+        }
+    }
+    for s in config.sinks.values() {
+        if let SinkKind::Kafka(k) = &s.kind {
+            let topics = match &k.topic {
+                KafkaSinkTopic::Fixed(t) => vec![t.clone()],
+                KafkaSinkTopic::Header { fallback, .. } => fallback.iter().cloned().collect(),
+            };
+            steps.push((
+                format!("sink `{}`", s.name),
+                &k.brokers,
+                &k.properties,
+                topics,
+            ));
+        }
+    }
+    // The steps' brokers are asked at once: an unreachable one costs the timeout once.
+    let answers: Vec<_> = std::thread::scope(|scope| {
+        let asks: Vec<_> = steps
+            .iter()
+            .map(|(_, brokers, properties, topics)| {
+                scope.spawn(move || kafka::probe(brokers, properties, topics, PROBE_TIMEOUT))
+            })
+            .collect();
+        asks.into_iter()
+            .map(|a| a.join().expect("a probe does not panic"))
+            .collect()
+    });
+    let mut err = std::io::stderr();
+    for ((step, brokers, _, _), answer) in steps.iter().zip(answers) {
+        match answer {
+            Ok(p) => {
+                for t in p.missing {
+                    writeln!(
+                        err,
+                        "warning: {step}: topic `{t}` does not exist on {brokers}; create it before running"
+                    )?;
+                }
+            }
+            Err(e) => writeln!(
+                err,
+                "warning: {step}: {e} (waited {PROBE_TIMEOUT:?}); the file is valid, but the pipeline cannot run from here"
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// How long `validate` waits for a Kafka step's brokers.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

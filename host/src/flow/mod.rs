@@ -195,6 +195,9 @@ pub struct StepStats {
     pub events: AtomicU64,
     /// Input lines rejected as malformed (sources).
     pub rejected: AtomicU64,
+    /// Sources that read partitions of another system (Kafka): "topic/partition" → records
+    /// there not yet durable in the log (updated about once a second).
+    pub lag: Mutex<BTreeMap<String, u64>>,
 }
 
 /// `error` and each of its sources after a colon (`outer: cause: its cause`, as the CLI prints an

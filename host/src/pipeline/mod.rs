@@ -490,7 +490,7 @@ impl Running {
     /// Returns what it did, one line each.
     ///
     /// One apply runs at a time. Plugins compile, new versions deploy and stopped steps are
-    /// joined with no lock held; what runs ([`Applied`]) is locked only to take steps out and put
+    /// joined with no lock held; what runs (`Applied`) is locked only to take steps out and put
     /// new ones in, and what readers need is published when the edit is done.
     pub fn apply(&self, new: PipelineConfig) -> Result<Vec<String>, ApplyError> {
         let _applying = self.applying.lock().unwrap_or_else(|p| p.into_inner());

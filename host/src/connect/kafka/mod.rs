@@ -1,7 +1,7 @@
 //! Kafka (and anything speaking its protocol, such as Redpanda) as a source and a sink, through
 //! librdkafka (the `rdkafka` crate).
 //!
-//! **Source** ([`source`]): one consumer per source, its partitions assigned by the source itself
+//! **Source** (`source.rs`): one consumer per source, its partitions assigned by the source itself
 //! (every partition of the listed topics, or of the topics matching the pattern, looked up again
 //! every few seconds). Each Kafka partition is its own producer into the log, with its own
 //! checkpoint: the Kafka offset after the last record whose events are durable, saved with the
@@ -10,7 +10,7 @@
 //! committed to the consumer group afterwards, for Kafka's own tools to show the lag; Flowgate
 //! never resumes from them.
 //!
-//! **Sink** ([`sink`]): an idempotent producer (`acks=all`, Java's murmur2 partitioner).
+//! **Sink** (`sink.rs`): an idempotent producer (`acks=all`, Java's murmur2 partitioner).
 //! At-least-once: the sink's log positions are checkpointed only after Kafka acknowledged every
 //! record before them. Exactly-once: a Kafka transaction per commit interval holds the records
 //! and one record of the sink's log positions in the control topic
@@ -54,7 +54,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// librdkafka refused the client settings (a bad `properties` entry, say).
-    #[error("the Kafka client settings are refused: {0}. Check the `properties` of this step against librdkafka's CONFIGURATION.md")]
+    #[error(
+        "the Kafka client settings are refused: {0}. Check the `properties` of this step against librdkafka's CONFIGURATION.md"
+    )]
     Config(KafkaError),
     /// A request to the brokers failed in a way retrying does not mend.
     #[error("{what}: {error}")]
@@ -65,7 +67,9 @@ pub enum Error {
         error: KafkaError,
     },
     /// Another instance took over this sink's transactional id.
-    #[error("another process took over this sink (transactional id `{0}`): this one stops so that the two do not both write. Run one `flowgate run` per pipeline, or give the pipelines different names")]
+    #[error(
+        "another process took over this sink (transactional id `{0}`): this one stops so that the two do not both write. Run one `flowgate run` per pipeline, or give the pipelines different names"
+    )]
     Fenced(String),
     /// The setup asked for cannot work (a missing topic in a bounded run, say).
     #[error("{0}")]

@@ -2,8 +2,8 @@
 //! after Kafka acknowledged) or exactly-once (records and positions in one Kafka transaction).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
@@ -61,14 +61,10 @@ impl ProducerContext for SinkContext {
     fn delivery(&self, result: &DeliveryResult<'_>, sent: usize) {
         match result {
             Ok(_) => self.inner.reached(),
-            Err((error, _)) => self
-                .failures
-                .lock()
-                .expect("not poisoned")
-                .push(Failure {
-                    sent,
-                    error: error.clone(),
-                }),
+            Err((error, _)) => self.failures.lock().expect("not poisoned").push(Failure {
+                sent,
+                error: error.clone(),
+            }),
         }
     }
 }
@@ -130,7 +126,10 @@ pub(crate) fn run(ctx: &SinkCtx, cfg: &KafkaSink) -> Result<(), Error> {
         rows: Vec::new(),
     };
     // The fixed topic must exist: wait for it (clearly), rather than dead-letter every event.
-    if let KafkaSinkTopic::Fixed(t) | KafkaSinkTopic::Header { fallback: Some(t), .. } = &cfg.topic
+    if let KafkaSinkTopic::Fixed(t)
+    | KafkaSinkTopic::Header {
+        fallback: Some(t), ..
+    } = &cfg.topic
     {
         let mut backoff = FIRST_BACKOFF;
         loop {
@@ -209,12 +208,13 @@ fn cursors(ctx: &SinkCtx, saved: Option<&[u64]>) -> Result<Vec<Cursor>, Error> {
     Ok((0..ctx.partitions)
         .map(|p| {
             let pi = &info.partitions[p as usize];
-            let pos = saved
-                .and_then(|s| s.get(p as usize).copied())
-                .unwrap_or(match ctx.config.start {
-                    Start::Earliest => pi.start_offset,
-                    Start::Latest => pi.end_offset,
-                });
+            let pos =
+                saved
+                    .and_then(|s| s.get(p as usize).copied())
+                    .unwrap_or(match ctx.config.start {
+                        Start::Earliest => pi.start_offset,
+                        Start::Latest => pi.end_offset,
+                    });
             let mut c = Cursor::new(ctx.log.clone(), &ctx.config.input, p, pos);
             ctx.ctl.apply_range(&mut c);
             c
@@ -234,7 +234,10 @@ impl Sender<'_> {
         ))
         .map_err(|e| {
             Error::kafka(
-                format!("cannot read the settings of topic `{topic}` on {}", self.cfg.brokers),
+                format!(
+                    "cannot read the settings of topic `{topic}` on {}",
+                    self.cfg.brokers
+                ),
                 e,
             )
         })?;
@@ -314,7 +317,9 @@ impl Sender<'_> {
         {
             return Ok(Some(Refused {
                 kind: "too-large",
-                why: format!("the record takes {size} bytes, over the {l} of max.message.bytes of topic `{topic}`"),
+                why: format!(
+                    "the record takes {size} bytes, over the {l} of max.message.bytes of topic `{topic}`"
+                ),
             }));
         }
         let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
@@ -347,7 +352,9 @@ impl Sender<'_> {
                 Err((KafkaError::MessageProduction(Code::MessageSizeTooLarge), _)) => {
                     return Ok(Some(Refused {
                         kind: "too-large",
-                        why: format!("the record takes {size} bytes, over the producer's message.max.bytes"),
+                        why: format!(
+                            "the record takes {size} bytes, over the producer's message.max.bytes"
+                        ),
                     }));
                 }
                 Err((e, _)) => {
@@ -454,7 +461,8 @@ impl Sender<'_> {
         &mut self,
         producer: &BaseProducer<SinkContext>,
     ) -> Vec<(Event, (u32, u64), Refused)> {
-        let failures = std::mem::take(&mut *producer.context().failures.lock().expect("not poisoned"));
+        let failures =
+            std::mem::take(&mut *producer.context().failures.lock().expect("not poisoned"));
         failures
             .into_iter()
             .map(|f| {
@@ -483,7 +491,10 @@ impl Sender<'_> {
 }
 
 /// At-least-once: send, wait until Kafka acknowledged everything sent, then checkpoint.
-fn at_least_once(sender: &mut Sender<'_>, producer: BaseProducer<SinkContext>) -> Result<(), Error> {
+fn at_least_once(
+    sender: &mut Sender<'_>,
+    producer: BaseProducer<SinkContext>,
+) -> Result<(), Error> {
     let ctx = sender.ctx;
     let ckpt_name = format!("{}.sink.{}", ctx.pipeline, ctx.config.name);
     let saved: Option<Checkpoint> = match ctx.log.load_checkpoint(&ckpt_name)? {
@@ -555,7 +566,9 @@ fn exactly_once(
     loop {
         match producer.init_transactions(REQUEST_TIMEOUT) {
             Ok(()) => break,
-            Err(e) if fatal(&e) => return Err(Error::kafka("cannot start the sink's transactions", e)),
+            Err(e) if fatal(&e) => {
+                return Err(Error::kafka("cannot start the sink's transactions", e));
+            }
             Err(e) => {
                 tracing::warn!(sink = %ctx.config.name, "cannot start the sink's transactions yet: {e}; retrying in {backoff:?}");
                 back_off(&mut backoff, || ctx.halted());
@@ -742,8 +755,13 @@ fn read_positions(sender: &Sender<'_>, transactional_id: &str) -> Result<Option<
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) if m.key() == Some(transactional_id.as_bytes()) => {
-                let p: Positions = serde_json::from_slice(m.payload().unwrap_or(&[]))
-                    .map_err(|e| Error::Invalid(format!("{what}: record at offset {} is not readable: {e}", m.offset())))?;
+                let p: Positions =
+                    serde_json::from_slice(m.payload().unwrap_or(&[])).map_err(|e| {
+                        Error::Invalid(format!(
+                            "{what}: record at offset {} is not readable: {e}",
+                            m.offset()
+                        ))
+                    })?;
                 last = Some(p.positions);
             }
             Some(Ok(_)) | None => {}

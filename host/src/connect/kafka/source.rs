@@ -165,7 +165,7 @@ pub(crate) fn run(ctx: &SourceCtx, cfg: &KafkaSource) -> Result<(), Error> {
             committed_at = Instant::now();
         }
         if lag_at.elapsed() >= Duration::from_secs(1) {
-            publish_lag(name, &consumer, &parts);
+            publish_lag(ctx, &consumer, &parts);
             lag_at = Instant::now();
         }
         if ctx.ctl.bounded() && read_to_end(&consumer, &parts) {
@@ -193,12 +193,17 @@ fn refresh(
     dead_target: &Target,
     missing_said: &mut HashMap<String, Instant>,
 ) -> Result<(), Error> {
-    let md = consumer.fetch_metadata(None, REQUEST_TIMEOUT).map_err(|e| {
-        Error::kafka(
-            format!("cannot read the topics of the Kafka brokers {}", cfg.brokers),
-            e,
-        )
-    })?;
+    let md = consumer
+        .fetch_metadata(None, REQUEST_TIMEOUT)
+        .map_err(|e| {
+            Error::kafka(
+                format!(
+                    "cannot read the topics of the Kafka brokers {}",
+                    cfg.brokers
+                ),
+                e,
+            )
+        })?;
     consumer.context().inner.reached();
     let mut found: Vec<(String, i32)> = Vec::new();
     match (&cfg.topics, pattern) {
@@ -304,12 +309,10 @@ fn offset_at(
     let got = consumer
         .offsets_for_times(tpl, REQUEST_TIMEOUT)
         .map_err(|e| Error::kafka(format!("cannot look up the start time in {topic}/{p}"), e))?;
-    Ok(got
-        .find_partition(topic, p)
-        .and_then(|e| match e.offset() {
-            Offset::Offset(o) if o >= 0 => Some(o as u64),
-            _ => None,
-        }))
+    Ok(got.find_partition(topic, p).and_then(|e| match e.offset() {
+        Offset::Offset(o) if o >= 0 => Some(o as u64),
+        _ => None,
+    }))
 }
 
 /// Takes the records the consumer has (waiting up to 100 ms for the first).
@@ -448,17 +451,11 @@ fn append(ctx: &SourceCtx, dead_target: &Target, part: &mut Part) -> Result<(), 
 
 /// Commits each partition's durable position to the consumer group (for Kafka's tools; the
 /// source itself resumes from its checkpoints).
-fn commit_to_group(
-    consumer: &BaseConsumer<SourceContext>,
-    parts: &BTreeMap<(String, i32), Part>,
-) {
+fn commit_to_group(consumer: &BaseConsumer<SourceContext>, parts: &BTreeMap<(String, i32), Part>) {
     let mut tpl = TopicPartitionList::new();
     for ((topic, p), part) in parts {
-        let _ = tpl.add_partition_offset(
-            topic,
-            *p,
-            Offset::Offset(part.producer.position() as i64),
-        );
+        let _ =
+            tpl.add_partition_offset(topic, *p, Offset::Offset(part.producer.position() as i64));
     }
     if tpl.count() > 0
         && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
@@ -468,19 +465,21 @@ fn commit_to_group(
     }
 }
 
-/// Sets the lag gauges: records a `read_committed` reader can reach that are not durable in the
-/// log yet, per partition.
+/// Sets the lag gauges and the source's lag for `flowgate status`: records a `read_committed`
+/// reader can reach that are not durable in the log yet, per partition.
 fn publish_lag(
-    name: &str,
+    ctx: &SourceCtx,
     consumer: &BaseConsumer<SourceContext>,
     parts: &BTreeMap<(String, i32), Part>,
 ) {
     let ends = consumer.context().ends.lock().expect("not poisoned");
+    let mut lags = ctx.stats.lag.lock().expect("not poisoned");
     for ((topic, p), part) in parts {
         if let Some(&end) = ends.get(&(topic.clone(), *p)) {
             let lag = (end.max(0) as u64).saturating_sub(part.producer.position());
-            metrics::gauge!("flowgate_kafka_source_lag", "source" => name.to_owned(), "topic" => topic.clone(), "partition" => p.to_string())
+            metrics::gauge!("flowgate_kafka_source_lag", "source" => ctx.config.name.clone(), "topic" => topic.clone(), "partition" => p.to_string())
                 .set(lag as f64);
+            lags.insert(format!("{topic}/{p}"), lag);
         }
     }
 }
