@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
-use crate::config::HttpConfig;
+use crate::config::{HttpConfig, SourceKind};
 use crate::event::RecordLimits;
 use crate::event::ingest::parse_body;
 use crate::flow::StageStats;
@@ -623,9 +623,34 @@ async fn admin_status(
             })
         })
         .collect();
+    let sources: Vec<Value> = config
+        .sources
+        .values()
+        .map(|s| {
+            let kind = match &s.kind {
+                SourceKind::File { .. } => "file",
+                SourceKind::Stdin => "stdin",
+                SourceKind::Generator { .. } => "generator",
+                SourceKind::Http => "http",
+                SourceKind::Kafka(_) => "kafka",
+            };
+            let mut v = json!({"source": s.name, "type": kind, "topic": s.topic});
+            if let Some(st) = state.running.source_stats(&s.name) {
+                v["events"] = json!(st.events.load(Ordering::Relaxed));
+                v["rejected"] = json!(st.rejected.load(Ordering::Relaxed));
+                let lag = st.lag.lock().expect("not poisoned");
+                if matches!(s.kind, SourceKind::Kafka(_)) {
+                    v["lag"] = json!(*lag);
+                }
+            }
+            v
+        })
+        .collect();
     (
         StatusCode::OK,
-        axum::Json(json!({"pipeline": config.name, "file": config.path, "stages": stages})),
+        axum::Json(
+            json!({"pipeline": config.name, "file": config.path, "sources": sources, "stages": stages}),
+        ),
     )
         .into_response()
 }

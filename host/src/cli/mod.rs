@@ -50,7 +50,8 @@ enum Command {
     Validate(validate::Args),
     /// Make a running pipeline re-read its pipeline file and plugin files and apply the changes.
     Reload(admin::Args),
-    /// Show a running pipeline's stages and their plugin versions (live, rolled back, failed).
+    /// Show a running pipeline's sources (a Kafka source's lag per partition), its stages and their
+    /// plugin versions (live, rolled back, failed).
     Status(admin::Args),
 }
 
