@@ -72,8 +72,35 @@ impl ProducerContext for SinkContext {
 /// The positions an exactly-once sink commits in its transactions.
 #[derive(Serialize, Deserialize)]
 struct Positions {
+    /// The data directory's log these positions are in (see [`log_id`]): positions of another
+    /// log (the data directory was deleted and made anew) are not this one's.
+    log: String,
     /// Log input partition → the offset of the next event to send.
     positions: Vec<u64>,
+}
+
+/// The id of the log an exactly-once sink reads, kept in the sink's checkpoint in the data
+/// directory: made (and saved) at the sink's first start on this log.
+fn log_id(ctx: &SinkCtx) -> Result<String, Error> {
+    #[derive(Serialize, Deserialize)]
+    struct Id {
+        log: String,
+    }
+    let name = format!("{}.sink.{}.log-id", ctx.pipeline, ctx.config.name);
+    if let Some(b) = ctx.log.load_checkpoint(&name)?
+        && let Ok(id) = serde_json::from_slice::<Id>(&b)
+    {
+        return Ok(id.log);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let id = Id {
+        log: format!("{:x}-{:x}", nanos, std::process::id()),
+    };
+    ctx.log
+        .save_checkpoint(&name, &serde_json::to_vec(&id).expect("serialises"))?;
+    Ok(id.log)
 }
 
 /// The at-least-once checkpoint (in the log's checkpoint store, like the file sink's).
@@ -578,7 +605,8 @@ fn exactly_once(
             }
         }
     }
-    let saved = read_positions(sender, transactional_id)?;
+    let log = log_id(ctx)?;
+    let saved = read_positions(sender, transactional_id, &log)?;
     let mut cursors = cursors(ctx, saved.as_deref())?;
     let mut committed: Vec<u64> = cursors.iter().map(|c| c.position).collect();
     let mut skip: HashMap<(u32, u64), Refused> = HashMap::new();
@@ -610,6 +638,7 @@ fn exactly_once(
             continue;
         }
         let positions = Positions {
+            log: log.clone(),
             positions: cursors.iter().map(|c| c.position).collect(),
         };
         let value = serde_json::to_vec(&positions).expect("serialises");
@@ -715,7 +744,11 @@ fn ensure_positions_topic(sender: &Sender<'_>) -> Result<(), Error> {
 }
 
 /// The positions of this sink's last committed transaction, read from the positions topic.
-fn read_positions(sender: &Sender<'_>, transactional_id: &str) -> Result<Option<Vec<u64>>, Error> {
+fn read_positions(
+    sender: &Sender<'_>,
+    transactional_id: &str,
+    log: &str,
+) -> Result<Option<Vec<u64>>, Error> {
     let cfg = sender.cfg;
     let mut config = client_config(&cfg.brokers, &cfg.properties);
     config
@@ -762,7 +795,8 @@ fn read_positions(sender: &Sender<'_>, transactional_id: &str) -> Result<Option<
                             m.offset()
                         ))
                     })?;
-                last = Some(p.positions);
+                // Another log's positions (an earlier data directory) say nothing of this one.
+                last = (p.log == log).then_some(p.positions);
             }
             Some(Ok(_)) | None => {}
             Some(Err(e)) => tracing::debug!("reading {POSITIONS_TOPIC}: {e}"),
