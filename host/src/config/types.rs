@@ -177,7 +177,7 @@ pub struct KafkaSource {
     pub topics: KafkaTopics,
     /// The consumer group (default `flowgate.<pipeline>.<source>`).
     pub group: String,
-    /// Where to start in a partition the group has no committed offset for.
+    /// Where to start in a partition the source has no checkpoint for.
     pub start: KafkaStart,
     /// librdkafka settings, as text; never one of those Flowgate sets itself.
     pub properties: BTreeMap<String, String>,
@@ -197,7 +197,8 @@ pub enum KafkaTopics {
     Pattern(String),
 }
 
-/// Where a Kafka source starts in a partition its group has no committed offset for.
+/// Where a Kafka source starts in a partition it has no checkpoint for (the group's committed
+/// offsets are for Kafka's tools; the source resumes from its checkpoints).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KafkaStart {
     /// The oldest record held.
