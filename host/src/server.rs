@@ -38,7 +38,7 @@ use tokio::sync::Semaphore;
 use crate::config::{HttpConfig, SourceKind};
 use crate::event::RecordLimits;
 use crate::event::ingest::parse_body;
-use crate::flow::StageStats;
+use crate::flow::{StageStats, with_sources};
 use crate::log::EventLog;
 use crate::pipeline::Running;
 
@@ -548,7 +548,8 @@ async fn admin_reload(
             tracing::info!(from = %peer, changes = ?changes, "pipeline reloaded through the admin API");
             (StatusCode::OK, axum::Json(json!({ "changes": changes }))).into_response()
         }
-        Ok(Err(reason)) => {
+        Ok(Err(e)) => {
+            let reason = with_sources(&e);
             tracing::warn!(from = %peer, "pipeline reload through the admin API refused: {reason}");
             error(StatusCode::UNPROCESSABLE_ENTITY, reason)
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use notify_debouncer_mini::notify::RecursiveMode;
 use notify_debouncer_mini::{DebounceEventResult, new_debouncer};
 
+use crate::flow::with_sources;
 use crate::pipeline::{Running, reload};
 
 /// How long changes to a file are gathered before acting on them.
@@ -27,8 +28,20 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
+/// Why [`spawn`] started no watcher.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WatchError {
+    /// The file watcher could not be made.
+    #[error(transparent)]
+    Watcher(#[from] notify::Error),
+    /// Its thread could not be started.
+    #[error(transparent)]
+    Thread(#[from] std::io::Error),
+}
+
 /// Starts the watcher thread; it ends when the pipeline stops.
-pub fn spawn(running: Arc<Running>) -> anyhow::Result<std::thread::JoinHandle<()>> {
+pub fn spawn(running: Arc<Running>) -> Result<std::thread::JoinHandle<()>, WatchError> {
     let (tx, rx) = std::sync::mpsc::channel::<DebounceEventResult>();
     let mut debouncer = new_debouncer(DEBOUNCE, tx)?;
     // Directories are watched (editors and `cp` replace files); events are filtered by path.
@@ -73,7 +86,8 @@ pub fn spawn(running: Arc<Running>) -> anyhow::Result<std::thread::JoinHandle<()
                     Ok(done) if done.is_empty() => {}
                     Ok(done) => tracing::info!(changes = ?done, "reloaded"),
                     Err(e) => tracing::error!(
-                        "reload refused, the running pipeline is unchanged where it failed: {e}"
+                        "reload refused, the running pipeline is unchanged where it failed: {}",
+                        with_sources(&e)
                     ),
                 }
                 files = watched_files(&running);

@@ -15,8 +15,9 @@
 //! - `kafka`: the settings of Kafka sources and sinks, read and checked;
 //! - `graph`: the checks of the whole pipeline (`validate`): who writes and who reads each
 //!   topic, cycles, parallelism, topic names;
-//! - `parse`: [`PipelineConfig::load`] and [`PipelineConfig::parse`], which walk the file table
-//!   by table and then call `validate`.
+//! - `parse`: [`PipelineConfig::load`] (a [`PipelineFileError`] when the file cannot be read
+//!   or has problems) and [`PipelineConfig::parse`], which walk the file table by table and then
+//!   call `validate`.
 //!
 //! Every key and its default is listed in `docs/pipeline.md`.
 
@@ -29,6 +30,7 @@ mod span;
 mod testing;
 mod types;
 
+pub use parse::PipelineFileError;
 pub use span::{Problem, Problems};
 pub use types::{
     Delivery, HttpConfig, KafkaCompression, KafkaFormat, KafkaSink, KafkaSinkTopic, KafkaSource,

@@ -28,14 +28,33 @@ use crate::log::{SyncPolicy, TopicConfig};
 use crate::runtime::Limits;
 use crate::state::{WindowSpec, Windowing};
 
+/// Why [`PipelineConfig::load`] returned no pipeline.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineFileError {
+    /// The file could not be read. The message names the I/O error itself (it is not a
+    /// source, so a caller printing the sources does not print it twice).
+    #[error(
+        "cannot read pipeline file {}: {error}; give the path of a TOML file (see docs/pipeline.md)",
+        path.display()
+    )]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        error: std::io::Error,
+    },
+    /// The file was read and has problems.
+    #[error(transparent)]
+    Problems(#[from] Problems),
+}
+
 impl PipelineConfig {
     /// Reads and checks a pipeline file. Relative paths in it are relative to its directory.
-    pub fn load(path: &Path) -> Result<PipelineConfig, anyhow::Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read pipeline file {}: {e}; give the path of a TOML file (see docs/pipeline.md)",
-                path.display()
-            )
+    pub fn load(path: &Path) -> Result<PipelineConfig, PipelineFileError> {
+        let text = std::fs::read_to_string(path).map_err(|error| PipelineFileError::Read {
+            path: path.to_path_buf(),
+            error,
         })?;
         Ok(PipelineConfig::parse(path, &text)?)
     }
@@ -694,6 +713,37 @@ start = "latest"
                 "10:1: unknown key `ouput` in [stages.a]\n    help: did you mean `output`?",
             ]
         );
+    }
+
+    #[test]
+    fn load_says_which_file_it_cannot_read_or_what_is_wrong_in_it() {
+        use std::error::Error;
+
+        use super::PipelineFileError;
+        use crate::config::PipelineConfig;
+
+        let f = Files::new();
+        let missing = f.dir().join("missing.toml");
+        let e = PipelineConfig::load(&missing).expect_err("no such file");
+        assert!(matches!(e, PipelineFileError::Read { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "cannot read pipeline file {}: ",
+                missing.display()
+            )) && text.ends_with("; give the path of a TOML file (see docs/pipeline.md)"),
+            "{text}"
+        );
+        // The I/O error is in the message, so it is not a source as well.
+        assert!(e.source().is_none());
+
+        std::fs::write(f.path(), "naem = 1\n").expect("the pipeline file");
+        let e = PipelineConfig::load(&f.path()).expect_err("a problem");
+        let PipelineFileError::Problems(problems) = &e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(e.to_string(), problems.to_string());
+        assert!(e.to_string().contains("has 1 problem"), "{e}");
     }
 
     /// Every problem parsing can report (the checks of the whole pipeline are in `graph`).

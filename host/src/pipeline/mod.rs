@@ -20,10 +20,10 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::config::{Delivery, OnError, SourceKind, StageConfig};
-pub use crate::config::{PipelineConfig, Problem, Problems};
+pub use crate::config::{PipelineConfig, PipelineFileError, Problem, Problems};
 pub use crate::flow::Checkpoint;
+use crate::flow::Ctl;
 use crate::flow::producer::Target;
-use crate::flow::{Ctl, with_sources};
 pub use crate::flow::{StageStats, StepStats, total_syncs};
 use crate::stage;
 
@@ -304,14 +304,27 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// Why [`reload`] applied nothing, or only part of an edit. Print it with its sources (they
+/// name the cause under a wrapper).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The pipeline file cannot be read or has problems; nothing changed.
+    #[error(transparent)]
+    File(#[from] PipelineFileError),
+    /// The new pipeline was not applied, or only in part.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
 /// Re-reads the pipeline file (and the plugin files it names) and applies it. What the
 /// watcher, `POST /admin/reload` and `flowgate reload` do.
-pub fn reload(running: &Running) -> Result<Vec<String>, String> {
+pub fn reload(running: &Running) -> Result<Vec<String>, ReloadError> {
     let path = running.config().path;
-    let config = PipelineConfig::load(&path).map_err(|e| format!("{e:#}"))?;
+    let config = PipelineConfig::load(&path)?;
     running.apply(config).map_err(|e| {
         metrics::counter!("flowgate_reload_failures_total", "stage" => "").increment(1);
-        with_sources(&e)
+        ReloadError::Apply(e)
     })
 }
 

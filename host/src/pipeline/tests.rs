@@ -159,6 +159,11 @@ fn identity_plugin(version: u8) -> Vec<u8> {
 /// The pipeline `in` → stage `a` → `mid` → stage `b` → `out` (or without `b`), each stage
 /// per event, in `dir`.
 fn pipeline(dir: &Path, with_b: bool) -> PipelineConfig {
+    PipelineConfig::parse(&dir.join("p.toml"), &pipeline_text(with_b)).expect("a valid pipeline")
+}
+
+/// The text of [`pipeline`].
+fn pipeline_text(with_b: bool) -> String {
     let mut text = String::from(
         r#"
 [topics.in]
@@ -189,7 +194,7 @@ mode = "event"
 "#,
         );
     }
-    PipelineConfig::parse(&dir.join("p.toml"), &text).expect("a valid pipeline")
+    text
 }
 
 fn runtime() -> Runtime {
@@ -390,5 +395,37 @@ fn a_new_plugin_file_that_does_not_load_is_refused_and_the_live_version_keeps_se
     assert_eq!(slot_b.current().id, live);
     send(&f.log, 0, 3);
     assert_eq!(values(&f.log, "out", 3), expected(0, 3));
+    f.finish();
+}
+
+#[test]
+fn reload_says_why_it_applied_nothing() {
+    use super::{ApplyError, PipelineFileError, ReloadError, reload};
+    use crate::flow::with_sources;
+
+    let f = Fixture::started();
+    let file = f.dir.path().join("p.toml");
+    // The file the pipeline was parsed as was never written.
+    match reload(&f.running) {
+        Err(ReloadError::File(PipelineFileError::Read { path, .. })) => assert_eq!(path, file),
+        other => panic!("expected an unreadable file, got {other:?}"),
+    }
+    std::fs::write(&file, "naem = 1\n").expect("p.toml");
+    match reload(&f.running) {
+        Err(e @ ReloadError::File(PipelineFileError::Problems(_))) => {
+            assert!(with_sources(&e).contains("has 1 problem"), "{e}");
+        }
+        other => panic!("expected problems, got {other:?}"),
+    }
+    // A plugin file that does not load: refused, with the cause in the text.
+    std::fs::write(&file, pipeline_text(true)).expect("p.toml");
+    std::fs::write(f.dir.path().join("b.wasm"), b"not a plugin").expect("b.wasm");
+    match reload(&f.running) {
+        Err(e @ ReloadError::Apply(ApplyError::Refused { .. })) => {
+            assert!(with_sources(&e).starts_with("stage `b`: "), "{e}");
+        }
+        other => panic!("expected a refused deploy, got {other:?}"),
+    }
+    assert_eq!(steps(&f.running).len(), 2);
     f.finish();
 }
