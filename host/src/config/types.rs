@@ -476,3 +476,131 @@ pub enum KafkaCompression {
     /// Zstandard.
     Zstd,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Misfit, Mode, StageConfig};
+    use crate::config::testing::{Files, STAGE};
+    use crate::runtime::{PluginInfo, World};
+
+    /// A plugin `p` of `world`, importing `flowgate:plugin/state` or not, as loading reports
+    /// it.
+    fn plugin(world: World, uses_state: bool) -> PluginInfo {
+        PluginInfo {
+            name: "p".into(),
+            hash: "00".repeat(32),
+            size: 0,
+            from_cache: false,
+            load_time: Duration::ZERO,
+            world: match world {
+                World::Stage => "flowgate:plugin/stage@0.1.0",
+                World::Aggregator => "flowgate:plugin/aggregator@0.1.0",
+            },
+            kind: world,
+            uses_state,
+            imports: Vec::new(),
+            exports: Vec::new(),
+            reads_values: true,
+        }
+    }
+
+    /// Stage `a` of [`STAGE`] with `keys` added.
+    fn stage(keys: &str) -> StageConfig {
+        let f = Files::new();
+        let mut config = f.ok(&format!("{STAGE}output = \"out\"\n{keys}"));
+        config.stages.remove(0)
+    }
+
+    const WINDOW: &str = "window = { kind = \"tumbling\", size = \"1m\" }\n";
+
+    #[test]
+    fn a_plugin_of_the_world_and_grant_its_stage_calls_for_fits() {
+        let fits = [
+            (
+                "a stage plugin, batch",
+                stage(""),
+                plugin(World::Stage, false),
+            ),
+            (
+                "a stage plugin, per event",
+                stage("mode = \"event\"\n"),
+                plugin(World::Stage, false),
+            ),
+            (
+                "a stage plugin with state, granted",
+                stage("state = true\n"),
+                plugin(World::Stage, true),
+            ),
+            (
+                "a stage plugin without state, granted",
+                stage("state = true\n"),
+                plugin(World::Stage, false),
+            ),
+            (
+                "an aggregator under a window",
+                stage(WINDOW),
+                plugin(World::Aggregator, false),
+            ),
+            // A window grants keyed state.
+            (
+                "an aggregator with state under a window",
+                stage(WINDOW),
+                plugin(World::Aggregator, true),
+            ),
+        ];
+        for (name, stage, plugin) in fits {
+            assert_eq!(stage.accepts(&plugin), Ok(()), "{name}");
+        }
+        assert_eq!(stage("mode = \"event\"\n").mode, Mode::Event);
+    }
+
+    #[test]
+    fn each_misfit_says_what_does_not_fit_and_what_to_change() {
+        let cases = [
+            (
+                stage(""),
+                plugin(World::Aggregator, false),
+                Misfit::NoWindow { plugin: "p".into() },
+                "p implements the aggregator world, and the stage has no `window`",
+                "add window = { kind = \"tumbling\", size = \"1m\" } (or hopping, session) to the stage",
+            ),
+            (
+                stage(WINDOW),
+                plugin(World::Stage, false),
+                Misfit::NotAggregator { plugin: "p".into() },
+                "the stage has a `window`, and p implements the stage world, not the aggregator world",
+                "a stage with `window` runs an aggregator plugin (world flowgate:plugin/aggregator); remove `window` to run this plugin",
+            ),
+            (
+                stage(""),
+                plugin(World::Stage, true),
+                Misfit::StateNotGranted { plugin: "p".into() },
+                "p uses keyed state (it imports flowgate:plugin/state), and the stage is not granted it",
+                "add state = true to the stage",
+            ),
+        ];
+        for (stage, plugin, want, message, help) in cases {
+            let got = stage.accepts(&plugin).expect_err(message);
+            assert_eq!(got, want);
+            assert_eq!(got.to_string(), message);
+            assert_eq!(got.help(), help);
+        }
+    }
+
+    #[test]
+    fn the_world_is_checked_before_the_state_grant() {
+        // An aggregator that uses state, in a stage with neither window nor state: the world
+        // is what is reported.
+        assert_eq!(
+            stage("").accepts(&plugin(World::Aggregator, true)),
+            Err(Misfit::NoWindow { plugin: "p".into() })
+        );
+        // A stage plugin that uses state under a window (which grants state): the world.
+        assert_eq!(
+            stage(WINDOW).accepts(&plugin(World::Stage, true)),
+            Err(Misfit::NotAggregator { plugin: "p".into() })
+        );
+    }
+}
