@@ -18,8 +18,8 @@
 //! 7. [`flow`]: what every step shares: the run's control, counters, the cursor a step reads
 //!    with and the producer that appends its outputs and checkpoints.
 //! 8. [`reload`]: plugin versions per stage (slots), deploy, probation and roll-back.
-//! 9. [`connect`]: sources and sinks (files, stdin/stdout, generator); `stage`: the stage
-//!    worker.
+//! 9. [`connect`]: sources and sinks (files, stdin/stdout, generator, Kafka); `stage`: the
+//!    stage worker.
 //! 10. [`pipeline`]: a pure [`pipeline::plan()`] of an edit, and [`pipeline::Running`], which
 //!     applies it (starting a pipeline is applying it to an empty one).
 //! 11. [`server`]: the HTTP server (ingest, metrics, admin); [`watch`]: the file watcher.
