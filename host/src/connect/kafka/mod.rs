@@ -112,7 +112,13 @@ pub(crate) struct Context {
     pub errors: AtomicU64,
     /// 1 while the brokers answer, 0 after librdkafka reported them all down.
     pub up: AtomicU64,
+    /// When each kind of warning was last logged (a broker away repeats its errors every few
+    /// milliseconds: the log says each once per [`WARN_EVERY`]).
+    said: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// How often one kind of Kafka warning is logged again while it persists.
+const WARN_EVERY: Duration = Duration::from_secs(30);
 
 impl Context {
     pub(crate) fn new(step: String) -> Context {
@@ -121,6 +127,20 @@ impl Context {
             step,
             errors: AtomicU64::new(0),
             up: AtomicU64::new(1),
+            said: Default::default(),
+        }
+    }
+
+    /// True if a warning of this kind was not logged in the last [`WARN_EVERY`].
+    pub(crate) fn should_say(&self, kind: &str) -> bool {
+        let mut said = self.said.lock().expect("not poisoned");
+        let now = std::time::Instant::now();
+        match said.get(kind) {
+            Some(at) if now.duration_since(*at) < WARN_EVERY => false,
+            _ => {
+                said.insert(kind.to_owned(), now);
+                true
+            }
         }
     }
 
@@ -168,8 +188,10 @@ impl ClientContext for Context {
             if self.up.swap(0, Ordering::Relaxed) == 1 {
                 metrics::gauge!("flowgate_kafka_up", "step" => self.step.clone()).set(0.0);
             }
-            tracing::warn!(step = %self.step, "Kafka brokers unreachable ({reason}); retrying");
-        } else {
+            if self.should_say("unreachable") {
+                tracing::warn!(step = %self.step, "Kafka brokers unreachable ({reason}); retrying");
+            }
+        } else if self.should_say(&error.to_string()) {
             tracing::warn!(step = %self.step, "kafka: {error}: {reason}");
         }
     }

@@ -74,6 +74,7 @@ impl ProducerContext for SinkContext {
 struct Positions {
     /// The data directory's log these positions are in (see [`log_id`]): positions of another
     /// log (the data directory was deleted and made anew) are not this one's.
+    #[serde(default)]
     log: String,
     /// Log input partition → the offset of the next event to send.
     positions: Vec<u64>,

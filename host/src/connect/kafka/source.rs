@@ -2,6 +2,7 @@
 //! resumed from the offset checkpointed with the events it produced (see the module above).
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
@@ -74,6 +75,43 @@ impl Part {
     }
 }
 
+/// The partitions being read: topic → partition → its reader (looked up per record by the
+/// record's `&str` topic, without making a key).
+#[derive(Default)]
+struct Parts(BTreeMap<String, BTreeMap<i32, Part>>);
+
+impl Parts {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.0.values().map(BTreeMap::len).sum()
+    }
+
+    fn contains(&self, topic: &str, p: i32) -> bool {
+        self.0.get(topic).is_some_and(|ps| ps.contains_key(&p))
+    }
+
+    fn insert(&mut self, topic: String, p: i32, part: Part) {
+        self.0.entry(topic).or_default().insert(p, part);
+    }
+
+    fn get_mut(&mut self, topic: &str, p: i32) -> Option<&mut Part> {
+        self.0.get_mut(topic)?.get_mut(&p)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, i32, &Part)> {
+        self.0
+            .iter()
+            .flat_map(|(t, ps)| ps.iter().map(move |(p, part)| (t.as_str(), *p, part)))
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Part> {
+        self.0.values_mut().flat_map(BTreeMap::values_mut)
+    }
+}
+
 /// Runs the source until the pipeline stops (or, bounded, every partition is read to the end it
 /// had when the run started).
 pub(crate) fn run(ctx: &SourceCtx, cfg: &KafkaSource) -> Result<(), Error> {
@@ -109,7 +147,7 @@ pub(crate) fn run(ctx: &SourceCtx, cfg: &KafkaSource) -> Result<(), Error> {
         ),
         KafkaTopics::Names(_) => None,
     };
-    let mut parts: BTreeMap<(String, i32), Part> = BTreeMap::new();
+    let mut parts = Parts::default();
     let mut refreshed: Option<Instant> = None;
     let mut committed_at = Instant::now();
     let mut lag_at = Instant::now();
@@ -189,7 +227,7 @@ fn refresh(
     cfg: &KafkaSource,
     pattern: Option<&regex::Regex>,
     consumer: &BaseConsumer<SourceContext>,
-    parts: &mut BTreeMap<(String, i32), Part>,
+    parts: &mut Parts,
     dead_target: &Target,
     missing_said: &mut HashMap<String, Instant>,
 ) -> Result<(), Error> {
@@ -243,7 +281,7 @@ fn refresh(
     }
     let new: Vec<(String, i32)> = found
         .into_iter()
-        .filter(|k| !parts.contains_key(k))
+        .filter(|(t, p)| !parts.contains(t, *p))
         .collect();
     if new.is_empty() {
         return Ok(());
@@ -270,7 +308,8 @@ fn refresh(
         )?;
         tracing::info!(source = %ctx.config.name, topic = %topic, partition = p, offset = position, "reading a Kafka partition");
         parts.insert(
-            (topic, p),
+            topic,
+            p,
             Part {
                 producer,
                 next: position,
@@ -283,8 +322,8 @@ fn refresh(
         );
     }
     let mut tpl = TopicPartitionList::new();
-    for ((topic, p), part) in parts.iter() {
-        tpl.add_partition_offset(topic, *p, Offset::Offset(part.next as i64))
+    for (topic, p, part) in parts.iter() {
+        tpl.add_partition_offset(topic, p, Offset::Offset(part.next as i64))
             .map_err(|e| Error::kafka("cannot assign the partitions", e))?;
     }
     consumer
@@ -320,27 +359,28 @@ fn take(
     ctx: &SourceCtx,
     cfg: &KafkaSource,
     consumer: &BaseConsumer<SourceContext>,
-    parts: &mut BTreeMap<(String, i32), Part>,
+    parts: &mut Parts,
     now: i64,
 ) -> Result<(), Error> {
     let mut wait = Duration::from_millis(100);
     let mut taken = 0;
-    let mut key_buf = String::new();
+    let (mut partition_text, mut offset_text) = (String::new(), String::new());
     while taken < BATCH {
         let m = match consumer.poll(wait) {
             None => break,
             Some(Err(e)) => {
-                consumer.context().inner.count_error("consume");
-                tracing::warn!(source = %ctx.config.name, "kafka: {e}");
+                let inner = &consumer.context().inner;
+                inner.count_error("consume");
+                if inner.should_say(&e.to_string()) {
+                    tracing::warn!(source = %ctx.config.name, "kafka: {e} (said once per {:?} while it lasts)", super::WARN_EVERY);
+                }
                 break;
             }
             Some(Ok(m)) => m,
         };
         wait = Duration::ZERO;
         taken += 1;
-        key_buf.clear();
-        key_buf.push_str(m.topic());
-        let Some(part) = parts.get_mut(&(key_buf.clone(), m.partition())) else {
+        let Some(part) = parts.get_mut(m.topic(), m.partition()) else {
             continue;
         };
         let offset = m.offset().max(0) as u64;
@@ -350,10 +390,14 @@ fn take(
         part.next = offset + 1;
         let value = m.payload().unwrap_or(&[]);
         let ts = m.timestamp().to_millis().unwrap_or(now);
+        partition_text.clear();
+        offset_text.clear();
+        let _ = write!(partition_text, "{}", m.partition());
+        let _ = write!(offset_text, "{offset}");
         let coords = [
-            (super::TOPIC_HEADER, m.topic().to_owned()),
-            (super::PARTITION_HEADER, m.partition().to_string()),
-            (super::OFFSET_HEADER, offset.to_string()),
+            (super::TOPIC_HEADER, m.topic()),
+            (super::PARTITION_HEADER, partition_text.as_str()),
+            (super::OFFSET_HEADER, offset_text.as_str()),
         ];
         let kafka_headers: Vec<(&[u8], &[u8])> = m
             .headers()
@@ -451,11 +495,10 @@ fn append(ctx: &SourceCtx, dead_target: &Target, part: &mut Part) -> Result<(), 
 
 /// Commits each partition's durable position to the consumer group (for Kafka's tools; the
 /// source itself resumes from its checkpoints).
-fn commit_to_group(consumer: &BaseConsumer<SourceContext>, parts: &BTreeMap<(String, i32), Part>) {
+fn commit_to_group(consumer: &BaseConsumer<SourceContext>, parts: &Parts) {
     let mut tpl = TopicPartitionList::new();
-    for ((topic, p), part) in parts {
-        let _ =
-            tpl.add_partition_offset(topic, *p, Offset::Offset(part.producer.position() as i64));
+    for (topic, p, part) in parts.iter() {
+        let _ = tpl.add_partition_offset(topic, p, Offset::Offset(part.producer.position() as i64));
     }
     if tpl.count() > 0
         && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
@@ -467,17 +510,13 @@ fn commit_to_group(consumer: &BaseConsumer<SourceContext>, parts: &BTreeMap<(Str
 
 /// Sets the lag gauges and the source's lag for `flowgate status`: records a `read_committed`
 /// reader can reach that are not durable in the log yet, per partition.
-fn publish_lag(
-    ctx: &SourceCtx,
-    consumer: &BaseConsumer<SourceContext>,
-    parts: &BTreeMap<(String, i32), Part>,
-) {
+fn publish_lag(ctx: &SourceCtx, consumer: &BaseConsumer<SourceContext>, parts: &Parts) {
     let ends = consumer.context().ends.lock().expect("not poisoned");
     let mut lags = ctx.stats.lag.lock().expect("not poisoned");
-    for ((topic, p), part) in parts {
-        if let Some(&end) = ends.get(&(topic.clone(), *p)) {
+    for (topic, p, part) in parts.iter() {
+        if let Some(&end) = ends.get(&(topic.to_owned(), p)) {
             let lag = (end.max(0) as u64).saturating_sub(part.producer.position());
-            metrics::gauge!("flowgate_kafka_source_lag", "source" => ctx.config.name.clone(), "topic" => topic.clone(), "partition" => p.to_string())
+            metrics::gauge!("flowgate_kafka_source_lag", "source" => ctx.config.name.clone(), "topic" => topic.to_owned(), "partition" => p.to_string())
                 .set(lag as f64);
             lags.insert(format!("{topic}/{p}"), lag);
         }
@@ -486,12 +525,9 @@ fn publish_lag(
 
 /// Bounded runs: every partition's reader is past the end it had at the start, and all taken
 /// records are appended.
-fn read_to_end(
-    consumer: &BaseConsumer<SourceContext>,
-    parts: &BTreeMap<(String, i32), Part>,
-) -> bool {
+fn read_to_end(consumer: &BaseConsumer<SourceContext>, parts: &Parts) -> bool {
     let positions = consumer.position().ok();
-    parts.iter().all(|((topic, p), part)| {
+    parts.iter().all(|(topic, p, part)| {
         let Some(end) = part.end else { return false };
         if part.pending() {
             return false;
@@ -502,7 +538,7 @@ fn read_to_end(
         // Past the end without a record at it: the last offsets are transaction markers.
         positions
             .as_ref()
-            .and_then(|tpl| tpl.find_partition(topic, *p))
+            .and_then(|tpl| tpl.find_partition(topic, p))
             .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= 0 && o as u64 >= end))
     })
 }
