@@ -30,6 +30,30 @@ pub struct Fixture {
     dir: tempfile::TempDir,
 }
 
+/// A test that fails (or forgets) leaves no `flowgate` of its own running: every process whose
+/// command line names the fixture's directory is killed when the fixture goes.
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&dir) {
+                // SAFETY: kill(2) on a pid read from /proc; the worst case is a process that
+                // ended in between, and the call then fails.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
 impl Fixture {
     /// A new temporary directory with `pipeline` as its `pipeline.toml`.
     pub fn new(pipeline: &str) -> Fixture {
