@@ -430,7 +430,15 @@ pub fn start(
     let mut writers: BTreeMap<String, usize> =
         config.topics.keys().map(|t| (t.clone(), 0)).collect();
     for s in config.sources.values() {
-        *writers.get_mut(&s.topic).expect("topic listed") += 1;
+        for t in s.written_topics() {
+            *writers.get_mut(t).expect("topic listed") += 1;
+        }
+    }
+    for s in config.sinks.values() {
+        // A sink's dead letters: a step reading them ends after the sink did.
+        for t in s.written_topics() {
+            *writers.get_mut(t).expect("topic listed") += 1;
+        }
     }
     for s in &config.stages {
         // One per topic: a stage's workers report each of its targets once.
@@ -684,10 +692,17 @@ impl Running {
                     commit_interval: new.commit_interval,
                 };
                 threads.push(spawn(format!("source {}", s.name), move || {
-                    let topic = ctx.config.topic.clone();
+                    let topics: Vec<String> = ctx
+                        .config
+                        .written_topics()
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect();
                     let ctl = ctx.ctl.clone();
                     if crate::connect::run_source(ctx).is_ok() {
-                        ctl.writer_done(&topic);
+                        for t in &topics {
+                            ctl.writer_done(t);
+                        }
                     }
                 })?);
             }
@@ -712,7 +727,18 @@ impl Running {
                 exactly_once,
             };
             let threads = vec![spawn(format!("sink {}", s.name), move || {
-                let _ = crate::connect::run_sink(ctx);
+                let topics: Vec<String> = ctx
+                    .config
+                    .written_topics()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
+                let ctl = ctx.ctl.clone();
+                if crate::connect::run_sink(ctx).is_ok() {
+                    for t in &topics {
+                        ctl.writer_done(t);
+                    }
+                }
             })?];
             applied.steps.insert(key, Step { stop, threads });
             done.push(format!("started sink `{}`", s.name));

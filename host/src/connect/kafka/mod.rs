@@ -14,7 +14,7 @@
 //! At-least-once: the sink's log positions are checkpointed only after Kafka acknowledged every
 //! record before them. Exactly-once: a Kafka transaction per commit interval holds the records
 //! and one record of the sink's log positions in the control topic
-//! [`POSITIONS_TOPIC`]; on start the sink fences any earlier instance (`init_transactions`) and
+//! [`positions_topic`]; on start the sink fences any earlier instance (`init_transactions`) and
 //! resumes from the positions of the last committed transaction. See ARCHITECTURE.md, "Kafka".
 
 use std::collections::BTreeMap;
@@ -32,9 +32,27 @@ use crate::log::LogError;
 pub(crate) mod sink;
 pub(crate) mod source;
 
-/// The compacted topic in which exactly-once Kafka sinks keep their log positions, one record per
-/// transaction, keyed by the sink's transactional id.
+/// The prefix of the compacted topic in which an exactly-once Kafka sink keeps its log
+/// positions, one record per transaction: `flowgate.sink-positions.<pipeline>.<sink>`
+/// ([`positions_topic`]). One topic per sink: another producer's open transaction there would
+/// hold back what a `read_committed` reader sees of this sink's commits.
 pub const POSITIONS_TOPIC: &str = "flowgate.sink-positions";
+
+/// The positions topic of sink `sink` of pipeline `pipeline`: characters Kafka does not allow
+/// in a topic name become `_`.
+pub fn positions_topic(pipeline: &str, sink: &str) -> String {
+    let name: String = format!("{POSITIONS_TOPIC}.{pipeline}.{sink}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    name.chars().take(249).collect()
+}
 
 /// Header names under which a Kafka source's events carry where they came from.
 pub const TOPIC_HEADER: &str = "kafka.topic";

@@ -16,8 +16,8 @@ use rdkafka::types::RDKafkaErrorCode as Code;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Context, Error, FIRST_BACKOFF, POSITIONS_TOPIC, REQUEST_TIMEOUT, back_off, block_on,
-    client_config,
+    Context, Error, FIRST_BACKOFF, REQUEST_TIMEOUT, back_off, block_on, client_config,
+    positions_topic,
 };
 use crate::config::{KafkaCompression, KafkaSink, KafkaSinkTopic, Start};
 use crate::connect::{SinkCtx, append_events};
@@ -114,6 +114,8 @@ struct Checkpoint {
 struct Refused {
     kind: &'static str,
     why: String,
+    /// Sending it again would be refused again.
+    permanent: bool,
 }
 
 /// Everything a round of sending needs besides the producer.
@@ -126,8 +128,13 @@ struct Sender<'a> {
     dead: Target,
     /// Log (partition, offset) of each record sent this round, indexed by delivery opaque.
     sent: Vec<(u32, u64)>,
-    /// The rows of this round's records, for the dead-letter topic should Kafka refuse one.
-    rows: Vec<Event>,
+    /// Records to dead-letter without sending (exactly-once: refused by themselves in an aborted
+    /// transaction).
+    skip: HashMap<(u32, u64), Refused>,
+    /// Records refused in a batch with others (exactly-once): sent alone on the next try.
+    suspects: HashMap<(u32, u64), Refused>,
+    /// Exactly-once: the transaction can take no more records and has to be aborted.
+    abortable: bool,
 }
 
 /// Runs the sink until the pipeline stops (or, bounded, its input is done).
@@ -151,7 +158,9 @@ pub(crate) fn run(ctx: &SinkCtx, cfg: &KafkaSink) -> Result<(), Error> {
         admin,
         dead,
         sent: Vec::new(),
-        rows: Vec::new(),
+        skip: HashMap::new(),
+        suspects: HashMap::new(),
+        abortable: false,
     };
     // The fixed topic must exist: wait for it (clearly), rather than dead-letter every event.
     if let KafkaSinkTopic::Fixed(t)
@@ -188,10 +197,22 @@ pub(crate) fn run(ctx: &SinkCtx, cfg: &KafkaSink) -> Result<(), Error> {
         // does not dead-letter (exactly-once: bounded by the transaction's timeout instead).
         config.set("message.timeout.ms", "0");
     }
-    if !cfg.properties.contains_key("message.max.bytes")
-        && let Some(Some(l)) = fixed_topic(cfg).and_then(|t| sender.limits.get(t))
-    {
-        config.set("message.max.bytes", (*l).max(1_000_000).to_string());
+    if let Some(Some(l)) = fixed_topic(cfg).and_then(|t| sender.limits.get(t)) {
+        // The broker checks a whole batch against the topic's limit: batches stay under it, so
+        // only a record too large by itself is refused (and that one is caught before sending).
+        if !cfg.properties.contains_key("message.max.bytes") {
+            config.set(
+                "message.max.bytes",
+                (*l).max(RECORD_OVERHEAD * 8).to_string(),
+            );
+        }
+        if !cfg.properties.contains_key("batch.size") {
+            config.set("batch.size", (*l * 3 / 4).clamp(1, 1_000_000).to_string());
+        }
+    }
+    if !cfg.properties.contains_key("reconnect.backoff.max.ms") {
+        // Back within 2 s of the brokers (librdkafka's default waits up to 10 s).
+        config.set("reconnect.backoff.max.ms", "2000");
     }
     if ctx.exactly_once {
         config.set("transactional.id", &transactional_id);
@@ -256,6 +277,28 @@ impl Sender<'_> {
         if let Some(l) = self.limits.get(topic) {
             return Ok(*l);
         }
+        // describe_configs answers a missing topic with no entries rather than an error: ask the
+        // metadata whether it exists.
+        let md = self
+            .admin
+            .inner()
+            .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+            .map_err(|e| {
+                Error::kafka(
+                    format!("cannot look up topic `{topic}` on {}", self.cfg.brokers),
+                    e,
+                )
+            })?;
+        let exists = md
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+        if !exists {
+            return Err(Error::Invalid(format!(
+                "topic `{topic}` does not exist on {}; create it (for example: kafka-topics.sh --create --topic {topic} --bootstrap-server {})",
+                self.cfg.brokers, self.cfg.brokers
+            )));
+        }
         let got = block_on(self.admin.describe_configs(
             [&ResourceSpecifier::Topic(topic)],
             &AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT)),
@@ -305,6 +348,7 @@ impl Sender<'_> {
                 named.or_else(|| fallback.clone()).ok_or(Refused {
                     kind: "no-topic",
                     why: format!("the event has no `{name}` header naming its topic, and the sink has no `topic` to fall back to"),
+                    permanent: true,
                 })
             }
         }
@@ -328,6 +372,7 @@ impl Sender<'_> {
                 return Ok(Some(Refused {
                     kind: "unknown-topic",
                     why,
+                    permanent: true,
                 }));
             }
             Err(e) => return Err(e),
@@ -348,6 +393,7 @@ impl Sender<'_> {
                 why: format!(
                     "the record takes {size} bytes, over the {l} of max.message.bytes of topic `{topic}`"
                 ),
+                permanent: true,
             }));
         }
         let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
@@ -383,47 +429,74 @@ impl Sender<'_> {
                         why: format!(
                             "the record takes {size} bytes, over the producer's message.max.bytes"
                         ),
+                        permanent: true,
                     }));
+                }
+                Err((e, _))
+                    if self.ctx.exactly_once
+                        && matches!(e.rdkafka_error_code(), Some(Code::State | Code::Fatal)) =>
+                {
+                    // The transaction failed (a record refused, the broker away too long): it
+                    // is aborted and sent again.
+                    self.abortable = true;
+                    return Ok(None);
                 }
                 Err((e, _)) => {
                     return Ok(Some(Refused {
                         kind: "refused",
                         why: format!("the Kafka producer refused the record: {e}"),
+                        permanent: true,
                     }));
                 }
             }
         }
         self.sent.push(at);
-        self.rows.push(event::to_owned(row));
         Ok(None)
     }
 
+    /// The input row at `at`, read back from the log (for the dead-letter topic: a refusal is
+    /// rare, so rows are not kept in memory for it).
+    fn row_at(&self, at: (u32, u64)) -> Result<Event, Error> {
+        let mut c = Cursor::new(self.ctx.log.clone(), &self.ctx.config.input, at.0, at.1);
+        let input = c
+            .next(1, Duration::ZERO, Duration::ZERO)?
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "input {}/{} offset {} is gone from the log (deleted by retention?): it cannot be dead-lettered",
+                    self.ctx.config.input, at.0, at.1
+                ))
+            })?;
+        let cols = event::columns(&input.batch).expect("the log checked the batch");
+        Ok(event::to_owned(&cols.row(0)))
+    }
+
     /// Appends refused rows to the dead-letter topic (durably) with why and where from.
-    fn dead_letter(&self, rows: Vec<(Event, (u32, u64), Refused)>) -> Result<(), Error> {
+    fn dead_letter(&self, mut rows: Vec<((u32, u64), Refused)>) -> Result<(), Error> {
         if rows.is_empty() {
             return Ok(());
         }
+        rows.sort_by_key(|(at, _)| *at);
+        rows.dedup_by_key(|(at, _)| *at);
         let name = &self.ctx.config.name;
-        let events: Vec<Event> = rows
-            .into_iter()
-            .map(|(mut e, (p, offset), r)| {
-                tracing::warn!(sink = %name, partition = p, offset, "event sent to the dead-letter topic: {}", r.why);
-                for (k, v) in [
-                    ("flowgate-sink", name.clone()),
-                    ("flowgate-error-kind", r.kind.to_owned()),
-                    ("flowgate-error", r.why),
-                    ("flowgate-topic", self.ctx.config.input.clone()),
-                    ("flowgate-partition", p.to_string()),
-                    ("flowgate-offset", offset.to_string()),
-                ] {
-                    e.headers.push(EventHeader {
-                        name: k.to_owned(),
-                        value: v.into_bytes(),
-                    });
-                }
-                e
-            })
-            .collect();
+        let mut events = Vec::with_capacity(rows.len());
+        for ((p, offset), r) in rows {
+            tracing::warn!(sink = %name, partition = p, offset, "event sent to the dead-letter topic: {}", r.why);
+            let mut e = self.row_at((p, offset))?;
+            for (k, v) in [
+                ("flowgate-sink", name.clone()),
+                ("flowgate-error-kind", r.kind.to_owned()),
+                ("flowgate-error", r.why),
+                ("flowgate-topic", self.ctx.config.input.clone()),
+                ("flowgate-partition", p.to_string()),
+                ("flowgate-offset", offset.to_string()),
+            ] {
+                e.headers.push(EventHeader {
+                    name: k.to_owned(),
+                    value: v.into_bytes(),
+                });
+            }
+            events.push(e);
+        }
         metrics::counter!("flowgate_sink_dead_letters_total", "sink" => name.clone())
             .increment(events.len() as u64);
         append_events(&self.ctx.log, &self.dead, &events, 0)?;
@@ -431,15 +504,16 @@ impl Sender<'_> {
     }
 
     /// Reads up to [`READ`] rows from each cursor and sends them; the refused ones are returned.
-    /// `skip` holds positions to dead-letter without sending (those Kafka refused in an aborted
-    /// transaction). The bool is true when every cursor is at the end of a closed input.
+    /// A row in `skip` is refused without being sent; a row in `suspects` (refused in a batch
+    /// with others) is sent alone, so that only a row refused for itself is dead-lettered.
+    /// The bool is true when every cursor is at the end of a closed input. Stops early when a
+    /// transaction has to be aborted (`abortable`).
     #[expect(clippy::type_complexity, reason = "one caller per delivery mode")]
     fn round(
         &mut self,
         producer: &BaseProducer<SinkContext>,
         cursors: &mut [Cursor],
-        skip: &HashMap<(u32, u64), Refused>,
-    ) -> Result<(Vec<(Event, (u32, u64), Refused)>, bool, usize), Error> {
+    ) -> Result<(Vec<((u32, u64), Refused)>, bool, usize), Error> {
         let wait = if cursors.len() == 1 {
             Duration::from_millis(100)
         } else {
@@ -449,25 +523,52 @@ impl Sender<'_> {
         let mut all_done = true;
         let mut n = 0;
         for c in cursors.iter_mut() {
+            if self.abortable {
+                all_done = false;
+                break;
+            }
             match c.next(READ, Duration::ZERO, wait)? {
                 Some(input) => {
                     all_done = false;
                     let cols = event::columns(&input.batch).expect("the log checked the batch");
                     for (i, row) in cols.rows().enumerate() {
                         let at = (c.partition, input.first + i as u64);
-                        if let Some(r) = skip.get(&at) {
+                        if let Some(r) = self.skip.get(&at) {
                             refused.push((
-                                event::to_owned(&row),
                                 at,
                                 Refused {
                                     kind: r.kind,
                                     why: r.why.clone(),
+                                    permanent: true,
                                 },
                             ));
                             continue;
                         }
+                        let alone = self.suspects.remove(&at).is_some();
+                        if alone && !self.flushed(producer) {
+                            return Err(Error::Invalid("the pipeline failed".into()));
+                        }
                         if let Some(r) = self.send(producer, &row, at)? {
-                            refused.push((event::to_owned(&row), at, r));
+                            refused.push((at, r));
+                        } else if alone {
+                            if !self.flushed(producer) {
+                                return Err(Error::Invalid("the pipeline failed".into()));
+                            }
+                            if let Some(r) = self.take_failure(producer, at) {
+                                // Refused by itself: dead-lettered (exactly-once: in the next
+                                // try of the transaction, which this refusal aborts).
+                                if self.ctx.exactly_once {
+                                    self.skip.insert(at, r);
+                                    self.abortable = true;
+                                } else {
+                                    refused.push((at, r));
+                                }
+                            }
+                        }
+                        if self.abortable {
+                            // Seek back to the first row not taken: the transaction is
+                            // aborted and sent again from its start anyway.
+                            break;
                         }
                     }
                     n += input.len();
@@ -483,31 +584,39 @@ impl Sender<'_> {
         Ok((refused, all_done, n))
     }
 
-    /// The failures the producer reported, as dead letters (those the producer cannot send)
-    /// or, for a fatal producer error, an error.
-    fn failures(
+    /// Waits until every record sent is acknowledged or refused; false if the run failed
+    /// elsewhere meanwhile (what was not acknowledged is sent again by the next run).
+    fn flushed(&self, producer: &BaseProducer<SinkContext>) -> bool {
+        loop {
+            match producer.flush(Duration::from_millis(200)) {
+                Ok(()) => return true,
+                Err(_) if self.ctx.ctl.failure().is_some() => return false,
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// The refusal of the record sent for `at`, if the producer reported one (taken out of the
+    /// reported failures).
+    fn take_failure(
         &mut self,
         producer: &BaseProducer<SinkContext>,
-    ) -> Vec<(Event, (u32, u64), Refused)> {
+        at: (u32, u64),
+    ) -> Option<Refused> {
+        let mut failures = producer.context().failures.lock().expect("not poisoned");
+        let i = failures
+            .iter()
+            .position(|f| self.sent.get(f.sent) == Some(&at))?;
+        Some(refusal(&failures.swap_remove(i).error))
+    }
+
+    /// The failures the producer reported: (where, why).
+    fn failures(&mut self, producer: &BaseProducer<SinkContext>) -> Vec<((u32, u64), Refused)> {
         let failures =
             std::mem::take(&mut *producer.context().failures.lock().expect("not poisoned"));
         failures
             .into_iter()
-            .map(|f| {
-                let kind = match f.error.rdkafka_error_code() {
-                    Some(Code::MessageSizeTooLarge | Code::InvalidMessageSize) => "too-large",
-                    Some(Code::UnknownTopicOrPartition | Code::UnknownTopic) => "unknown-topic",
-                    _ => "delivery",
-                };
-                (
-                    self.rows[f.sent].clone(),
-                    self.sent[f.sent],
-                    Refused {
-                        kind,
-                        why: format!("Kafka refused the record: {}", f.error),
-                    },
-                )
-            })
+            .filter_map(|f| Some((*self.sent.get(f.sent)?, refusal(&f.error))))
             .collect()
     }
 
@@ -515,6 +624,34 @@ impl Sender<'_> {
         self.ctx.stats.events.fetch_add(n as u64, Ordering::Relaxed);
         metrics::counter!("flowgate_sink_events_total", "sink" => self.ctx.config.name.clone())
             .increment(n as u64);
+    }
+}
+
+/// Why Kafka refused a record, by its error.
+fn refusal(error: &KafkaError) -> Refused {
+    let code = error.rdkafka_error_code();
+    let kind = match code {
+        Some(Code::MessageSizeTooLarge | Code::InvalidMessageSize) => "too-large",
+        Some(Code::UnknownTopicOrPartition | Code::UnknownTopic) => "unknown-topic",
+        _ => "delivery",
+    };
+    // What sending again cannot mend, as opposed to a timeout, a purge or a broker away.
+    let permanent = kind != "delivery"
+        || matches!(
+            code,
+            Some(
+                Code::InvalidTimestamp
+                    | Code::InvalidRecord
+                    | Code::InvalidMessage
+                    | Code::TopicAuthorizationFailed
+                    | Code::PolicyViolation
+                    | Code::UnsupportedForMessageFormat
+            )
+        );
+    Refused {
+        kind,
+        why: format!("Kafka refused the record: {error}"),
+        permanent,
     }
 }
 
@@ -543,35 +680,41 @@ fn at_least_once(
     if saved.is_none() {
         save(&cursors)?;
     }
-    let no_skip = HashMap::new();
     let mut saved_at = Instant::now();
     let mut unsaved = 0;
     let mut refused = Vec::new();
     loop {
-        let (r, all_done, n) = sender.round(&producer, &mut cursors, &no_skip)?;
+        let (r, all_done, n) = sender.round(&producer, &mut cursors)?;
         refused.extend(r);
         unsaved += n;
         let stop = ctx.halted() || all_done;
         if unsaved > 0 && (stop || saved_at.elapsed() >= ctx.commit_interval) {
             // Everything sent so far must be acknowledged before the positions move past it.
-            let flushed = loop {
-                match producer.flush(Duration::from_millis(200)) {
-                    Ok(()) => break true,
-                    Err(_) if ctx.ctl.failure().is_some() => break false,
-                    Err(_) => {}
-                }
-            };
-            if !flushed {
-                // The run failed elsewhere: what was not acknowledged is sent again next time.
+            if !sender.flushed(&producer) {
                 return Ok(());
             }
-            refused.extend(sender.failures(&producer));
-            refused.sort_by_key(|(_, at, _)| *at);
+            // A refused batch refuses every record in it: each is sent again alone, and only
+            // those refused for themselves are dead-lettered.
+            for (at, _) in sender.failures(&producer) {
+                let row = sender.row_at(at)?;
+                let mut pairs = Vec::new();
+                let view = event::view(&row, &mut pairs);
+                if let Some(r) = sender.send(&producer, &view, at)? {
+                    refused.push((at, r));
+                    continue;
+                }
+                if !sender.flushed(&producer) {
+                    return Ok(());
+                }
+                if let Some(r) = sender.take_failure(&producer, at) {
+                    refused.push((at, r));
+                }
+            }
+            let dead = refused.len();
             sender.dead_letter(std::mem::take(&mut refused))?;
             save(&cursors)?;
-            sender.count(unsaved);
+            sender.count(unsaved.saturating_sub(dead));
             sender.sent.clear();
-            sender.rows.clear();
             unsaved = 0;
             saved_at = Instant::now();
         }
@@ -610,29 +753,38 @@ fn exactly_once(
     let saved = read_positions(sender, transactional_id, &log)?;
     let mut cursors = cursors(ctx, saved.as_deref())?;
     let mut committed: Vec<u64> = cursors.iter().map(|c| c.position).collect();
-    let mut skip: HashMap<(u32, u64), Refused> = HashMap::new();
     // No position before the first commit would mean "everything is mine": the first
     // transaction commits the starting positions even when there is nothing to send.
     let mut first = saved.is_none();
+    backoff = FIRST_BACKOFF;
     loop {
-        producer
-            .begin_transaction()
-            .map_err(|e| Error::kafka("cannot begin a transaction", e))?;
+        if let Err(e) = producer.begin_transaction() {
+            if fatal(&e) {
+                return Err(Error::kafka("cannot begin a transaction", e));
+            }
+            // An abort still under way: finish it first.
+            abort(&producer, ctx, &mut backoff)?;
+            continue;
+        }
         let began = Instant::now();
         let mut refused = Vec::new();
         let mut n = 0;
         let mut all_done;
         loop {
-            let (r, done, got) = sender.round(&producer, &mut cursors, &skip)?;
+            let (r, done, got) = sender.round(&producer, &mut cursors)?;
             refused.extend(r);
             n += got;
             all_done = done;
-            if ctx.halted() || all_done || began.elapsed() >= ctx.commit_interval {
+            if sender.abortable
+                || ctx.halted()
+                || all_done
+                || began.elapsed() >= ctx.commit_interval
+            {
                 break;
             }
         }
-        if n == 0 && refused.is_empty() && !first {
-            let _ = producer.abort_transaction(REQUEST_TIMEOUT);
+        if !sender.abortable && n == 0 && refused.is_empty() && !first {
+            abort(&producer, ctx, &mut backoff)?;
             if ctx.halted() || all_done {
                 return Ok(());
             }
@@ -642,46 +794,107 @@ fn exactly_once(
             log: log.clone(),
             positions: cursors.iter().map(|c| c.position).collect(),
         };
-        let value = serde_json::to_vec(&positions).expect("serialises");
-        send_positions(&producer, transactional_id, &value)?;
-        match producer.commit_transaction(COMMIT_TIMEOUT) {
-            Ok(()) => {
-                refused.extend(sender.failures(&producer));
-                refused.sort_by_key(|(_, at, _)| *at);
-                sender.dead_letter(refused)?;
-                sender.count(n);
-                committed = positions.positions;
-                skip.clear();
-                first = false;
-                backoff = FIRST_BACKOFF;
+        let committed_now = !sender.abortable
+            && send_positions(&producer, ctx, transactional_id, &positions)
+            && commit(&producer, ctx, transactional_id)?;
+        if committed_now {
+            let dead = refused.len();
+            sender.dead_letter(refused)?;
+            sender.count(n.saturating_sub(dead));
+            committed = positions.positions;
+            sender.skip.clear();
+            first = false;
+            backoff = FIRST_BACKOFF;
+            sender.sent.clear();
+            if ctx.halted() || all_done {
+                return Ok(());
             }
-            Err(e) => {
-                if fenced(&e) {
-                    return Err(Error::Fenced(transactional_id.to_owned()));
-                }
-                if fatal(&e) {
-                    return Err(Error::kafka("the sink's transaction failed", e));
-                }
-                tracing::warn!(sink = %ctx.config.name, "the transaction did not commit ({e}); aborting it and sending its events again");
-                producer.context().inner.count_error("transaction");
-                let _ = producer.abort_transaction(COMMIT_TIMEOUT);
-                // Records Kafka refused for what they are are dead-lettered on the next try
-                // instead of sent again; the rest are sent again.
-                for (_, at, r) in sender.failures(&producer) {
-                    if r.kind != "delivery" {
-                        skip.insert(at, r);
-                    }
-                }
-                for (c, &p) in cursors.iter_mut().zip(&committed) {
-                    c.seek(p);
-                }
-                back_off(&mut backoff, || ctx.ctl.failure().is_some());
+            continue;
+        }
+        tracing::warn!(sink = %ctx.config.name, "the transaction cannot commit; aborting it and sending its events again");
+        producer.context().inner.count_error("transaction");
+        abort(&producer, ctx, &mut backoff)?;
+        // Records refused in this transaction are sent alone next time: only a record refused
+        // for itself is dead-lettered, its batch-mates go through.
+        for (at, r) in sender.failures(&producer) {
+            if r.permanent {
+                sender.suspects.insert(at, r);
             }
         }
+        sender.abortable = false;
         sender.sent.clear();
-        sender.rows.clear();
-        if ctx.halted() || all_done {
+        for (c, &p) in cursors.iter_mut().zip(&committed) {
+            c.seek(p);
+        }
+        if ctx.halted() {
+            // Sent again by the next run, from the committed positions.
             return Ok(());
+        }
+        back_off(&mut backoff, || ctx.halted());
+    }
+}
+
+/// Commits the transaction, trying again while the error is retriable. False when it has to
+/// be aborted; an error when the producer is fenced or failed for good.
+fn commit(
+    producer: &BaseProducer<SinkContext>,
+    ctx: &SinkCtx,
+    transactional_id: &str,
+) -> Result<bool, Error> {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match producer.commit_transaction(COMMIT_TIMEOUT) {
+            Ok(()) => return Ok(true),
+            Err(e) if fenced(&e) => return Err(Error::Fenced(transactional_id.to_owned())),
+            Err(e) if fatal(&e) => return Err(Error::kafka("the sink's transaction failed", e)),
+            Err(KafkaError::Transaction(t)) if t.is_retriable() && !t.txn_requires_abort() => {
+                tracing::warn!(sink = %ctx.config.name, "the commit did not complete ({t}); trying again");
+                back_off(&mut backoff, || ctx.ctl.failure().is_some());
+                if ctx.ctl.failure().is_some() {
+                    return Ok(false);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(sink = %ctx.config.name, "the transaction did not commit: {e}");
+                return Ok(false);
+            }
+        }
+    }
+}
+
+/// Aborts the transaction, trying again until the broker confirms it (a new transaction cannot
+/// begin before).
+fn abort(
+    producer: &BaseProducer<SinkContext>,
+    ctx: &SinkCtx,
+    backoff: &mut Duration,
+) -> Result<(), Error> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match producer.abort_transaction(COMMIT_TIMEOUT) {
+            Ok(()) => return Ok(()),
+            Err(e) if attempts >= 10 => {
+                return Err(Error::kafka(
+                    "cannot abort the transaction (10 attempts)",
+                    e,
+                ));
+            }
+            Err(e) if fenced(&e) => {
+                return Err(Error::Fenced(format!(
+                    "flowgate.{}.{}",
+                    ctx.pipeline, ctx.config.name
+                )));
+            }
+            Err(e) if fatal(&e) => return Err(Error::kafka("cannot abort the transaction", e)),
+            Err(e) => {
+                tracing::warn!(sink = %ctx.config.name, "the abort did not complete ({e}); trying again");
+                if ctx.halted() {
+                    // The next run's init_transactions ends it.
+                    return Ok(());
+                }
+                back_off(backoff, || ctx.halted());
+            }
         }
     }
 }
@@ -700,42 +913,50 @@ fn fatal(e: &KafkaError) -> bool {
     }
 }
 
-/// Produces the positions record of this transaction (waiting while the queue is full).
+/// Produces the positions record of this transaction (waiting while the queue is full); false
+/// when the transaction can no longer take records (it has to be aborted).
 fn send_positions(
     producer: &BaseProducer<SinkContext>,
+    ctx: &SinkCtx,
     transactional_id: &str,
-    value: &[u8],
-) -> Result<(), Error> {
-    let mut record = BaseRecord::with_opaque_to(POSITIONS_TOPIC, usize::MAX)
+    positions: &Positions,
+) -> bool {
+    let value = serde_json::to_vec(positions).expect("serialises");
+    let topic = positions_topic(&ctx.pipeline, &ctx.config.name);
+    let mut record = BaseRecord::with_opaque_to(&topic, usize::MAX)
         .key(transactional_id)
-        .payload(value);
+        .payload(&value);
     loop {
         match producer.send(record) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return true,
             Err((KafkaError::MessageProduction(Code::QueueFull), r)) => {
                 record = r;
                 producer.poll(Duration::from_millis(10));
             }
-            Err((e, _)) => return Err(Error::kafka("cannot write the sink's positions", e)),
+            Err((e, _)) => {
+                tracing::warn!("cannot write the sink's positions: {e}");
+                return false;
+            }
         }
     }
 }
 
 /// Creates the positions topic (compacted, one partition) if it does not exist.
 fn ensure_positions_topic(sender: &Sender<'_>) -> Result<(), Error> {
-    let topic = NewTopic::new(POSITIONS_TOPIC, 1, TopicReplication::Fixed(-1))
-        .set("cleanup.policy", "compact");
+    let name = positions_topic(&sender.ctx.pipeline, &sender.ctx.config.name);
+    let topic =
+        NewTopic::new(&name, 1, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
     let got = block_on(sender.admin.create_topics(
         [&topic],
         &AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT)),
     ))
-    .map_err(|e| Error::kafka(format!("cannot create the topic {POSITIONS_TOPIC}"), e))?;
+    .map_err(|e| Error::kafka(format!("cannot create the topic {name}"), e))?;
     for r in got {
         match r {
             Ok(_) | Err((_, Code::TopicAlreadyExists)) => {}
             Err((_, code)) => {
                 return Err(Error::kafka(
-                    format!("cannot create the topic {POSITIONS_TOPIC}"),
+                    format!("cannot create the topic {name}"),
                     KafkaError::AdminOp(code),
                 ));
             }
@@ -758,12 +979,21 @@ fn read_positions(
         .set("enable.partition.eof", "false")
         .set("group.id", format!("{transactional_id}.positions"));
     let consumer: BaseConsumer = config.create().map_err(Error::Config)?;
-    let what = format!("cannot read the sink's positions from {POSITIONS_TOPIC}");
-    let (_, high) = consumer
-        .fetch_watermarks(POSITIONS_TOPIC, 0, REQUEST_TIMEOUT)
+    let topic = positions_topic(&sender.ctx.pipeline, &sender.ctx.config.name);
+    let what = format!("cannot read the sink's positions from {topic}");
+    // The end of the topic, open transactions included (librdkafka reads with read_committed
+    // unless told otherwise, and a read_committed client's end is the last stable offset). The
+    // topic is this sink's alone and init_transactions ended its last transaction, so the read
+    // reaches that end at once.
+    let mut uncommitted = client_config(&cfg.brokers, &cfg.properties);
+    uncommitted.set("isolation.level", "read_uncommitted");
+    let uncommitted: BaseConsumer = uncommitted.create().map_err(Error::Config)?;
+    let (_, high) = uncommitted
+        .fetch_watermarks(&topic, 0, REQUEST_TIMEOUT)
         .map_err(|e| Error::kafka(what.clone(), e))?;
+    drop(uncommitted);
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(POSITIONS_TOPIC, 0, Offset::Beginning)
+    tpl.add_partition_offset(&topic, 0, Offset::Beginning)
         .map_err(|e| Error::kafka(what.clone(), e))?;
     consumer
         .assign(&tpl)
@@ -774,7 +1004,7 @@ fn read_positions(
         let at = consumer
             .position()
             .ok()
-            .and_then(|t| match t.find_partition(POSITIONS_TOPIC, 0)?.offset() {
+            .and_then(|t| match t.find_partition(&topic, 0)?.offset() {
                 Offset::Offset(o) => Some(o),
                 _ => None,
             })
@@ -800,7 +1030,7 @@ fn read_positions(
                 last = (p.log == log).then_some(p.positions);
             }
             Some(Ok(_)) | None => {}
-            Some(Err(e)) => tracing::debug!("reading {POSITIONS_TOPIC}: {e}"),
+            Some(Err(e)) => tracing::debug!("reading {topic}: {e}"),
         }
     }
 }

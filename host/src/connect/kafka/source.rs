@@ -127,6 +127,15 @@ pub(crate) fn run(ctx: &SourceCtx, cfg: &KafkaSource) -> Result<(), Error> {
         // record there is (what was deleted is gone from Kafka, not from Flowgate).
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "1000");
+    if !cfg.properties.contains_key("fetch.queue.backoff.ms") {
+        // librdkafka's default stops fetching for a second once 100,000 records wait in its
+        // queue: a source that keeps up never needs that pause.
+        config.set("fetch.queue.backoff.ms", "10");
+    }
+    if !cfg.properties.contains_key("reconnect.backoff.max.ms") {
+        // Back within 2 s of the brokers (librdkafka's default waits up to 10 s).
+        config.set("reconnect.backoff.max.ms", "2000");
+    }
     let consumer: BaseConsumer<SourceContext> = config
         .create_with_context(SourceContext {
             inner: Context::new(format!("source:{name}")),
@@ -174,10 +183,19 @@ pub(crate) fn run(ctx: &SourceCtx, cfg: &KafkaSource) -> Result<(), Error> {
                 }
                 Err(e @ (Error::Invalid(_) | Error::Log(_) | Error::Config(_))) => return Err(e),
                 Err(e) => {
-                    consumer.context().inner.count_error("metadata");
-                    tracing::warn!(source = %name, "{e}; retrying in {:?}", backoff);
-                    back_off(&mut backoff, || ctx.halted());
-                    continue;
+                    let inner = &consumer.context().inner;
+                    inner.count_error("metadata");
+                    if parts.is_empty() {
+                        tracing::warn!(source = %name, "{e}; retrying in {:?}", backoff);
+                        back_off(&mut backoff, || ctx.halted());
+                        continue;
+                    }
+                    // The partitions already assigned go on being read; the lookup is tried
+                    // again at the next refresh.
+                    if inner.should_say("refresh") {
+                        tracing::warn!(source = %name, "{e}; reading the partitions already assigned, looking the topics up again every {REFRESH:?}");
+                    }
+                    refreshed = Some(Instant::now());
                 }
             }
         }
