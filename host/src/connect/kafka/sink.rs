@@ -554,15 +554,27 @@ impl Sender<'_> {
                             if !self.flushed(producer) {
                                 return Err(Error::Invalid("the pipeline failed".into()));
                             }
-                            if let Some(r) = self.take_failure(producer, at) {
+                            match self.take_failure(producer, at) {
                                 // Refused by itself: dead-lettered (exactly-once: in the next
                                 // try of the transaction, which this refusal aborts).
-                                if self.ctx.exactly_once {
+                                Some(r) if r.permanent && self.ctx.exactly_once => {
                                     self.skip.insert(at, r);
                                     self.abortable = true;
-                                } else {
-                                    refused.push((at, r));
                                 }
+                                Some(r) if r.permanent => refused.push((at, r)),
+                                // Failed for another reason (the transaction failed, the
+                                // record was purged): still a suspect, sent alone next time.
+                                Some(r) => {
+                                    self.suspects.insert(at, r);
+                                    self.abortable = self.ctx.exactly_once;
+                                    if !self.ctx.exactly_once {
+                                        return Err(Error::Invalid(format!(
+                                            "input {}/{} offset {}: Kafka did not take the record",
+                                            self.ctx.config.input, at.0, at.1
+                                        )));
+                                    }
+                                }
+                                None => {}
                             }
                         }
                         if self.abortable {
