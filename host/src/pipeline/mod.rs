@@ -417,6 +417,29 @@ fn ensure_topics(
     Ok(out)
 }
 
+/// The topics a source or sink writes, done (for bounded runs) once it ended well.
+struct WriterDone {
+    ctl: Arc<Ctl>,
+    topics: Vec<String>,
+}
+
+impl WriterDone {
+    fn of(ctl: &Arc<Ctl>, topics: Vec<&str>) -> WriterDone {
+        WriterDone {
+            ctl: ctl.clone(),
+            topics: topics.into_iter().map(str::to_owned).collect(),
+        }
+    }
+
+    fn after<E>(self, ended: Result<(), E>) {
+        if ended.is_ok() {
+            for t in &self.topics {
+                self.ctl.writer_done(t);
+            }
+        }
+    }
+}
+
 /// Starts a pipeline: [`Running::apply`] of `config` to an empty pipeline (the same code a
 /// pipeline edit goes through). The HTTP server, if any, is started by the caller: it sits in
 /// the layer above this one and serves a `Running`.
@@ -691,19 +714,9 @@ impl Running {
                     exactly_once,
                     commit_interval: new.commit_interval,
                 };
+                let writes = WriterDone::of(&ctx.ctl, s.written_topics());
                 threads.push(spawn(format!("source {}", s.name), move || {
-                    let topics: Vec<String> = ctx
-                        .config
-                        .written_topics()
-                        .into_iter()
-                        .map(str::to_owned)
-                        .collect();
-                    let ctl = ctx.ctl.clone();
-                    if crate::connect::run_source(ctx).is_ok() {
-                        for t in &topics {
-                            ctl.writer_done(t);
-                        }
-                    }
+                    writes.after(crate::connect::run_source(ctx));
                 })?);
             }
             applied.steps.insert(key, Step { stop, threads });
@@ -726,19 +739,9 @@ impl Running {
                 commit_interval: new.commit_interval,
                 exactly_once,
             };
+            let writes = WriterDone::of(&ctx.ctl, s.written_topics());
             let threads = vec![spawn(format!("sink {}", s.name), move || {
-                let topics: Vec<String> = ctx
-                    .config
-                    .written_topics()
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect();
-                let ctl = ctx.ctl.clone();
-                if crate::connect::run_sink(ctx).is_ok() {
-                    for t in &topics {
-                        ctl.writer_done(t);
-                    }
-                }
+                writes.after(crate::connect::run_sink(ctx));
             })?];
             applied.steps.insert(key, Step { stop, threads });
             done.push(format!("started sink `{}`", s.name));
