@@ -9,6 +9,8 @@ use flowgate::runtime::{Runtime, RuntimeConfig};
 
 pub mod fixture;
 pub mod kafka;
+pub mod mongo;
+pub mod postgres;
 
 /// Paths of the built plugins, one constant per plugin.
 pub mod plugins {
