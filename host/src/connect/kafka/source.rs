@@ -136,12 +136,18 @@ pub(crate) fn run(ctx: &SourceCtx, cfg: &KafkaSource) -> Result<(), Error> {
         // Back within 2 s of the brokers (librdkafka's default waits up to 10 s).
         config.set("reconnect.backoff.max.ms", "2000");
     }
-    let consumer: BaseConsumer<SourceContext> = config
-        .create_with_context(SourceContext {
-            inner: Context::new(format!("source:{name}")),
-            ends: Mutex::new(HashMap::new()),
-        })
-        .map_err(Error::Config)?;
+    let make = || -> Result<BaseConsumer<SourceContext>, Error> {
+        config
+            .create_with_context(SourceContext {
+                inner: Context::new(format!("source:{name}")),
+                ends: Mutex::new(HashMap::new()),
+            })
+            .map_err(Error::Config)
+    };
+    let mut consumer = make()?;
+    // Lookups failed in a row while no record came: after a broker restart a client can stay
+    // stuck on its old connections; a new one (assigned where the old one was) is not.
+    let mut failed_lookups = 0;
     let dead_target = {
         let info = ctx.log.describe(&cfg.dead_letter_topic)?;
         Target {
@@ -180,6 +186,7 @@ pub(crate) fn run(ctx: &SourceCtx, cfg: &KafkaSource) -> Result<(), Error> {
                 Ok(()) => {
                     refreshed = Some(Instant::now());
                     backoff = FIRST_BACKOFF;
+                    failed_lookups = 0;
                 }
                 Err(e @ (Error::Invalid(_) | Error::Log(_) | Error::Config(_))) => return Err(e),
                 Err(e) => {
@@ -196,6 +203,14 @@ pub(crate) fn run(ctx: &SourceCtx, cfg: &KafkaSource) -> Result<(), Error> {
                         tracing::warn!(source = %name, "{e}; reading the partitions already assigned, looking the topics up again every {REFRESH:?}");
                     }
                     refreshed = Some(Instant::now());
+                    failed_lookups += 1;
+                    if failed_lookups >= 3 {
+                        tracing::warn!(source = %name, "the Kafka client has not reached the brokers in {failed_lookups} lookups; starting a new one where this one was");
+                        drop(consumer);
+                        consumer = make()?;
+                        assign(&consumer, &parts)?;
+                        failed_lookups = 0;
+                    }
                 }
             }
         }
@@ -209,7 +224,9 @@ pub(crate) fn run(ctx: &SourceCtx, cfg: &KafkaSource) -> Result<(), Error> {
             ctx.ctl.sleep(Duration::from_millis(200), &ctx.stop);
             continue;
         }
-        take(ctx, cfg, &consumer, &mut parts, now)?;
+        if take(ctx, cfg, &consumer, &mut parts, now)? > 0 {
+            failed_lookups = 0;
+        }
         for part in parts.values_mut() {
             if part.pending() {
                 append(ctx, &dead_target, part)?;
@@ -339,6 +356,11 @@ fn refresh(
             },
         );
     }
+    assign(consumer, parts)
+}
+
+/// Assigns every partition being read to `consumer`, each at the next record to take.
+fn assign(consumer: &BaseConsumer<SourceContext>, parts: &Parts) -> Result<(), Error> {
     let mut tpl = TopicPartitionList::new();
     for (topic, p, part) in parts.iter() {
         tpl.add_partition_offset(topic, p, Offset::Offset(part.next as i64))
@@ -372,14 +394,14 @@ fn offset_at(
     }))
 }
 
-/// Takes the records the consumer has (waiting up to 100 ms for the first).
+/// Takes the records the consumer has (waiting up to 100 ms for the first); returns how many.
 fn take(
     ctx: &SourceCtx,
     cfg: &KafkaSource,
     consumer: &BaseConsumer<SourceContext>,
     parts: &mut Parts,
     now: i64,
-) -> Result<(), Error> {
+) -> Result<usize, Error> {
     let mut wait = Duration::from_millis(100);
     let mut taken = 0;
     let (mut partition_text, mut offset_text) = (String::new(), String::new());
@@ -464,7 +486,7 @@ fn take(
     if taken > 0 {
         consumer.context().inner.reached();
     }
-    Ok(())
+    Ok(taken)
 }
 
 /// Appends a partition's taken records (the refused ones to the dead-letter topic), in offset
