@@ -24,17 +24,18 @@
 //! ```
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock, mpsc};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use flowgate::event::{Event, Header};
+
+use crate::process::{check, free_ports, kill, owned_temp_dir, remove_orphaned_dirs, spawn_tied};
 
 /// How long a broker may take to start before [`Broker::start`] gives up
 /// (`FLOWGATE_KAFKA_START_TIMEOUT` seconds, default 120: a loaded 2-core machine is slow).
@@ -230,15 +231,9 @@ impl Broker {
 
     fn new_stopped() -> Broker {
         require_installed();
-        remove_orphaned_dirs();
-        let dir = tempfile::Builder::new()
-            .prefix(DIR_PREFIX)
-            .tempdir()
-            .expect("a temporary directory for the Kafka broker")
-            .keep();
-        std::fs::write(dir.join("owner.pid"), std::process::id().to_string())
-            .expect("the broker directory's owner file");
-        let (port, controller_port) = free_ports();
+        remove_orphaned_dirs(DIR_PREFIX);
+        let dir = owned_temp_dir(DIR_PREFIX, "the Kafka broker");
+        let [port, controller_port] = free_ports::<2>();
         Broker {
             port,
             controller_port,
@@ -623,65 +618,8 @@ impl Drop for Producing {
     }
 }
 
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Panics with a helper's standard error if it failed.
-fn check(out: &std::process::Output, what: &str) {
-    if !out.status.success() {
-        panic!(
-            "{what} failed ({}): {}",
-            describe(out.status),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-}
-
-fn describe(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit {code}"),
-        (None, Some(sig)) => format!("signal {sig}"),
-        _ => status.to_string(),
-    }
-}
-
 /// The name of every broker directory starts so, in the system's temporary directory.
 const DIR_PREFIX: &str = "flowgate-kafka-";
-
-/// Removes the directories of brokers whose test process is gone (killed: no exit handler ran).
-fn remove_orphaned_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
-            continue;
-        }
-        let owner = std::fs::read_to_string(entry.path().join("owner.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok());
-        if let Some(pid) = owner
-            && !Path::new(&format!("/proc/{pid}")).exists()
-        {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-/// Two ports free on 127.0.0.1 now: the broker's and its controller's.
-fn free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let ports = (
-        a.local_addr().expect("a port").port(),
-        b.local_addr().expect("a port").port(),
-    );
-    drop((a, b));
-    ports
-}
 
 /// Checks once that Java, the Kafka jars and the Python client are there, and panics naming
 /// the install script (and Debian's packages for Java and Maven) if not.
@@ -723,53 +661,6 @@ fn require_installed() {
     if let Err(why) = result {
         panic!("the Kafka test broker cannot run: {why}");
     }
-}
-
-type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
-
-/// Spawns `cmd` so that it cannot outlive this process: the child gets SIGKILL when its parent
-/// dies (`PR_SET_PDEATHSIG`). The kernel's "parent" there is the *thread* that forked, so every
-/// such child is forked by one thread that lives as long as the process, never by a test's
-/// thread (whose end would kill the broker under the next test).
-fn spawn_tied(cmd: Command) -> io::Result<Child> {
-    static KEEPER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
-    let keeper = KEEPER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("kafka-process-keeper".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(spawn_with_death_signal(&mut cmd));
-                }
-            })
-            .expect("the thread that spawns the Kafka processes");
-        tx
-    });
-    let (tx, rx) = mpsc::channel();
-    keeper
-        .send((cmd, tx))
-        .map_err(|_| io::Error::other("the process keeper thread is gone"))?;
-    rx.recv()
-        .map_err(|_| io::Error::other("the process keeper thread is gone"))?
-}
-
-fn spawn_with_death_signal(cmd: &mut Command) -> io::Result<Child> {
-    let parent = std::process::id();
-    // SAFETY: between fork and exec the closure calls only async-signal-safe functions
-    // (prctl, getppid) and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent died before the prctl: nobody would kill this child later.
-            if libc::getppid() as u32 != parent {
-                return Err(io::Error::other("the test process is gone"));
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
 }
 
 #[cfg(test)]

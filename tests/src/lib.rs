@@ -11,6 +11,7 @@ pub mod fixture;
 pub mod kafka;
 pub mod mongo;
 pub mod postgres;
+mod process;
 
 /// Paths of the built plugins, one constant per plugin.
 pub mod plugins {

@@ -56,9 +56,11 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::postgres::{
-    Needs, POLL, Postgres, STOP_TIMEOUT, check, db_dir, describe, free_port, json_lines, kill,
-    owned_temp_dir, remove_orphaned_dirs, require_installed, run_with_input, spawn_tied,
-    start_timeout, tail,
+    Needs, POLL, Postgres, STOP_TIMEOUT, db_dir, require_installed, start_timeout,
+};
+use crate::process::{
+    check, describe, free_port, json_lines, kill, owned_temp_dir, remove_orphaned_dirs,
+    run_with_input, spawn_tied, tail,
 };
 
 /// The connections FerretDB may open to its backend (`pool_max_conns`, FerretDB's default):
