@@ -1,6 +1,7 @@
 //! The Kafka sink: a log topic's events produced to Kafka, at-least-once (positions checkpointed
 //! after Kafka acknowledged) or exactly-once (records and positions in one Kafka transaction).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
@@ -335,25 +336,6 @@ impl Sender<'_> {
         Ok(limit)
     }
 
-    /// The Kafka topic of a row, or why it has none.
-    fn topic_of(&self, row: &EventRef<'_>) -> Result<String, Refused> {
-        match &self.cfg.topic {
-            KafkaSinkTopic::Fixed(t) => Ok(t.clone()),
-            KafkaSinkTopic::Header { name, fallback } => {
-                let named = row
-                    .headers
-                    .iter()
-                    .find(|(n, _)| *n == name.as_bytes())
-                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-                named.or_else(|| fallback.clone()).ok_or(Refused {
-                    kind: "no-topic",
-                    why: format!("the event has no `{name}` header naming its topic, and the sink has no `topic` to fall back to"),
-                    permanent: true,
-                })
-            }
-        }
-    }
-
     /// Sends one row (waiting while librdkafka's queue is full); a row Kafka would refuse is
     /// returned with the reason.
     fn send(
@@ -362,7 +344,7 @@ impl Sender<'_> {
         row: &EventRef<'_>,
         at: (u32, u64),
     ) -> Result<Option<Refused>, Error> {
-        let topic = match self.topic_of(row) {
+        let topic = match topic_of(self.cfg, row) {
             Ok(t) => t,
             Err(r) => return Ok(Some(r)),
         };
@@ -636,6 +618,28 @@ impl Sender<'_> {
         self.ctx.stats.events.fetch_add(n as u64, Ordering::Relaxed);
         metrics::counter!("flowgate_sink_events_total", "sink" => self.ctx.config.name.clone())
             .increment(n as u64);
+    }
+}
+
+/// The Kafka topic of a row (borrowed: no allocation per record for a fixed topic), or why it
+/// has none.
+fn topic_of<'x>(cfg: &'x KafkaSink, row: &EventRef<'x>) -> Result<Cow<'x, str>, Refused> {
+    match &cfg.topic {
+        KafkaSinkTopic::Fixed(t) => Ok(Cow::Borrowed(t)),
+        KafkaSinkTopic::Header { name, fallback } => {
+            let named = row
+                .headers
+                .iter()
+                .find(|(n, _)| *n == name.as_bytes())
+                .map(|(_, v)| String::from_utf8_lossy(v));
+            named
+                .or_else(|| fallback.as_deref().map(Cow::Borrowed))
+                .ok_or(Refused {
+                    kind: "no-topic",
+                    why: format!("the event has no `{name}` header naming its topic, and the sink has no `topic` to fall back to"),
+                    permanent: true,
+                })
+        }
     }
 }
 
