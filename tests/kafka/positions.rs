@@ -1,7 +1,10 @@
 //! An exactly-once sink resumes from the positions of its own last committed transaction, even
-//! while a transaction of another producer is open on the positions topic
-//! (`flowgate.sink-positions`, shared by every exactly-once sink of the cluster). The test has a
-//! broker of its own: the open transaction holds back every read_committed reader of that topic.
+//! while another producer holds a transaction open on `flowgate.sink-positions`. When the sinks
+//! shared that one topic, the open transaction held back what a read_committed reader saw of the
+//! sink's later commits, and the sink resent 100 records it had committed; each sink now has a
+//! positions topic of its own (`flowgate.sink-positions.<pipeline>.<sink>`), and this test keeps
+//! a shared one from coming back. The test has a broker of its own: the open transaction holds
+//! back every read_committed reader of that topic.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
