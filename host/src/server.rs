@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
-use crate::config::{HttpConfig, SourceKind};
+use crate::config::{HttpConfig, SinkKind, SourceKind};
 use crate::event::RecordLimits;
 use crate::event::ingest::parse_body;
 use crate::flow::{StageStats, with_sources};
@@ -634,6 +634,7 @@ async fn admin_status(
                 SourceKind::Generator { .. } => "generator",
                 SourceKind::Http => "http",
                 SourceKind::Kafka(_) => "kafka",
+                SourceKind::PostgresCdc(_) => "postgres-cdc",
             };
             let mut v = json!({"source": s.name, "type": kind, "topic": s.topic});
             if let Some(st) = state.running.source_stats(&s.name) {
@@ -643,6 +644,27 @@ async fn admin_status(
                 if matches!(s.kind, SourceKind::Kafka(_)) {
                     v["lag"] = json!(*lag);
                 }
+                v["down"] = json!(*st.down.lock().expect("not poisoned"));
+            }
+            v
+        })
+        .collect();
+    let sinks: Vec<Value> = config
+        .sinks
+        .values()
+        .map(|s| {
+            let kind = match &s.kind {
+                SinkKind::File { .. } => "file",
+                SinkKind::Stdout => "stdout",
+                SinkKind::Kafka(_) => "kafka",
+                SinkKind::Postgres(_) => "postgres",
+                SinkKind::Mongo(_) => "mongodb",
+            };
+            let mut v = json!({"sink": s.name, "type": kind, "input": s.input});
+            if let Some(st) = state.running.sink_stats(&s.name) {
+                v["events"] = json!(st.events.load(Ordering::Relaxed));
+                v["dead_letters"] = json!(st.dead_letters.load(Ordering::Relaxed));
+                v["down"] = json!(*st.down.lock().expect("not poisoned"));
             }
             v
         })
@@ -650,7 +672,7 @@ async fn admin_status(
     (
         StatusCode::OK,
         axum::Json(
-            json!({"pipeline": config.name, "file": config.path, "sources": sources, "stages": stages}),
+            json!({"pipeline": config.name, "file": config.path, "sources": sources, "stages": stages, "sinks": sinks}),
         ),
     )
         .into_response()

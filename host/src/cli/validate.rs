@@ -31,6 +31,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     kafka_reachable(&config)?;
+    if !databases_fit(&config)? {
+        return Ok(ExitCode::from(2));
+    }
     writeln!(
         std::io::stdout(),
         "{}: pipeline `{}` is valid: {} source(s), {} stage(s), {} sink(s), {} topic(s)",
@@ -114,5 +117,92 @@ fn kafka_reachable(config: &PipelineConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How long `validate` waits for a Kafka step's brokers.
+/// Asks the database of each PostgreSQL sink and change source whether its tables and columns
+/// are there (and, for a change source, whether `wal_level` is `logical`). A table or column
+/// that is not there is an error (false); an unreachable database is a warning, as for Kafka.
+fn databases_fit(config: &PipelineConfig) -> anyhow::Result<bool> {
+    use std::io::Write;
+
+    use crate::config::{SinkKind, SourceKind};
+    use crate::connect::postgres;
+
+    let mut err = std::io::stderr();
+    let mut fits = true;
+    let mut asks = Vec::new();
+    for s in config.sinks.values() {
+        if let SinkKind::Postgres(p) = &s.kind {
+            let cols: Vec<&str> = p.columns.iter().map(|(c, _)| c.as_str()).collect();
+            asks.push((
+                format!("sink `{}`", s.name),
+                &p.url,
+                vec![p.table.as_str()],
+                Some(cols),
+            ));
+        }
+    }
+    for s in config.sources.values() {
+        if let SourceKind::PostgresCdc(p) = &s.kind {
+            let tables = p.tables.iter().map(String::as_str).collect();
+            asks.push((format!("source `{}`", s.name), &p.url, tables, None));
+        }
+    }
+    let answers: Vec<_> = std::thread::scope(|scope| {
+        let running: Vec<_> = asks
+            .iter()
+            .map(|(_, url, tables, _)| {
+                scope.spawn(move || match url.resolve() {
+                    Ok(u) => postgres::probe(&u, tables, PROBE_TIMEOUT).map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|a| a.join().expect("a probe does not panic"))
+            .collect()
+    });
+    for ((step, _, _, cols), answer) in asks.iter().zip(answers) {
+        let probe = match answer {
+            Ok(p) => p,
+            Err(e) => {
+                writeln!(
+                    err,
+                    "warning: {step}: {e}; the file is valid, but the pipeline cannot run from here"
+                )?;
+                continue;
+            }
+        };
+        for (table, have) in &probe.tables {
+            match (have, cols) {
+                (None, _) => {
+                    writeln!(
+                        err,
+                        "error: {step}: table {table} does not exist; create it, or fix the table's name"
+                    )?;
+                    fits = false;
+                }
+                (Some(have), Some(cols)) => {
+                    if let Some(problem) =
+                        postgres::missing_columns(table, cols.iter().copied(), have)
+                    {
+                        writeln!(err, "error: {step}: {problem}; fix `columns`")?;
+                        fits = false;
+                    }
+                }
+                (Some(_), None) => {}
+            }
+        }
+        if cols.is_none() && probe.wal_level != "logical" {
+            writeln!(
+                err,
+                "error: {step}: the database's wal_level is {}, and reading changes needs logical; set wal_level = logical in postgresql.conf and restart the server",
+                probe.wal_level
+            )?;
+            fits = false;
+        }
+    }
+    Ok(fits)
+}
+
+/// How long `validate` waits for a Kafka step's brokers or a database.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -11,7 +11,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::span::Collector;
-use super::types::{Delivery, KafkaCompression, KafkaFormat, Mode, OnError, Start};
+use super::types::{Delivery, KafkaCompression, KafkaFormat, Mode, MongoMode, OnError, Start};
 use crate::event::RecordLimits;
 
 // ---------------------------------------------------------------------------------------------
@@ -29,6 +29,7 @@ pub(super) const SOURCE_KINDS: Kinds = &[
     ("generator", fields::<GeneratorFile>),
     ("http", fields::<NoKeys>),
     ("kafka", fields::<KafkaSourceFile>),
+    ("postgres-cdc", fields::<PostgresCdcFile>),
 ];
 
 /// The kinds of sink (`type = "..."`) and the shape of each kind's own keys.
@@ -36,6 +37,8 @@ pub(super) const SINK_KINDS: Kinds = &[
     ("file", fields::<FileSinkFile>),
     ("stdout", fields::<StdoutSinkFile>),
     ("kafka", fields::<KafkaSinkFile>),
+    ("postgres", fields::<PostgresSinkFile>),
+    ("mongodb", fields::<MongoSinkFile>),
 ];
 
 /// Kind name → the keys of its shape.
@@ -375,6 +378,56 @@ pub(super) struct KafkaSinkFile {
     pub dead_letter_topic: Option<Spanned<String>>,
     #[serde(default)]
     pub start: Start,
+}
+
+/// A sink of type `postgres` (checked in `db`).
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct PostgresSinkFile {
+    pub url: Option<Spanned<String>>,
+    pub url_env: Option<Spanned<String>>,
+    pub table: Option<Spanned<String>>,
+    /// Column → field source.
+    pub columns: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    pub mode: Option<Spanned<String>>,
+    pub conflict: Option<Spanned<Vec<Spanned<String>>>>,
+    pub batch_size: Option<Spanned<usize>>,
+    pub linger: Option<Dur>,
+    pub dead_letter_topic: Option<Spanned<String>>,
+    #[serde(default)]
+    pub start: Start,
+}
+
+/// A sink of type `mongodb` (checked in `db`).
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct MongoSinkFile {
+    pub url: Option<Spanned<String>>,
+    pub url_env: Option<Spanned<String>>,
+    pub database: Option<Spanned<String>>,
+    pub collection: Option<Spanned<String>>,
+    pub id: Option<Spanned<String>>,
+    #[serde(default)]
+    pub mode: MongoMode,
+    pub fields: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    pub batch_size: Option<Spanned<usize>>,
+    pub linger: Option<Dur>,
+    pub dead_letter_topic: Option<Spanned<String>>,
+    #[serde(default)]
+    pub start: Start,
+}
+
+/// A source of type `postgres-cdc` (checked in `db`).
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct PostgresCdcFile {
+    pub url: Option<Spanned<String>>,
+    pub url_env: Option<Spanned<String>>,
+    pub tables: Option<Spanned<Vec<Spanned<String>>>>,
+    pub slot: Option<Spanned<String>>,
+    pub publication: Option<Spanned<String>>,
+    pub poll_interval: Option<Dur>,
+    pub batch_size: Option<Spanned<usize>>,
 }
 
 /// Kafka's `brokers`: a string of `host:port` separated by commas, or a list of them; the

@@ -13,6 +13,7 @@
 //! - `keys`: the serde shape of each table and the key table derived from those shapes (the
 //!   keys each table takes, and the closest known key for one it does not);
 //! - `kafka`: the settings of Kafka sources and sinks, read and checked;
+//! - `db`: the settings of the PostgreSQL and MongoDB sinks and of the PostgreSQL change source;
 //! - `graph`: the checks of the whole pipeline (`validate`): who writes and who reads each
 //!   topic, cycles, parallelism, topic names;
 //! - `parse`: [`PipelineConfig::load`] (a [`PipelineFileError`] when the file cannot be read
@@ -21,6 +22,7 @@
 //!
 //! Every key and its default is listed in `docs/pipeline.md`.
 
+mod db;
 mod graph;
 mod kafka;
 mod keys;
@@ -33,7 +35,8 @@ mod types;
 pub use parse::PipelineFileError;
 pub use span::{Problem, Problems};
 pub use types::{
-    Delivery, HttpConfig, KafkaCompression, KafkaFormat, KafkaSink, KafkaSinkTopic, KafkaSource,
-    KafkaStart, KafkaTopics, Misfit, Mode, OnError, Output, PipelineConfig, RetryConfig,
-    SinkConfig, SinkKind, SourceConfig, SourceKind, StageConfig, Start, TopicSpec,
+    DbUrl, Delivery, FieldSource, HttpConfig, KafkaCompression, KafkaFormat, KafkaSink,
+    KafkaSinkTopic, KafkaSource, KafkaStart, KafkaTopics, Misfit, Mode, MongoMode, MongoSink,
+    OnError, Output, PipelineConfig, PostgresCdcSource, PostgresMode, PostgresSink, RetryConfig,
+    SinkConfig, SinkKind, SourceConfig, SourceKind, StageConfig, Start, TopicSpec, redact_url,
 };

@@ -11,18 +11,18 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::graph::validate;
-use super::kafka;
 use super::keys::{
     Dur, FileSinkFile, FileSourceFile, GeneratorFile, HttpFile, KafkaSinkFile, KafkaSourceFile,
-    LimitsFile, LogFile, OneOrMany, RetryFile, RouteFile, SECTIONS, SINK_KINDS, SOURCE_KINDS,
-    SinkFile, SourceFile, StageFile, StdoutSinkFile, TopFile, TopicFile, WindowFile, fields,
-    top_keys,
+    LimitsFile, LogFile, MongoSinkFile, OneOrMany, PostgresCdcFile, PostgresSinkFile, RetryFile,
+    RouteFile, SECTIONS, SINK_KINDS, SOURCE_KINDS, SinkFile, SourceFile, StageFile, StdoutSinkFile,
+    TopFile, TopicFile, WindowFile, fields, top_keys,
 };
 use super::span::{Collector, Problems, line_col};
 use super::types::{
     HttpConfig, Output, PipelineConfig, RetryConfig, SinkConfig, SinkKind, SourceConfig,
     SourceKind, StageConfig, TopicSpec,
 };
+use super::{db, kafka};
 use crate::event::RecordLimits;
 use crate::log::{SyncPolicy, TopicConfig};
 use crate::runtime::Limits;
@@ -241,6 +241,10 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
                 let k: KafkaSourceFile = c.section(v, what)?;
                 SourceKind::Kafka(kafka::source(c, what, v.span(), &name, source, k))
             }
+            "postgres-cdc" => {
+                let p: PostgresCdcFile = c.section(v, what)?;
+                SourceKind::PostgresCdc(db::postgres_cdc(c, what, v.span(), &name, source, p))
+            }
             _ => SourceKind::Http,
         };
         Some((
@@ -299,6 +303,19 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
                 let k: KafkaSinkFile = c.section(v, what)?;
                 let start = k.start;
                 (SinkKind::Kafka(kafka::sink(c, what, v.span(), k)), start)
+            }
+            "postgres" => {
+                let p: PostgresSinkFile = c.section(v, what)?;
+                let start = p.start;
+                (
+                    SinkKind::Postgres(db::postgres_sink(c, what, v.span(), p)),
+                    start,
+                )
+            }
+            "mongodb" => {
+                let m: MongoSinkFile = c.section(v, what)?;
+                let start = m.start;
+                (SinkKind::Mongo(db::mongo_sink(c, what, v.span(), m)), start)
             }
             _ => {
                 let o: StdoutSinkFile = c.section(v, what)?;
@@ -835,7 +852,7 @@ start = "latest"
                     "a source without a type",
                     &with("[sources.s]\ntopic = \"in\""),
                     "[sources.s] has no `type`",
-                    Some("add type = one of file, stdin, generator, http, kafka"),
+                    Some("add type = one of file, stdin, generator, http, kafka, postgres-cdc"),
                 ),
                 case(
                     "a type that is not a string",
@@ -847,7 +864,7 @@ start = "latest"
                     "an unknown type",
                     &with("[sinks.s]\ntype = \"printer\"\ninput = \"out\""),
                     "unknown type \"printer\" in [sinks.s]",
-                    Some("use one of: file, stdout, kafka"),
+                    Some("use one of: file, stdout, kafka, postgres, mongodb"),
                 ),
                 case(
                     "a key of another kind",

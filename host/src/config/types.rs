@@ -153,6 +153,8 @@ pub enum SourceKind {
     Http,
     /// Records consumed from Kafka topics.
     Kafka(KafkaSource),
+    /// Row changes of PostgreSQL tables, through logical replication.
+    PostgresCdc(PostgresCdcSource),
 }
 
 impl SourceConfig {
@@ -219,6 +221,171 @@ pub enum KafkaFormat {
     Raw,
     /// A JSON document; other values are dead-lettered.
     Json,
+}
+
+/// How a database connector finds its database: a URL written in the file, or the name of an
+/// environment variable holding it (to keep a password out of the file).
+#[derive(Clone, PartialEq, Eq)]
+pub enum DbUrl {
+    /// `url`.
+    Literal(String),
+    /// `url-env`.
+    Env(String),
+}
+
+impl DbUrl {
+    /// The URL; an error naming the variable when `url-env`'s is not set.
+    pub fn resolve(&self) -> Result<String, String> {
+        match self {
+            DbUrl::Literal(u) => Ok(u.clone()),
+            DbUrl::Env(v) => std::env::var(v).map_err(|_| {
+                format!("environment variable {v} (the `url-env` of this connector) is not set; set it to the database's URL")
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for DbUrl {
+    /// Never shows a password written in a URL.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbUrl::Literal(u) => write!(f, "Literal({:?})", redact_url(u)),
+            DbUrl::Env(v) => write!(f, "Env({v:?})"),
+        }
+    }
+}
+
+/// `scheme://user:password@host/...` with the password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some(p) => p,
+        None => return url.to_owned(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Where a database column's or document field's value comes from in an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FieldSource {
+    /// The JSON value (`value`), or a field inside it (`value.a.b`: these names, in order).
+    Value(Vec<String>),
+    /// The key, as text (`key`).
+    Key,
+    /// The timestamp, milliseconds since 1970 (`timestamp`).
+    Timestamp,
+    /// One header's value, as text (`header.<name>`).
+    Header(String),
+    /// Every header, as a JSON object (`headers`).
+    Headers,
+    /// Where the event is in the sink's input: `{"topic","partition","offset"}` (`position`).
+    Position,
+}
+
+impl std::fmt::Display for FieldSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldSource::Value(path) if path.is_empty() => f.write_str("value"),
+            FieldSource::Value(path) => write!(f, "value.{}", path.join(".")),
+            FieldSource::Key => f.write_str("key"),
+            FieldSource::Timestamp => f.write_str("timestamp"),
+            FieldSource::Header(h) => write!(f, "header.{h}"),
+            FieldSource::Headers => f.write_str("headers"),
+            FieldSource::Position => f.write_str("position"),
+        }
+    }
+}
+
+/// How a PostgreSQL sink writes its rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PostgresMode {
+    /// Every event a new row.
+    Insert,
+    /// A row per conflict key: an event whose key is there already updates that row.
+    Upsert {
+        /// The conflict target: columns with a unique index or primary key over them.
+        conflict: Vec<String>,
+    },
+}
+
+/// A sink of type `postgres`: each event a row of a table, a batch a transaction that also
+/// records the sink's input positions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PostgresSink {
+    /// The database.
+    pub url: DbUrl,
+    /// The table: `name` or `schema.name`, as written (quoted when used).
+    pub table: String,
+    /// Column → where its value comes from, in the file's order.
+    pub columns: Vec<(String, FieldSource)>,
+    /// Insert or upsert.
+    pub mode: PostgresMode,
+    /// Most rows per transaction.
+    pub batch_size: usize,
+    /// How long a batch waits for more rows after its first.
+    pub linger: Duration,
+    /// The log topic of rows the database refuses.
+    pub dead_letter_topic: String,
+}
+
+/// How a MongoDB sink treats a document whose `_id` is there already.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MongoMode {
+    /// Keep the document there: a replayed event changes nothing.
+    #[default]
+    Insert,
+    /// Replace it with the event's document: the latest event for each `_id` wins.
+    Replace,
+}
+
+/// A sink of type `mongodb`: each event a document.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MongoSink {
+    /// The server.
+    pub url: DbUrl,
+    /// The database.
+    pub database: String,
+    /// The collection.
+    pub collection: String,
+    /// Where `_id` comes from; none: the event's coordinates (the Kafka record's when the
+    /// event came from Kafka, else its position in the sink's input), so a replay writes the
+    /// same `_id`.
+    pub id: Option<FieldSource>,
+    /// Insert or replace.
+    pub mode: MongoMode,
+    /// Fields added to each document, beside those of the event's value.
+    pub fields: Vec<(String, FieldSource)>,
+    /// Most documents per write.
+    pub batch_size: usize,
+    /// How long a batch waits for more documents after its first.
+    pub linger: Duration,
+    /// The log topic of events that are no document (not a JSON object) or that the server
+    /// refuses.
+    pub dead_letter_topic: String,
+}
+
+/// A source of type `postgres-cdc`: the changes of tables, read from a logical replication
+/// slot with the `pgoutput` plugin.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PostgresCdcSource {
+    /// The database.
+    pub url: DbUrl,
+    /// The tables whose changes are read: `name` or `schema.name`.
+    pub tables: Vec<String>,
+    /// The replication slot (made when missing).
+    pub slot: String,
+    /// The publication naming the tables (made when missing).
+    pub publication: String,
+    /// How long to wait before asking again when the slot had no changes.
+    pub poll_interval: Duration,
+    /// Most changes read per round (whole transactions: a larger one is read whole).
+    pub batch_size: usize,
 }
 
 /// A stage: a plugin between an input topic and its outputs.
@@ -418,13 +585,19 @@ pub enum SinkKind {
     Stdout,
     /// Records produced to Kafka.
     Kafka(KafkaSink),
+    /// Rows of a PostgreSQL table.
+    Postgres(PostgresSink),
+    /// Documents of a MongoDB collection.
+    Mongo(MongoSink),
 }
 
 impl SinkConfig {
-    /// Every topic of the log the sink writes: a Kafka sink's dead letters.
+    /// Every topic of the log the sink writes: its dead letters.
     pub fn written_topics(&self) -> Vec<&str> {
         match &self.kind {
             SinkKind::Kafka(k) => vec![k.dead_letter_topic.as_str()],
+            SinkKind::Postgres(p) => vec![p.dead_letter_topic.as_str()],
+            SinkKind::Mongo(m) => vec![m.dead_letter_topic.as_str()],
             SinkKind::File { .. } | SinkKind::Stdout => Vec::new(),
         }
     }

@@ -1,10 +1,12 @@
 //! Sources and sinks: where events come from and where they leave a pipeline.
 //!
 //! Sources: an NDJSON file (read once, resumed at its checkpointed byte position), standard
-//! input, a generator, and HTTP ingest (served by `server`, which uses this module). Sinks: an
-//! NDJSON file (synced, then its length checkpointed with the input positions, so a restart
-//! cuts what was written after the checkpoint and writes it again: each event lands exactly
-//! once) and standard output.
+//! input, a generator, HTTP ingest (served by `server`, which uses this module), Kafka
+//! (`kafka`) and the changes of PostgreSQL tables (`postgres::cdc`). Sinks: an NDJSON file
+//! (synced, then its length checkpointed with the input positions, so a restart cuts what was
+//! written after the checkpoint and writes it again: each event lands exactly once), standard
+//! output, Kafka, PostgreSQL (`postgres::sink`) and MongoDB (`mongodb`). What the sinks share
+//! is `common`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
@@ -15,14 +17,16 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{SinkConfig, SinkKind, SourceConfig, SourceKind, Start};
+use crate::config::{SinkConfig, SinkKind, SourceConfig, SourceKind};
 use crate::event::{self, Event, ndjson};
 use crate::flow::producer::{Producer, Routed, Target, partition_for};
-use crate::flow::reader::Cursor;
 use crate::flow::{Ctl, StepStats, Stopped, with_sources};
 use crate::log::{EventLog, LogError};
 
+pub(crate) mod common;
 pub mod kafka;
+pub mod mongodb;
+pub mod postgres;
 
 /// Lines per append of a file or stdin source.
 const SOURCE_BATCH: usize = 1024;
@@ -89,6 +93,9 @@ pub enum SourceError {
     /// A Kafka source failed.
     #[error(transparent)]
     Kafka(#[from] kafka::Error),
+    /// A PostgreSQL change source failed.
+    #[error(transparent)]
+    Postgres(#[from] postgres::Error),
 }
 
 /// Why a sink could not start or stopped with a failure.
@@ -122,6 +129,12 @@ pub enum SinkError {
     /// A Kafka sink failed.
     #[error(transparent)]
     Kafka(#[from] kafka::Error),
+    /// A PostgreSQL sink failed.
+    #[error(transparent)]
+    Postgres(#[from] postgres::Error),
+    /// A MongoDB sink failed.
+    #[error(transparent)]
+    Mongo(#[from] mongodb::Error),
 }
 
 /// Runs a source until its input ends or the pipeline stops.
@@ -133,6 +146,7 @@ pub(crate) fn run_source(ctx: SourceCtx) -> Result<(), Stopped> {
         SourceKind::Stdin => stdin_source(&ctx),
         SourceKind::Http => Ok(()),
         SourceKind::Kafka(k) => kafka::source::run(&ctx, k).map_err(SourceError::from),
+        SourceKind::PostgresCdc(p) => postgres::cdc::run(&ctx, p).map_err(SourceError::from),
     };
     result.map_err(|e| ctx.ctl.fail(format!("source `{name}`: {e}")))
 }
@@ -429,23 +443,10 @@ fn sink(ctx: &SinkCtx) -> Result<(), SinkError> {
         }
         SinkKind::Stdout => Box::new(BufWriter::new(io::stdout())),
         SinkKind::Kafka(k) => return Ok(kafka::sink::run(ctx, k)?),
+        SinkKind::Postgres(p) => return Ok(postgres::sink::run(ctx, p)?),
+        SinkKind::Mongo(m) => return Ok(mongodb::run(ctx, m)?),
     };
-    let info = ctx.log.describe(&ctx.config.input)?;
-    let mut cursors: Vec<Cursor> = (0..ctx.partitions)
-        .map(|p| {
-            let pi = &info.partitions[p as usize];
-            let pos = saved
-                .as_ref()
-                .and_then(|c| c.positions.get(p as usize).copied())
-                .unwrap_or(match ctx.config.start {
-                    Start::Earliest => pi.start_offset,
-                    Start::Latest => pi.end_offset,
-                });
-            let mut c = Cursor::new(ctx.log.clone(), &ctx.config.input, p, pos);
-            ctx.ctl.apply_range(&mut c);
-            c
-        })
-        .collect();
+    let mut cursors = common::cursors(ctx, saved.as_ref().map(|c| c.positions.as_slice()))?;
     let wait = if cursors.len() == 1 {
         Duration::from_millis(100)
     } else {
@@ -455,7 +456,7 @@ fn sink(ctx: &SinkCtx) -> Result<(), SinkError> {
     let mut dirty = false;
     let mut file_len = match &ctx.config.kind {
         SinkKind::File { path } => Some(std::fs::metadata(path)?.len()),
-        SinkKind::Stdout | SinkKind::Kafka(_) => None,
+        _ => None,
     };
     // No position before the first checkpoint means "everything is mine": a sink killed before
     // its first checkpoint would keep what it wrote and write it again. The first checkpoint

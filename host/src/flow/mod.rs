@@ -198,6 +198,10 @@ pub struct StepStats {
     /// Sources that read partitions of another system (Kafka): "topic/partition" → records
     /// there not yet durable in the log (updated about once a second).
     pub lag: Mutex<BTreeMap<String, u64>>,
+    /// Events sent to the dead-letter topic (sinks: refused by their target).
+    pub dead_letters: AtomicU64,
+    /// Why the step cannot reach its server now (a database or broker away), while it retries.
+    pub down: Mutex<Option<String>>,
 }
 
 /// `error` and each of its sources after a colon (`outer: cause: its cause`, as the CLI prints an

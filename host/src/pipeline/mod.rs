@@ -873,6 +873,11 @@ impl Running {
         self.view.load().sources.get(name).cloned()
     }
 
+    /// A sink's counters, while it runs.
+    pub fn sink_stats(&self, name: &str) -> Option<Arc<StepStats>> {
+        self.view.load().sinks.get(name).cloned()
+    }
+
     /// Waits for every step to end (a bounded run ending, or after [`Running::stop`]); after a
     /// stop, interrupts the plugin calls still running when the grace is nearly over (a quarter
     /// of it, at most 1 s, is left for the steps to wind up), and gives up on steps still busy

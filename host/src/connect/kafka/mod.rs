@@ -218,12 +218,8 @@ impl ClientContext for Context {
 impl ConsumerContext for Context {}
 
 /// Waits `backoff` (unless the step stops first) and doubles it, up to [`MAX_BACKOFF`].
-pub(crate) fn back_off(backoff: &mut Duration, mut stopped: impl FnMut() -> bool) {
-    let until = std::time::Instant::now() + *backoff;
-    while std::time::Instant::now() < until && !stopped() {
-        std::thread::sleep(Duration::from_millis(20).min(*backoff));
-    }
-    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+pub(crate) fn back_off(backoff: &mut Duration, stopped: impl FnMut() -> bool) {
+    crate::connect::common::back_off(backoff, MAX_BACKOFF, stopped);
 }
 
 /// What `flowgate validate` learns about a Kafka step's brokers.

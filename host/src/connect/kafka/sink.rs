@@ -20,7 +20,8 @@ use super::{
     Context, Error, FIRST_BACKOFF, REQUEST_TIMEOUT, back_off, block_on, client_config,
     positions_topic,
 };
-use crate::config::{KafkaCompression, KafkaSink, KafkaSinkTopic, Start};
+use crate::config::{KafkaCompression, KafkaSink, KafkaSinkTopic};
+use crate::connect::common::{cursors, log_id};
 use crate::connect::{SinkCtx, append_events};
 use crate::event::{self, Event, EventRef, Header as EventHeader};
 use crate::flow::producer::Target;
@@ -79,30 +80,6 @@ struct Positions {
     log: String,
     /// Log input partition → the offset of the next event to send.
     positions: Vec<u64>,
-}
-
-/// The id of the log an exactly-once sink reads, kept in the sink's checkpoint in the data
-/// directory: made (and saved) at the sink's first start on this log.
-fn log_id(ctx: &SinkCtx) -> Result<String, Error> {
-    #[derive(Serialize, Deserialize)]
-    struct Id {
-        log: String,
-    }
-    let name = format!("{}.sink.{}.log-id", ctx.pipeline, ctx.config.name);
-    if let Some(b) = ctx.log.load_checkpoint(&name)?
-        && let Ok(id) = serde_json::from_slice::<Id>(&b)
-    {
-        return Ok(id.log);
-    }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let id = Id {
-        log: format!("{:x}-{:x}", nanos, std::process::id()),
-    };
-    ctx.log
-        .save_checkpoint(&name, &serde_json::to_vec(&id).expect("serialises"))?;
-    Ok(id.log)
 }
 
 /// The at-least-once checkpoint (in the log's checkpoint store, like the file sink's).
@@ -250,26 +227,6 @@ fn compression(c: &KafkaCompression) -> &'static str {
         KafkaCompression::Lz4 => "lz4",
         KafkaCompression::Zstd => "zstd",
     }
-}
-
-/// Cursors over the input, from `saved` positions or the sink's `start`.
-fn cursors(ctx: &SinkCtx, saved: Option<&[u64]>) -> Result<Vec<Cursor>, Error> {
-    let info = ctx.log.describe(&ctx.config.input)?;
-    Ok((0..ctx.partitions)
-        .map(|p| {
-            let pi = &info.partitions[p as usize];
-            let pos =
-                saved
-                    .and_then(|s| s.get(p as usize).copied())
-                    .unwrap_or(match ctx.config.start {
-                        Start::Earliest => pi.start_offset,
-                        Start::Latest => pi.end_offset,
-                    });
-            let mut c = Cursor::new(ctx.log.clone(), &ctx.config.input, p, pos);
-            ctx.ctl.apply_range(&mut c);
-            c
-        })
-        .collect())
 }
 
 impl Sender<'_> {

@@ -1,0 +1,684 @@
+//! The PostgreSQL sink: a batch of the input's events becomes rows of a table in one
+//! transaction that also moves the sink's input positions in `flowgate_sink_positions`.
+//!
+//! Rows go in with `COPY ... FROM STDIN` in text format (values are data, never SQL; names are
+//! quoted): straight into the table for `mode = "insert"`, into a temporary staging table and
+//! then one `INSERT ... SELECT DISTINCT ON (...) ... ON CONFLICT ... DO UPDATE` for
+//! `mode = "upsert"` (the last event of a key in a batch wins). A row the database refuses is
+//! found (the `COPY` error names its line; else the batch is halved until it is alone), sent to
+//! the dead-letter topic with the database's error, and the batch is written without it.
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use postgres::{Client, Transaction};
+use serde_json::Value;
+
+use super::{
+    Column, Error, FIRST_BACKOFF, MAX_BACKOFF, columns, connect, describe, missing_columns,
+    quote_ident, quote_table,
+};
+use crate::config::{FieldSource, PostgresMode, PostgresSink};
+use crate::connect::SinkCtx;
+use crate::connect::common::{
+    Batch, Fields, Gather, Refused, Row, back_off, dead_letter, dead_target, log_id,
+};
+
+/// The table in which each PostgreSQL sink keeps its input positions, one row per sink.
+pub const POSITIONS_TABLE: &str = "flowgate_sink_positions";
+/// The staging table of an upserting sink (temporary: one per connection).
+const STAGING: &str = "flowgate_staging";
+/// The staging table's column giving each row's place in its batch.
+const SEQ: &str = "flowgate seq";
+
+/// The sink's positions as the database holds them.
+struct Saved {
+    positions: Vec<u64>,
+}
+
+/// How a column's value is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cell {
+    /// As text (PostgreSQL parses it by the column's type).
+    Text,
+    /// A number is milliseconds since 1970, written as an RFC 3339 time.
+    Time,
+}
+
+/// The SQL of one connection's writes.
+struct Sql {
+    /// `COPY ... FROM STDIN`.
+    copy: String,
+    /// Upsert: `TRUNCATE` of the staging table, and the merge into the table.
+    upsert: Option<(String, String)>,
+}
+
+/// One connection to the database and what the sink writes through it.
+struct Writer<'a> {
+    ctx: &'a SinkCtx,
+    cfg: &'a PostgresSink,
+    client: Client,
+    sql: Sql,
+    cells: Vec<Cell>,
+    /// The log the sink reads (see `log_id`).
+    log: String,
+}
+
+/// Runs the sink until the pipeline stops (or, bounded, its input is done).
+pub(crate) fn run(ctx: &SinkCtx, cfg: &PostgresSink) -> Result<(), Error> {
+    let name = &ctx.config.name;
+    let url = cfg.url.resolve().map_err(Error::Url)?;
+    let dead = dead_target(ctx, &cfg.dead_letter_topic)?;
+    let log = log_id(ctx)?;
+    let mut writer = match Writer::open(ctx, cfg, &url, &log)? {
+        Some(w) => w,
+        None => return Ok(()),
+    };
+    let saved = writer.saved()?;
+    let mut gather = Gather::open(ctx, None, cfg.batch_size, cfg.linger)?;
+    let mut expected = match saved {
+        Some(s) => {
+            gather.rewind(ctx, &s.positions)?;
+            s.positions
+        }
+        None => {
+            // No position before the first checkpoint means "everything is mine": the first
+            // positions are written before the first row.
+            let p = gather.positions();
+            writer.first_positions(&p)?;
+            p
+        }
+    };
+    let mut latencies: Vec<Duration> = Vec::new();
+    let mut rows_written = 0u64;
+    loop {
+        let batch = gather.next(ctx)?;
+        if !batch.rows.is_empty() {
+            let started = Instant::now();
+            match writer.write(&batch, &expected, &dead) {
+                Ok(Outcome::Written(n)) => {
+                    latencies.push(started.elapsed());
+                    metrics::histogram!("flowgate_sink_commit_seconds", "sink" => name.clone())
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::counter!("flowgate_sink_events_total", "sink" => name.clone())
+                        .increment(n);
+                    rows_written += n;
+                    expected = batch.positions.clone();
+                }
+                Ok(Outcome::Moved) => {
+                    tracing::warn!(sink = %name, "the positions in {POSITIONS_TABLE} moved under this sink (another instance of it writes to the same database?): reading on from them");
+                    expected = writer.resume(&mut gather)?;
+                }
+                Err(e) if e.transient() && !ctx.ctl.bounded() => {
+                    tracing::error!(sink = %name, "{e}; reconnecting");
+                    metrics::counter!("flowgate_db_errors_total", "step" => name.clone())
+                        .increment(1);
+                    writer = match Writer::open(ctx, cfg, &url, &log)? {
+                        Some(w) => w,
+                        None => return Ok(()),
+                    };
+                    expected = writer.resume(&mut gather)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if batch.last {
+            break;
+        }
+    }
+    latencies.sort_unstable();
+    let pct = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    tracing::info!(
+        sink = %name,
+        rows = rows_written,
+        transactions = latencies.len(),
+        "PostgreSQL sink done; commit latency p50 {:.1} ms, p99 {:.1} ms",
+        pct(0.5),
+        pct(0.99)
+    );
+    Ok(())
+}
+
+/// What became of a batch.
+enum Outcome {
+    /// Committed, with this many rows (the refused ones are dead letters).
+    Written(u64),
+    /// Not written: the positions in the database were not those the batch starts at.
+    Moved,
+}
+
+impl<'a> Writer<'a> {
+    /// Connects (retrying while the database is away, unless the run is bounded), makes the
+    /// positions table, and checks the table and columns. `None` when the sink stopped first.
+    fn open(
+        ctx: &'a SinkCtx,
+        cfg: &'a PostgresSink,
+        url: &str,
+        log: &str,
+    ) -> Result<Option<Writer<'a>>, Error> {
+        let name = &ctx.config.name;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match Writer::try_open(ctx, cfg, url, log) {
+                Ok(w) => {
+                    metrics::gauge!("flowgate_db_up", "step" => name.clone()).set(1.0);
+                    *ctx.stats.down.lock().expect("not poisoned") = None;
+                    return Ok(Some(w));
+                }
+                Err(e) if e.transient() && !ctx.ctl.bounded() => {
+                    metrics::gauge!("flowgate_db_up", "step" => name.clone()).set(0.0);
+                    *ctx.stats.down.lock().expect("not poisoned") = Some(e.to_string());
+                    tracing::error!(sink = %name, "{e}; retrying in {backoff:?}");
+                    back_off(&mut backoff, MAX_BACKOFF, || ctx.halted());
+                    if ctx.halted() {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn try_open(
+        ctx: &'a SinkCtx,
+        cfg: &'a PostgresSink,
+        url: &str,
+        log: &str,
+    ) -> Result<Writer<'a>, Error> {
+        let mut client = connect(url)?;
+        ensure_positions_table(&mut client)?;
+        let have = columns(&mut client, &cfg.table)?.ok_or_else(|| {
+            Error::Invalid(format!(
+                "table {} does not exist; create it (CREATE TABLE {} (...)) with the columns the sink maps: {}",
+                cfg.table,
+                quote_table(&cfg.table),
+                cfg.columns
+                    .iter()
+                    .map(|(c, _)| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        if let Some(problem) = missing_columns(
+            &cfg.table,
+            cfg.columns.iter().map(|(c, _)| c.as_str()),
+            &have,
+        ) {
+            return Err(Error::Invalid(format!(
+                "{problem}; fix `columns` of sink `{}`",
+                ctx.config.name
+            )));
+        }
+        let cells = cfg
+            .columns
+            .iter()
+            .map(|(c, _)| cell_kind(&have, c))
+            .collect();
+        let table = quote_table(&cfg.table);
+        let cols = cfg
+            .columns
+            .iter()
+            .map(|(c, _)| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = match &cfg.mode {
+            PostgresMode::Insert => Sql {
+                copy: format!("COPY {table} ({cols}) FROM STDIN"),
+                upsert: None,
+            },
+            PostgresMode::Upsert { conflict } => {
+                client
+                    .batch_execute(&format!(
+                        "CREATE TEMP TABLE IF NOT EXISTS {STAGING} ON COMMIT DELETE ROWS AS SELECT {cols} FROM {table} WITH NO DATA; \
+                         ALTER TABLE {STAGING} ADD COLUMN IF NOT EXISTS {} bigint",
+                        quote_ident(SEQ)
+                    ))
+                    .map_err(|e| Error::db(format!("cannot make the staging table for {}", cfg.table), e))?;
+                let target = conflict
+                    .iter()
+                    .map(|c| quote_ident(c))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let set: Vec<String> = cfg
+                    .columns
+                    .iter()
+                    .filter(|(c, _)| !conflict.contains(c))
+                    .map(|(c, _)| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
+                    .collect();
+                let action = if set.is_empty() {
+                    "DO NOTHING".to_owned()
+                } else {
+                    format!("DO UPDATE SET {}", set.join(", "))
+                };
+                Sql {
+                    copy: format!("COPY {STAGING} ({cols}, {}) FROM STDIN", quote_ident(SEQ)),
+                    upsert: Some((
+                        format!("TRUNCATE {STAGING}"),
+                        format!(
+                            "INSERT INTO {table} ({cols}) SELECT DISTINCT ON ({target}) {cols} FROM {STAGING} \
+                             ORDER BY {target}, {} DESC ON CONFLICT ({target}) {action}",
+                            quote_ident(SEQ)
+                        ),
+                    )),
+                }
+            }
+        };
+        Ok(Writer {
+            ctx,
+            cfg,
+            client,
+            sql,
+            cells,
+            log: log.to_owned(),
+        })
+    }
+
+    /// The positions the database holds for this sink; `None` when it holds none for this log.
+    fn saved(&mut self) -> Result<Option<Saved>, Error> {
+        let row = self
+            .client
+            .query_opt(
+                &format!(
+                    "SELECT log, positions FROM {POSITIONS_TABLE} WHERE pipeline = $1 AND sink = $2"
+                ),
+                &[&self.ctx.pipeline, &self.ctx.config.name],
+            )
+            .map_err(|e| Error::db(format!("cannot read {POSITIONS_TABLE}"), e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let log: String = row.get(0);
+        let text: String = row.get(1);
+        let positions: Vec<u64> = serde_json::from_str(&text).map_err(|e| {
+            Error::Invalid(format!(
+                "the positions of sink `{}` in {POSITIONS_TABLE} are not readable ({e}): {text:?}; delete that row to write the input from its start again",
+                self.ctx.config.name
+            ))
+        })?;
+        if log != self.log {
+            tracing::warn!(sink = %self.ctx.config.name, "the positions in {POSITIONS_TABLE} are of another log (the data directory was made anew): starting at the sink's `start`");
+            return Ok(None);
+        }
+        if positions.len() != self.ctx.partitions as usize {
+            return Err(Error::Invalid(format!(
+                "the positions of sink `{}` in {POSITIONS_TABLE} are for {} input partitions, and its input `{}` has {}; delete that row to write the input from its start again",
+                self.ctx.config.name,
+                positions.len(),
+                self.ctx.config.input,
+                self.ctx.partitions
+            )));
+        }
+        Ok(Some(Saved { positions }))
+    }
+
+    /// Writes the first positions of this sink (for this log).
+    fn first_positions(&mut self, positions: &[u64]) -> Result<(), Error> {
+        let text = serde_json::to_string(positions).expect("serialises");
+        self.client
+            .execute(
+                &format!(
+                    "INSERT INTO {POSITIONS_TABLE} (pipeline, sink, log, positions) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (pipeline, sink) DO UPDATE SET log = EXCLUDED.log, positions = EXCLUDED.positions, updated_at = now()"
+                ),
+                &[&self.ctx.pipeline, &self.ctx.config.name, &self.log, &text],
+            )
+            .map_err(|e| Error::db(format!("cannot write {POSITIONS_TABLE}"), e))?;
+        Ok(())
+    }
+
+    /// After a reconnection (or positions that moved): the input is read on from the positions
+    /// the database holds, which are the expected ones from now on.
+    fn resume(&mut self, gather: &mut Gather) -> Result<Vec<u64>, Error> {
+        match self.saved()? {
+            Some(s) => {
+                gather.rewind(self.ctx, &s.positions)?;
+                Ok(s.positions)
+            }
+            None => {
+                let p = gather.positions();
+                self.first_positions(&p)?;
+                Ok(p)
+            }
+        }
+    }
+
+    /// Writes `batch` in one transaction with its end positions, if the database's positions
+    /// are still `expected`; refused rows go to `dead` before the commit (a crash in between
+    /// dead-letters them again: twice rather than never).
+    fn write(
+        &mut self,
+        batch: &Batch,
+        expected: &[u64],
+        dead: &crate::flow::producer::Target,
+    ) -> Result<Outcome, Error> {
+        let mut refused: Vec<(usize, &'static str, String)> = Vec::new();
+        let mut lines: Vec<(usize, Vec<u8>)> = Vec::with_capacity(batch.rows.len());
+        let upsert = self.sql.upsert.is_some();
+        for (i, row) in batch.rows.iter().enumerate() {
+            match line(
+                self.cfg,
+                &self.cells,
+                &self.ctx.config.input,
+                row,
+                upsert.then_some(i),
+            ) {
+                Ok(l) => lines.push((i, l)),
+                Err(why) => refused.push((i, "format", why)),
+            }
+        }
+        let table = &self.cfg.table;
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(|e| Error::db("cannot begin a transaction", e))?;
+        let moved = tx
+            .execute(
+                &format!(
+                    "UPDATE {POSITIONS_TABLE} SET positions = $4, updated_at = now() \
+                     WHERE pipeline = $1 AND sink = $2 AND log = $3 AND positions = $5"
+                ),
+                &[
+                    &self.ctx.pipeline,
+                    &self.ctx.config.name,
+                    &self.log,
+                    &serde_json::to_string(&batch.positions).expect("serialises"),
+                    &serde_json::to_string(expected).expect("serialises"),
+                ],
+            )
+            .map_err(|e| Error::db(format!("cannot write {POSITIONS_TABLE}"), e))?;
+        if moved != 1 {
+            return Ok(Outcome::Moved);
+        }
+        let failed = put(&mut tx, &self.sql, &lines)
+            .map_err(|e| Error::db(format!("cannot write rows into {table}"), e))?;
+        let written = (lines.len() - failed.len()) as u64;
+        refused.extend(failed.into_iter().map(|(i, why)| {
+            (
+                i,
+                "refused",
+                format!("PostgreSQL refused the row for table {table}: {why}"),
+            )
+        }));
+        if !refused.is_empty() {
+            let rows = refused
+                .into_iter()
+                .map(|(i, kind, why)| Refused {
+                    row: batch.rows[i].clone(),
+                    kind,
+                    why,
+                })
+                .collect();
+            dead_letter(self.ctx, dead, rows)?;
+        }
+        tx.commit()
+            .map_err(|e| Error::db(format!("cannot commit rows into {table}"), e))?;
+        self.ctx.stats.events.fetch_add(written, Ordering::Relaxed);
+        Ok(Outcome::Written(written))
+    }
+}
+
+/// Makes the positions table if it is not there (two sinks starting at once may race to make
+/// it: the loser finds it made).
+fn ensure_positions_table(client: &mut Client) -> Result<(), Error> {
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS {POSITIONS_TABLE} (\
+         pipeline text NOT NULL, sink text NOT NULL, log text NOT NULL, positions text NOT NULL, \
+         updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, sink))"
+    );
+    match client.batch_execute(&sql) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if e.code().is_some_and(|c| {
+                *c == postgres::error::SqlState::UNIQUE_VIOLATION
+                    || *c == postgres::error::SqlState::DUPLICATE_TABLE
+            }) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(Error::db(format!("cannot make table {POSITIONS_TABLE}"), e)),
+    }
+}
+
+/// How a value for column `name` is written, by its type.
+fn cell_kind(have: &[Column], name: &str) -> Cell {
+    match have.iter().find(|c| c.name == name) {
+        Some(c) if c.ty.starts_with("timestamp") => Cell::Time,
+        _ => Cell::Text,
+    }
+}
+
+/// The `COPY` text line of `row` (with its place `seq` in the batch, for the staging table);
+/// an error saying why the row has no such line.
+fn line(
+    cfg: &PostgresSink,
+    cells: &[Cell],
+    input: &str,
+    row: &Row,
+    seq: Option<usize>,
+) -> Result<Vec<u8>, String> {
+    let mut fields = Fields::new(input, row);
+    let mut out = Vec::with_capacity(row.event.value.len() + 32);
+    for (i, ((column, source), cell)) in cfg.columns.iter().zip(cells).enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        let v = fields.get(source)?;
+        write_cell(&mut out, &v, *cell, source)
+            .map_err(|why| format!("column `{column}`: {why}"))?;
+    }
+    if let Some(s) = seq {
+        out.push(b'\t');
+        out.extend_from_slice(s.to_string().as_bytes());
+    }
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// Writes `v` as one cell of a `COPY` text line.
+fn write_cell(
+    out: &mut Vec<u8>,
+    v: &Value,
+    cell: Cell,
+    source: &FieldSource,
+) -> Result<(), String> {
+    match v {
+        Value::Null => out.extend_from_slice(b"\\N"),
+        Value::String(s) => escape(out, s, source)?,
+        Value::Number(n) if cell == Cell::Time => match n.as_i64() {
+            Some(ms) => {
+                let t = std::time::UNIX_EPOCH
+                    .checked_add(Duration::from_millis(ms.max(0) as u64))
+                    .ok_or_else(|| format!("{ms} ms is not a time"))?;
+                out.extend_from_slice(humantime::format_rfc3339_millis(t).to_string().as_bytes());
+            }
+            None => escape(out, &n.to_string(), source)?,
+        },
+        Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Array(_) | Value::Object(_) => escape(out, &v.to_string(), source)?,
+    }
+    Ok(())
+}
+
+/// `s` escaped for `COPY` text format.
+fn escape(out: &mut Vec<u8>, s: &str, source: &FieldSource) -> Result<(), String> {
+    for b in s.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0 => {
+                return Err(format!(
+                    "{source} holds a NUL character (\\u0000), which PostgreSQL cannot store in text"
+                ));
+            }
+            _ => out.push(b),
+        }
+    }
+    Ok(())
+}
+
+/// Loads `lines` in the open transaction: returns the refused ones (index and the database's
+/// error), having written the others. A refused `COPY` names the line it stopped at, which is
+/// taken out; any other refusal halves the set until the refused row is alone. Each try is
+/// under a savepoint, so a refusal undoes only that try.
+fn put(
+    tx: &mut Transaction<'_>,
+    sql: &Sql,
+    lines: &[(usize, Vec<u8>)],
+) -> Result<Vec<(usize, String)>, postgres::Error> {
+    let mut refused = Vec::new();
+    let mut work: Vec<Vec<&(usize, Vec<u8>)>> = vec![lines.iter().collect()];
+    while let Some(mut set) = work.pop() {
+        if set.is_empty() {
+            continue;
+        }
+        tx.batch_execute("SAVEPOINT flowgate")?;
+        match load(tx, sql, &set) {
+            Ok(()) => tx.batch_execute("RELEASE SAVEPOINT flowgate")?,
+            Err(e) if super::transient(&e) => return Err(e),
+            Err(e) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT flowgate")?;
+                if set.len() == 1 {
+                    refused.push((set[0].0, describe(&e)));
+                } else if let Some(line) = copy_line(&e).filter(|l| (1..=set.len()).contains(l)) {
+                    let bad = set.remove(line - 1);
+                    refused.push((bad.0, describe(&e)));
+                    work.push(set);
+                } else {
+                    let right = set.split_off(set.len() / 2);
+                    work.push(right);
+                    work.push(set);
+                }
+            }
+        }
+    }
+    refused.sort_unstable_by_key(|(i, _)| *i);
+    Ok(refused)
+}
+
+/// One try: `COPY` the lines (into the table, or into the staging table and merged).
+fn load(
+    tx: &mut Transaction<'_>,
+    sql: &Sql,
+    lines: &[&(usize, Vec<u8>)],
+) -> Result<(), postgres::Error> {
+    if let Some((truncate, _)) = &sql.upsert {
+        tx.batch_execute(truncate)?;
+    }
+    let mut w = tx.copy_in(&sql.copy)?;
+    for (_, l) in lines {
+        if w.write_all(l).is_err() {
+            // The server stopped the copy: finishing it gives its error.
+            break;
+        }
+    }
+    w.finish()?;
+    if let Some((_, merge)) = &sql.upsert {
+        tx.batch_execute(merge)?;
+    }
+    Ok(())
+}
+
+/// The line of a `COPY` error's context (`COPY t, line 3, column c: ...`), counted from 1.
+fn copy_line(e: &postgres::Error) -> Option<usize> {
+    let at = e.as_db_error()?.where_()?;
+    let rest = &at[at.find(", line ")? + ", line ".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DbUrl, FieldSource};
+    use crate::event::{Event, Header};
+
+    fn cfg(columns: &[(&str, FieldSource)]) -> PostgresSink {
+        PostgresSink {
+            url: DbUrl::Literal(String::new()),
+            table: "t".into(),
+            columns: columns
+                .iter()
+                .map(|(c, s)| ((*c).to_owned(), s.clone()))
+                .collect(),
+            mode: PostgresMode::Insert,
+            batch_size: 10,
+            linger: Duration::ZERO,
+            dead_letter_topic: "dead".into(),
+        }
+    }
+
+    fn row(value: &str) -> Row {
+        Row {
+            at: (2, 7),
+            event: Event {
+                key: Some(b"k1".to_vec()),
+                value: value.as_bytes().to_vec(),
+                timestamp: 1_700_000_000_123,
+                headers: vec![Header {
+                    name: "src".into(),
+                    value: b"web".to_vec(),
+                }],
+            },
+        }
+    }
+
+    #[test]
+    fn a_row_is_a_copy_line_with_each_value_escaped() {
+        let c = cfg(&[
+            ("id", FieldSource::Value(vec!["id".into()])),
+            ("name", FieldSource::Value(vec!["name".into()])),
+            ("body", FieldSource::Value(vec![])),
+            ("k", FieldSource::Key),
+            ("at", FieldSource::Timestamp),
+            ("ts", FieldSource::Timestamp),
+            ("src", FieldSource::Header("src".into())),
+            ("gone", FieldSource::Value(vec!["nope".into()])),
+            ("pos", FieldSource::Position),
+        ]);
+        let cells = [
+            Cell::Text,
+            Cell::Text,
+            Cell::Text,
+            Cell::Text,
+            Cell::Text,
+            Cell::Time,
+            Cell::Text,
+            Cell::Text,
+            Cell::Text,
+        ];
+        let r = row(r#"{"id":1,"name":"a\tb\\c'); DROP TABLE t; --\n"}"#);
+        let got = String::from_utf8(line(&c, &cells, "in", &r, None).unwrap()).unwrap();
+        assert_eq!(
+            got,
+            "1\ta\\tb\\\\c'); DROP TABLE t; --\\n\t{\"id\":1,\"name\":\"a\\\\tb\\\\\\\\c'); DROP TABLE t; --\\\\n\"}\tk1\t1700000000123\t2023-11-14T22:13:20.123Z\tweb\t\\N\t{\"topic\":\"in\",\"partition\":2,\"offset\":7}\n"
+        );
+        let got = String::from_utf8(line(&c, &cells, "in", &r, Some(4)).unwrap()).unwrap();
+        assert!(got.ends_with("\t4\n"), "{got}");
+    }
+
+    #[test]
+    fn a_row_without_a_value_for_a_column_says_why() {
+        let c = cfg(&[("name", FieldSource::Value(vec!["name".into()]))]);
+        assert_eq!(
+            line(
+                &c,
+                &[Cell::Text],
+                "in",
+                &row(r#"{"name":"a\u0000b"}"#),
+                None
+            )
+            .unwrap_err(),
+            "column `name`: value.name holds a NUL character (\\u0000), which PostgreSQL cannot store in text"
+        );
+        let e = line(&c, &[Cell::Text], "in", &row("not json"), None).unwrap_err();
+        assert!(e.starts_with("the event's value is not JSON"), "{e}");
+    }
+}
