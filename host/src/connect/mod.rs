@@ -151,7 +151,7 @@ pub(crate) fn run_source(ctx: SourceCtx) -> Result<(), Stopped> {
     result.map_err(|e| ctx.ctl.fail(format!("source `{name}`: {e}")))
 }
 
-fn producer(ctx: &SourceCtx) -> Result<(Producer, u64), LogError> {
+pub(crate) fn producer(ctx: &SourceCtx) -> Result<(Producer, u64), LogError> {
     Producer::open(
         ctx.log.clone(),
         format!("{}/source/{}", ctx.pipeline, ctx.config.name),
@@ -165,7 +165,7 @@ fn producer(ctx: &SourceCtx) -> Result<(Producer, u64), LogError> {
 }
 
 /// Appends `events`, whose inputs end at `origins`, as one step up to `next_position`.
-fn send(
+pub(crate) fn send(
     ctx: &SourceCtx,
     producer: &mut Producer,
     events: &[Event],
