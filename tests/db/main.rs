@@ -12,3 +12,12 @@
 mod cdc;
 mod mongo_sink;
 mod pg_sink;
+
+/// Times a database test (see it with `--nocapture`).
+struct Timer;
+
+impl Timer {
+    fn start(name: &'static str) -> flowgate_tests::Timer {
+        flowgate_tests::Timer::start("db", name)
+    }
+}

@@ -26,37 +26,12 @@ use flowgate::event::{Event, Header};
 use flowgate_tests::fixture::{Fixture, flowgate_bin, http};
 use flowgate_tests::kafka::{Broker, Isolation, Record};
 
-/// Prints how long a test took when it ends (passed or failed).
-struct Timer {
-    name: &'static str,
-    began: Instant,
-}
+/// Times a Kafka test (see it with `--nocapture`).
+struct Timer;
 
 impl Timer {
-    fn start(name: &'static str) -> Timer {
-        Timer {
-            name,
-            began: Instant::now(),
-        }
-    }
-}
-
-impl Drop for Timer {
-    #[expect(
-        clippy::print_stderr,
-        reason = "reports each test's time (see it with --nocapture)"
-    )]
-    fn drop(&mut self) {
-        let outcome = if std::thread::panicking() {
-            "failed"
-        } else {
-            "passed"
-        };
-        eprintln!(
-            "kafka test {}: {outcome} in {:.1?}",
-            self.name,
-            self.began.elapsed()
-        );
+    fn start(name: &'static str) -> flowgate_tests::Timer {
+        flowgate_tests::Timer::start("kafka", name)
     }
 }
 

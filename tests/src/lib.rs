@@ -119,3 +119,43 @@ impl Rng {
         self.next_u64() % n
     }
 }
+
+/// Prints how long a test took when it ends (passed or failed): `<suite> test <name>: passed in
+/// 1.2s` (see it with `--nocapture`).
+#[derive(Debug)]
+pub struct Timer {
+    suite: &'static str,
+    name: &'static str,
+    began: std::time::Instant,
+}
+
+impl Timer {
+    /// Starts timing test `name` of `suite`.
+    pub fn start(suite: &'static str, name: &'static str) -> Timer {
+        Timer {
+            suite,
+            name,
+            began: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for Timer {
+    #[expect(
+        clippy::print_stderr,
+        reason = "reports each test's time (see it with --nocapture)"
+    )]
+    fn drop(&mut self) {
+        let outcome = if std::thread::panicking() {
+            "failed"
+        } else {
+            "passed"
+        };
+        eprintln!(
+            "{} test {}: {outcome} in {:.1?}",
+            self.suite,
+            self.name,
+            self.began.elapsed()
+        );
+    }
+}
