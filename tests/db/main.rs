@@ -12,6 +12,7 @@
 mod cdc;
 mod mongo_sink;
 mod pg_sink;
+mod warehouse;
 
 /// Times a database test (see it with `--nocapture`).
 struct Timer;
