@@ -20,7 +20,7 @@ const COLUMNS: &str = "[sinks.db.columns]\nid = \"value.id\"\nname = \"value.nam
 fn event(i: u64) -> Value {
     json!({
         "key": format!("k{i}"),
-        "value": {"id": i, "name": format!("n{i}"), "amount": format!("{}.{:02}", i % 1000, i % 100), "tags": {"even": i % 2 == 0}},
+        "value": {"id": i, "name": format!("n{i}"), "amount": format!("{}.{:02}", i % 1000, i % 100), "tags": {"even": i.is_multiple_of(2)}},
         "timestamp": 1_700_000_000_000u64 + i,
         "headers": {"src": "web"},
     })
