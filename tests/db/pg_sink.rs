@@ -88,9 +88,16 @@ fn a_hundred_thousand_events_become_rows_field_by_field() {
         assert_eq!(r["amount"], e["value"]["amount"], "row {i}");
         assert_eq!(r["body"], e["value"], "row {i}: the whole value as jsonb");
         assert_eq!(r["k"], e["key"], "row {i}");
-        assert_eq!(r["at_ms"], e["timestamp"], "row {i}: the timestamp as timestamptz");
+        assert_eq!(
+            r["at_ms"], e["timestamp"],
+            "row {i}: the timestamp as timestamptz"
+        );
         assert_eq!(r["src"], json!("web"), "row {i}");
-        assert_eq!(r["note"], json!("none"), "row {i}: an unmapped column keeps its default");
+        assert_eq!(
+            r["note"],
+            json!("none"),
+            "row {i}: an unmapped column keeps its default"
+        );
         assert_eq!(r["pos"]["topic"], json!("orders"), "row {i}");
         offsets
             .entry(r["pos"]["partition"].as_u64().unwrap())
@@ -146,15 +153,24 @@ fn an_upsert_keeps_one_row_per_key_with_the_last_event() {
     );
     let (status, log) = f.run_bounded();
     assert!(status.success(), "{status}: {log}");
-    let rows = pg.rows_in("pg_sink_upsert", "SELECT id, name, seen FROM orders ORDER BY id");
+    let rows = pg.rows_in(
+        "pg_sink_upsert",
+        "SELECT id, name, seen FROM orders ORDER BY id",
+    );
     assert_eq!(rows.len(), 100);
     for (id, r) in rows.iter().enumerate() {
         let last = 900 + id as u64;
-        assert_eq!(r, &json!({"id": id, "name": format!("v{last}"), "seen": last}));
+        assert_eq!(
+            r,
+            &json!({"id": id, "name": format!("v{last}"), "seen": last})
+        );
     }
 }
 
-#[expect(clippy::print_stderr, reason = "reports the kills (see them with --nocapture)")]
+#[expect(
+    clippy::print_stderr,
+    reason = "reports the kills (see them with --nocapture)"
+)]
 /// Kills `flowgate run` at spread moments (the first before any checkpoint) while it writes
 /// 60,000 events, then runs it to the end: each input event's row is there exactly once.
 fn killed_during_writes(delivery: &str, db: &str) {
@@ -173,7 +189,11 @@ fn killed_during_writes(delivery: &str, db: &str) {
     // growing over the kills that land while the sink writes.
     let mut after_kill: Vec<u64> = Vec::new();
     let kills = f.kill_repeatedly(97, || {
-        after_kill.push(pg.psql_in(db, "SELECT count(*) FROM orders").parse().unwrap());
+        after_kill.push(
+            pg.psql_in(db, "SELECT count(*) FROM orders")
+                .parse()
+                .unwrap(),
+        );
     });
     let (status, log) = f.run_bounded();
     assert!(status.success(), "{status}: {log}");
@@ -186,7 +206,10 @@ fn killed_during_writes(delivery: &str, db: &str) {
     assert_eq!(dup, "0", "input positions written twice");
     let ids = pg.psql_in(db, "SELECT count(DISTINCT id) FROM orders");
     assert_eq!(ids, N.to_string(), "events missing from the table");
-    let rows: u64 = pg.psql_in(db, "SELECT count(*) FROM orders").parse().unwrap();
+    let rows: u64 = pg
+        .psql_in(db, "SELECT count(*) FROM orders")
+        .parse()
+        .unwrap();
     if delivery == "exactly-once" {
         // The source appended each line once, too: a row per event.
         assert_eq!(rows, N, "rows");
@@ -227,7 +250,10 @@ fn killed_during_writes_each_event_lands_once_exactly_once() {
 }
 
 #[test]
-#[expect(clippy::print_stderr, reason = "reports the catch-up time (see it with --nocapture)")]
+#[expect(
+    clippy::print_stderr,
+    reason = "reports the catch-up time (see it with --nocapture)"
+)]
 fn the_database_restarted_mid_run_loses_nothing() {
     let _t = crate::Timer::start("pg_sink database restart");
     const N: u64 = 40_000;
@@ -254,7 +280,9 @@ fn the_database_restarted_mid_run_loses_nothing() {
     );
     pg.stop();
     assert!(
-        eventually(Duration::from_secs(60), || f.stderr(0).contains("reconnecting")
+        eventually(Duration::from_secs(60), || f
+            .stderr(0)
+            .contains("reconnecting")
             || f.stderr(0).contains("retrying in")),
         "the sink did not notice the database was gone: {}",
         f.stderr(0)
@@ -267,8 +295,15 @@ fn the_database_restarted_mid_run_loses_nothing() {
         count(),
         f.stderr(0)
     );
-    eprintln!("pg_sink restart: caught up {:.1?} after the database came back", began.elapsed());
-    assert!(child.try_wait().unwrap().is_none(), "the run ended: {}", f.stderr(0));
+    eprintln!(
+        "pg_sink restart: caught up {:.1?} after the database came back",
+        began.elapsed()
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended: {}",
+        f.stderr(0)
+    );
     sigterm(&child);
     let status = wait_exit(&mut child, Duration::from_secs(60)).expect("exit after SIGTERM");
     assert!(status.success(), "{status}: {}", f.stderr(0));
@@ -316,7 +351,10 @@ fn hostile_and_bad_values_land_as_data_or_as_dead_letters_with_the_reason() {
     let (status, log) = f.run_bounded();
     assert!(status.success(), "{status}: {log}");
     // The table is there, and the other table whose name is SQL too.
-    let rows = pg.rows_in("pg_sink_bad", "SELECT id, name, amount::text AS amount FROM orders ORDER BY id");
+    let rows = pg.rows_in(
+        "pg_sink_bad",
+        "SELECT id, name, amount::text AS amount FROM orders ORDER BY id",
+    );
     let ids: Vec<u64> = rows.iter().map(|r| r["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, [1, 2, 4, 6, 9, 11], "rows written: {rows:?}");
     assert_eq!(rows[0]["name"], json!(hostile), "SQL in a value is text");
@@ -324,12 +362,19 @@ fn hostile_and_bad_values_land_as_data_or_as_dead_letters_with_the_reason() {
         rows[1]["name"],
         json!("quote ' double \" backslash \\ tab \t newline \n cr \r")
     );
-    assert_eq!(rows[2]["name"].as_str().unwrap().len(), huge.len(), "the 2 MiB string whole");
+    assert_eq!(
+        rows[2]["name"].as_str().unwrap().len(),
+        huge.len(),
+        "the 2 MiB string whole"
+    );
     assert_eq!(rows[3]["amount"], Value::Null, "a missing field is NULL");
     assert_eq!(rows[4]["name"], json!("unicode ✓ 😀 ü"));
     assert_eq!(rows[5]["name"], json!("$1 and ${x} and %s and ?"));
     assert_eq!(
-        pg.psql_in("pg_sink_bad", "SELECT count(*) FROM \"Robert'); DROP TABLE orders; --\""),
+        pg.psql_in(
+            "pg_sink_bad",
+            "SELECT count(*) FROM \"Robert'); DROP TABLE orders; --\""
+        ),
         "0"
     );
 
@@ -379,7 +424,10 @@ fn a_missing_table_or_column_is_named_by_validate_and_run() {
     let _t = crate::Timer::start("pg_sink missing table or column");
     let pg = Postgres::shared();
     let url = pg.create_database("pg_sink_missing");
-    pg.psql_in("pg_sink_missing", "CREATE TABLE orders (id bigint, name text)");
+    pg.psql_in(
+        "pg_sink_missing",
+        "CREATE TABLE orders (id bigint, name text)",
+    );
     let f = Fixture::new(&pipeline(
         "pg-missing",
         "at-least-once",
@@ -397,24 +445,35 @@ fn a_missing_table_or_column_is_named_by_validate_and_run() {
     );
     let (status, log) = f.run_bounded();
     assert!(!status.success());
-    assert!(log.contains("table orders has no column `nmae`; its columns are: id, name"), "{log}");
+    assert!(
+        log.contains("table orders has no column `nmae`; its columns are: id, name"),
+        "{log}"
+    );
 
-    let f = Fixture::new(&pipeline(
-        "pg-missing",
-        "at-least-once",
-        &url,
-        "table = \"order\"\n[sinks.db.columns]\nid = \"value.id\"\n",
-        1,
-    )
-    .replace("table = \"orders\"\n", ""));
+    let f = Fixture::new(
+        &pipeline(
+            "pg-missing",
+            "at-least-once",
+            &url,
+            "table = \"order\"\n[sinks.db.columns]\nid = \"value.id\"\n",
+            1,
+        )
+        .replace("table = \"orders\"\n", ""),
+    );
     write_events(&f, (0..3).map(event));
     let out = f.command(&["validate"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("error: sink `db`: table order does not exist"), "{err}");
+    assert!(
+        err.contains("error: sink `db`: table order does not exist"),
+        "{err}"
+    );
     let (status, log) = f.run_bounded();
     assert!(!status.success());
-    assert!(log.contains("table order does not exist; create it"), "{log}");
+    assert!(
+        log.contains("table order does not exist; create it"),
+        "{log}"
+    );
 
     // An unreachable database: validate warns and the file is valid; a bounded run fails
     // naming it.
@@ -429,5 +488,8 @@ fn a_missing_table_or_column_is_named_by_validate_and_run() {
     let out = f.command(&["validate"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("warning: sink `db`: cannot connect to postgres://postgres@127.0.0.1:1/none"), "{err}");
+    assert!(
+        err.contains("warning: sink `db`: cannot connect to postgres://postgres@127.0.0.1:1/none"),
+        "{err}"
+    );
 }

@@ -17,7 +17,9 @@ const WAIT: Duration = Duration::from_secs(120);
 
 fn example(name: &str) -> String {
     std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples")
+            .join(name),
     )
     .unwrap()
 }
@@ -30,11 +32,23 @@ fn the_warehouse_walk_through_runs_as_written() {
     let url = pg.create_database(DB);
     pg.psql_in(DB, &example("warehouse.sql"));
     let pipeline = example("warehouse.toml")
-        .replace("../plugins/target/wasm32-wasip2/release/pii_redact.wasm", PII_REDACT)
-        .replace("../plugins/target/wasm32-wasip2/release/json_schema.wasm", JSON_SCHEMA)
-        .replace("../plugins/target/wasm32-wasip2/release/window_stats.wasm", WINDOW_STATS)
+        .replace(
+            "../plugins/target/wasm32-wasip2/release/pii_redact.wasm",
+            PII_REDACT,
+        )
+        .replace(
+            "../plugins/target/wasm32-wasip2/release/json_schema.wasm",
+            JSON_SCHEMA,
+        )
+        .replace(
+            "../plugins/target/wasm32-wasip2/release/window_stats.wasm",
+            WINDOW_STATS,
+        )
         .replace("listen = \"127.0.0.1:9465\"", "listen = \"127.0.0.1:0\"")
-        .replace("database = \"warehouse\"", &format!("database = \"{MONGO_DB}\""));
+        .replace(
+            "database = \"warehouse\"",
+            &format!("database = \"{MONGO_DB}\""),
+        );
     let f = Fixture::new(&pipeline);
     let log = std::fs::File::create(f.path("run-0.log")).unwrap();
     let mut child = f
@@ -49,10 +63,12 @@ fn the_warehouse_walk_through_runs_as_written() {
 
     // The change source made its slot: changes from now on are read.
     assert!(
-        eventually(WAIT, || pg.psql_in(
+        eventually(WAIT, || {
+            pg.psql_in(
             DB,
             "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'flowgate_warehouse_customer_changes'"
-        ) == "1"),
+        ) == "1"
+        }),
         "no replication slot: {}",
         f.stderr(0)
     );
@@ -73,7 +89,8 @@ fn the_warehouse_walk_through_runs_as_written() {
 
     // Orders: eight valid ones (order 4's amount is negative), redacted, a row each.
     assert!(
-        eventually(WAIT, || pg.psql_in(DB, "SELECT count(*) FROM orders") == "8"),
+        eventually(WAIT, || pg.psql_in(DB, "SELECT count(*) FROM orders")
+            == "8"),
         "orders: {}\n{}",
         pg.psql_in(DB, "SELECT count(*) FROM orders"),
         f.stderr(0)
@@ -82,7 +99,10 @@ fn the_warehouse_walk_through_runs_as_written() {
         DB,
         "SELECT order_id, customer, amount::text AS amount, note, (extract(epoch FROM ordered_at) * 1000)::bigint AS at FROM orders ORDER BY order_id",
     );
-    let ids: Vec<u64> = rows.iter().map(|r| r["order_id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = rows
+        .iter()
+        .map(|r| r["order_id"].as_u64().unwrap())
+        .collect();
     assert_eq!(ids, [1, 2, 3, 5, 6, 7, 8, 9]);
     assert_eq!(
         rows[0],
@@ -104,7 +124,11 @@ fn the_warehouse_walk_through_runs_as_written() {
         .unwrap_or_else(|| panic!("no order 1: {docs:?}"));
     assert_eq!(one["note"], json!("ship to [EMAIL]"));
     assert_eq!(one["customer"], json!("alice"));
-    assert_eq!(one["received"], json!({"$date": "2026-01-01T00:00:00Z"}), "the event time as a date");
+    assert_eq!(
+        one["received"],
+        json!({"$date": "2026-01-01T00:00:00Z"}),
+        "the event time as a date"
+    );
 
     // Alice's first minute (orders 1 and 3) and second (order 5) fired: later orders moved
     // the watermark past them.
