@@ -2,6 +2,7 @@
 //! of a column or field taken from an event, the dead letters of refused rows, the id of the log
 //! a sink's positions are in, and the backoff of a connector waiting for its server.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -120,6 +121,53 @@ impl Gather {
     }
 }
 
+/// What a sink wrote: its rows (or documents) and how long each batch's write took, counted in
+/// the step's stats and the metrics (`flowgate_sink_events_total`,
+/// `flowgate_sink_commit_seconds`) and kept for the sink's summary line.
+pub(crate) struct Written {
+    sink: String,
+    rows: u64,
+    took: Vec<Duration>,
+}
+
+impl Written {
+    pub fn new(ctx: &SinkCtx) -> Written {
+        Written {
+            sink: ctx.config.name.clone(),
+            rows: 0,
+            took: Vec::new(),
+        }
+    }
+
+    /// A batch of `rows` written in `took`.
+    pub fn batch(&mut self, ctx: &SinkCtx, rows: u64, took: Duration) {
+        metrics::histogram!("flowgate_sink_commit_seconds", "sink" => self.sink.clone())
+            .record(took.as_secs_f64());
+        metrics::counter!("flowgate_sink_events_total", "sink" => self.sink.clone())
+            .increment(rows);
+        ctx.stats.events.fetch_add(rows, Ordering::Relaxed);
+        self.rows += rows;
+        self.took.push(took);
+    }
+
+    /// `<rows> <what> in <batches> batches; latency p50 <ms> ms, p99 <ms> ms`.
+    pub fn summary(&self, what: &str) -> String {
+        let mut took = self.took.clone();
+        took.sort_unstable();
+        let pct = |q: f64| {
+            took.get(((took.len() as f64 * q) as usize).min(took.len().saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        format!(
+            "{} {what} in {} batches; latency p50 {:.1} ms, p99 {:.1} ms",
+            self.rows,
+            took.len(),
+            pct(0.5),
+            pct(0.99)
+        )
+    }
+}
+
 /// Cursors over the input, from `saved` positions or the sink's `start`.
 pub(crate) fn cursors(ctx: &SinkCtx, saved: Option<&[u64]>) -> Result<Vec<Cursor>, LogError> {
     let info = ctx.log.describe(&ctx.config.input)?;
@@ -170,20 +218,21 @@ impl<'a> Fields<'a> {
         v.as_ref().map_err(Clone::clone)
     }
 
-    /// The value `source` names: `Null` when the field, key or header is not there; an error
-    /// when a field of the value is asked for and the value is not JSON.
-    pub fn get(&mut self, source: &FieldSource) -> Result<Value, String> {
+    /// The value `source` names (borrowed from the parsed value for a field of it): `Null`
+    /// when the field, key or header is not there; an error when a field of the value is asked
+    /// for and the value is not JSON.
+    pub fn get(&mut self, source: &FieldSource) -> Result<Cow<'_, Value>, String> {
         let e = &self.row.event;
-        Ok(match source {
+        Ok(Cow::Owned(match source {
             FieldSource::Value(path) => {
                 let mut v = self.value()?;
                 for name in path {
                     match v.get(name) {
                         Some(inner) => v = inner,
-                        None => return Ok(Value::Null),
+                        None => return Ok(Cow::Owned(Value::Null)),
                     }
                 }
-                v.clone()
+                return Ok(Cow::Borrowed(v));
             }
             FieldSource::Key => e.key.as_ref().map_or(Value::Null, |k| {
                 Value::String(String::from_utf8_lossy(k).into_owned())
@@ -208,7 +257,7 @@ impl<'a> Fields<'a> {
                 "partition": self.row.at.0,
                 "offset": self.row.at.1,
             }),
-        })
+        }))
     }
 }
 

@@ -21,7 +21,6 @@
 //! off, and writes the same batch again. A bounded run fails instead when the server cannot be
 //! reached at its start, or stays away for [`BOUNDED_OUTAGE`].
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ::mongodb::bson::{Bson, DateTime, Decimal128, Document, doc};
@@ -33,7 +32,9 @@ use serde_json::Value;
 
 use crate::config::{FieldSource, MongoMode, MongoSink, redact_url};
 use crate::connect::SinkCtx;
-use crate::connect::common::{Fields, Gather, Refused, Row, back_off, dead_letter, dead_target};
+use crate::connect::common::{
+    Fields, Gather, Refused, Row, Written, back_off, dead_letter, dead_target,
+};
 use crate::connect::kafka::{OFFSET_HEADER, PARTITION_HEADER, TOPIC_HEADER};
 use crate::log::LogError;
 
@@ -273,8 +274,7 @@ pub(crate) fn run(ctx: &SinkCtx, cfg: &MongoSink) -> Result<(), Error> {
     }
     link.up();
 
-    let mut latencies: Vec<Duration> = Vec::new();
-    let mut written = 0u64;
+    let mut done = Written::new(ctx);
     loop {
         let batch = gather.next(ctx)?;
         if !batch.rows.is_empty() {
@@ -310,32 +310,13 @@ pub(crate) fn run(ctx: &SinkCtx, cfg: &MongoSink) -> Result<(), Error> {
             // rather than never).
             dead_letter(ctx, &dead, refused)?;
             save_checkpoint(ctx, &ckpt, &batch.positions)?;
-            let took = started.elapsed();
-            latencies.push(took);
-            metrics::histogram!("flowgate_sink_commit_seconds", "sink" => name.clone())
-                .record(took.as_secs_f64());
-            metrics::counter!("flowgate_sink_events_total", "sink" => name.clone()).increment(n);
-            ctx.stats.events.fetch_add(n, Ordering::Relaxed);
-            written += n;
+            done.batch(ctx, n, started.elapsed());
         }
         if batch.last {
             break;
         }
     }
-    latencies.sort_unstable();
-    let pct = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
-    tracing::info!(
-        sink = %name,
-        documents = written,
-        batches = latencies.len(),
-        "MongoDB sink done; write latency p50 {:.1} ms, p99 {:.1} ms",
-        pct(0.5),
-        pct(0.99)
-    );
+    tracing::info!(sink = %name, "MongoDB sink done: {}", done.summary("documents"));
     Ok(())
 }
 
@@ -559,7 +540,7 @@ fn document(cfg: &MongoSink, input: &str, row: &Row) -> Result<(String, Document
     for (name, source) in &cfg.fields {
         let b = match source {
             FieldSource::Timestamp => Bson::DateTime(DateTime::from_millis(row.event.timestamp)),
-            _ => to_bson(&fields.get(source)?, source, source)?,
+            _ => to_bson(&*fields.get(source)?, source, source)?,
         };
         doc.insert(name.clone(), b);
     }

@@ -9,7 +9,6 @@
 //! the dead-letter topic with the database's error, and the batch is written without it.
 
 use std::io::Write;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use postgres::{Client, Transaction};
@@ -22,13 +21,15 @@ use super::{
 use crate::config::{FieldSource, PostgresMode, PostgresSink};
 use crate::connect::SinkCtx;
 use crate::connect::common::{
-    Batch, Fields, Gather, Refused, Row, back_off, dead_letter, dead_target, log_id,
+    Batch, Fields, Gather, Refused, Row, Written, back_off, dead_letter, dead_target, log_id,
 };
 
 /// The table in which each PostgreSQL sink keeps its input positions, one row per sink.
 pub const POSITIONS_TABLE: &str = "flowgate_sink_positions";
 /// The staging table of an upserting sink (temporary: one per connection).
 const STAGING: &str = "flowgate_staging";
+/// Bytes of `COPY` text sent at a time while a batch's lines are made.
+const COPY_CHUNK: usize = 64 << 10;
 /// The staging table's column giving each row's place in its batch.
 const SEQ: &str = "flowgate seq";
 
@@ -90,20 +91,14 @@ pub(crate) fn run(ctx: &SinkCtx, cfg: &PostgresSink) -> Result<(), Error> {
             p
         }
     };
-    let mut latencies: Vec<Duration> = Vec::new();
-    let mut rows_written = 0u64;
+    let mut written = Written::new(ctx);
     loop {
         let batch = gather.next(ctx)?;
         if !batch.rows.is_empty() {
             let started = Instant::now();
             match writer.write(&batch, &expected, &dead) {
                 Ok(Outcome::Written(n)) => {
-                    latencies.push(started.elapsed());
-                    metrics::histogram!("flowgate_sink_commit_seconds", "sink" => name.clone())
-                        .record(started.elapsed().as_secs_f64());
-                    metrics::counter!("flowgate_sink_events_total", "sink" => name.clone())
-                        .increment(n);
-                    rows_written += n;
+                    written.batch(ctx, n, started.elapsed());
                     expected = batch.positions.clone();
                 }
                 Ok(Outcome::Moved) => {
@@ -127,20 +122,7 @@ pub(crate) fn run(ctx: &SinkCtx, cfg: &PostgresSink) -> Result<(), Error> {
             break;
         }
     }
-    latencies.sort_unstable();
-    let pct = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
-    tracing::info!(
-        sink = %name,
-        rows = rows_written,
-        transactions = latencies.len(),
-        "PostgreSQL sink done; commit latency p50 {:.1} ms, p99 {:.1} ms",
-        pct(0.5),
-        pct(0.99)
-    );
+    tracing::info!(sink = %name, "PostgreSQL sink done: {}", written.summary("rows"));
     Ok(())
 }
 
@@ -356,21 +338,6 @@ impl<'a> Writer<'a> {
         expected: &[u64],
         dead: &crate::flow::producer::Target,
     ) -> Result<Outcome, Error> {
-        let mut refused: Vec<(usize, &'static str, String)> = Vec::new();
-        let mut lines: Vec<(usize, Vec<u8>)> = Vec::with_capacity(batch.rows.len());
-        let upsert = self.sql.upsert.is_some();
-        for (i, row) in batch.rows.iter().enumerate() {
-            match line(
-                self.cfg,
-                &self.cells,
-                &self.ctx.config.input,
-                row,
-                upsert.then_some(i),
-            ) {
-                Ok(l) => lines.push((i, l)),
-                Err(why) => refused.push((i, "format", why)),
-            }
-        }
         let table = &self.cfg.table;
         let mut tx = self
             .client
@@ -394,9 +361,73 @@ impl<'a> Writer<'a> {
         if moved != 1 {
             return Ok(Outcome::Moved);
         }
-        let failed = put(&mut tx, &self.sql, &lines)
-            .map_err(|e| Error::db(format!("cannot write rows into {table}"), e))?;
-        let written = (lines.len() - failed.len()) as u64;
+        let rows_err = |e| Error::db(format!("cannot write rows into {table}"), e);
+        // The first try sends the lines as they are made: the server parses one chunk while the
+        // next is made. They are kept, for the tries that find a refused row.
+        let mut refused: Vec<(usize, &'static str, String)> = Vec::new();
+        let mut lines = Lines {
+            buf: Vec::with_capacity(batch.rows.iter().map(|r| r.event.value.len() + 64).sum()),
+            rows: Vec::with_capacity(batch.rows.len()),
+        };
+        tx.batch_execute("SAVEPOINT flowgate").map_err(rows_err)?;
+        let streamed = (|| {
+            if let Some((truncate, _)) = &self.sql.upsert {
+                tx.batch_execute(truncate)?;
+            }
+            let mut w = tx.copy_in(&self.sql.copy)?;
+            let (mut sent, mut open) = (0, true);
+            for (i, row) in batch.rows.iter().enumerate() {
+                let start = lines.buf.len();
+                let seq = self.sql.upsert.is_some().then_some(i);
+                match line(
+                    self.cfg,
+                    &self.cells,
+                    &self.ctx.config.input,
+                    row,
+                    seq,
+                    &mut lines.buf,
+                ) {
+                    Ok(()) => lines.rows.push((i, start..lines.buf.len())),
+                    Err(why) => {
+                        lines.buf.truncate(start);
+                        refused.push((i, "format", why));
+                    }
+                }
+                if open && lines.buf.len() - sent >= COPY_CHUNK {
+                    // A write the server stopped (it refused the copy): `finish` says why.
+                    open = w.write_all(&lines.buf[sent..]).is_ok();
+                    sent = lines.buf.len();
+                }
+            }
+            if open {
+                let _ = w.write_all(&lines.buf[sent..]);
+            }
+            w.finish()?;
+            if let Some((_, merge)) = &self.sql.upsert {
+                tx.batch_execute(merge)?;
+            }
+            Ok(())
+        })();
+        let failed = match streamed {
+            Ok(()) => {
+                tx.batch_execute("RELEASE SAVEPOINT flowgate")
+                    .map_err(rows_err)?;
+                Vec::new()
+            }
+            Err(e) if super::transient(&e) => return Err(rows_err(e)),
+            Err(e) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT flowgate")
+                    .map_err(rows_err)?;
+                let mut failed = Vec::new();
+                if let Some(l) = copy_line(&e).filter(|l| (1..=lines.rows.len()).contains(l)) {
+                    let (i, _) = lines.rows.remove(l - 1);
+                    failed.push((i, describe(&e)));
+                }
+                failed.extend(put(&mut tx, &self.sql, &lines).map_err(rows_err)?);
+                failed
+            }
+        };
+        let written = (batch.rows.len() - refused.len() - failed.len()) as u64;
         refused.extend(failed.into_iter().map(|(i, why)| {
             (
                 i,
@@ -417,7 +448,6 @@ impl<'a> Writer<'a> {
         }
         tx.commit()
             .map_err(|e| Error::db(format!("cannot commit rows into {table}"), e))?;
-        self.ctx.stats.events.fetch_add(written, Ordering::Relaxed);
         Ok(Outcome::Written(written))
     }
 }
@@ -452,31 +482,37 @@ fn cell_kind(have: &[Column], name: &str) -> Cell {
     }
 }
 
-/// The `COPY` text line of `row` (with its place `seq` in the batch, for the staging table);
-/// an error saying why the row has no such line.
+/// A batch's `COPY` text: every line in one buffer, and each line's row and place in it.
+struct Lines {
+    buf: Vec<u8>,
+    rows: Vec<(usize, std::ops::Range<usize>)>,
+}
+
+/// Appends the `COPY` text line of `row` (with its place `seq` in the batch, for the staging
+/// table) to `out`; an error saying why the row has no such line (`out` may then hold part of
+/// it).
 fn line(
     cfg: &PostgresSink,
     cells: &[Cell],
     input: &str,
     row: &Row,
     seq: Option<usize>,
-) -> Result<Vec<u8>, String> {
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     let mut fields = Fields::new(input, row);
-    let mut out = Vec::with_capacity(row.event.value.len() + 32);
     for (i, ((column, source), cell)) in cfg.columns.iter().zip(cells).enumerate() {
         if i > 0 {
             out.push(b'\t');
         }
         let v = fields.get(source)?;
-        write_cell(&mut out, &v, *cell, source)
-            .map_err(|why| format!("column `{column}`: {why}"))?;
+        write_cell(out, &v, *cell, source).map_err(|why| format!("column `{column}`: {why}"))?;
     }
     if let Some(s) = seq {
         out.push(b'\t');
         out.extend_from_slice(s.to_string().as_bytes());
     }
     out.push(b'\n');
-    Ok(out)
+    Ok(())
 }
 
 /// Writes `v` as one cell of a `COPY` text line.
@@ -531,16 +567,16 @@ fn escape(out: &mut Vec<u8>, s: &str, source: &FieldSource) -> Result<(), String
 fn put(
     tx: &mut Transaction<'_>,
     sql: &Sql,
-    lines: &[(usize, Vec<u8>)],
+    lines: &Lines,
 ) -> Result<Vec<(usize, String)>, postgres::Error> {
     let mut refused = Vec::new();
-    let mut work: Vec<Vec<&(usize, Vec<u8>)>> = vec![lines.iter().collect()];
+    let mut work: Vec<Vec<&(usize, std::ops::Range<usize>)>> = vec![lines.rows.iter().collect()];
     while let Some(mut set) = work.pop() {
         if set.is_empty() {
             continue;
         }
         tx.batch_execute("SAVEPOINT flowgate")?;
-        match load(tx, sql, &set) {
+        match load(tx, sql, lines, &set) {
             Ok(()) => tx.batch_execute("RELEASE SAVEPOINT flowgate")?,
             Err(e) if super::transient(&e) => return Err(e),
             Err(e) => {
@@ -563,22 +599,24 @@ fn put(
     Ok(refused)
 }
 
-/// One try: `COPY` the lines (into the table, or into the staging table and merged).
+/// One try: `COPY` the lines `set` of `lines` (into the table, or into the staging table and
+/// merged).
 fn load(
     tx: &mut Transaction<'_>,
     sql: &Sql,
-    lines: &[&(usize, Vec<u8>)],
+    lines: &Lines,
+    set: &[&(usize, std::ops::Range<usize>)],
 ) -> Result<(), postgres::Error> {
     if let Some((truncate, _)) = &sql.upsert {
         tx.batch_execute(truncate)?;
     }
-    let mut w = tx.copy_in(&sql.copy)?;
-    for (_, l) in lines {
-        if w.write_all(l).is_err() {
-            // The server stopped the copy: finishing it gives its error.
-            break;
-        }
+    let mut some = Vec::with_capacity(set.iter().map(|(_, r)| r.len()).sum());
+    for (_, r) in set {
+        some.extend_from_slice(&lines.buf[r.clone()]);
     }
+    let mut w = tx.copy_in(&sql.copy)?;
+    // A write the server stopped (it refused the copy): `finish` says why.
+    let _ = w.write_all(&some);
     w.finish()?;
     if let Some((_, merge)) = &sql.upsert {
         tx.batch_execute(merge)?;
@@ -613,6 +651,17 @@ mod tests {
             linger: Duration::ZERO,
             dead_letter_topic: "dead".into(),
         }
+    }
+
+    /// The line of `r` read from input `in`.
+    fn text(
+        c: &PostgresSink,
+        cells: &[Cell],
+        r: &Row,
+        seq: Option<usize>,
+    ) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        line(c, cells, "in", r, seq, &mut out).map(|()| out)
     }
 
     fn row(value: &str) -> Row {
@@ -655,12 +704,12 @@ mod tests {
             Cell::Text,
         ];
         let r = row(r#"{"id":1,"name":"a\tb\\c'); DROP TABLE t; --\n"}"#);
-        let got = String::from_utf8(line(&c, &cells, "in", &r, None).unwrap()).unwrap();
+        let got = String::from_utf8(text(&c, &cells, &r, None).unwrap()).unwrap();
         assert_eq!(
             got,
             "1\ta\\tb\\\\c'); DROP TABLE t; --\\n\t{\"id\":1,\"name\":\"a\\\\tb\\\\\\\\c'); DROP TABLE t; --\\\\n\"}\tk1\t1700000000123\t2023-11-14T22:13:20.123Z\tweb\t\\N\t{\"topic\":\"in\",\"partition\":2,\"offset\":7}\n"
         );
-        let got = String::from_utf8(line(&c, &cells, "in", &r, Some(4)).unwrap()).unwrap();
+        let got = String::from_utf8(text(&c, &cells, &r, Some(4)).unwrap()).unwrap();
         assert!(got.ends_with("\t4\n"), "{got}");
     }
 
@@ -668,17 +717,10 @@ mod tests {
     fn a_row_without_a_value_for_a_column_says_why() {
         let c = cfg(&[("name", FieldSource::Value(vec!["name".into()]))]);
         assert_eq!(
-            line(
-                &c,
-                &[Cell::Text],
-                "in",
-                &row(r#"{"name":"a\u0000b"}"#),
-                None
-            )
-            .unwrap_err(),
+            text(&c, &[Cell::Text], &row(r#"{"name":"a\u0000b"}"#), None).unwrap_err(),
             "column `name`: value.name holds a NUL character (\\u0000), which PostgreSQL cannot store in text"
         );
-        let e = line(&c, &[Cell::Text], "in", &row("not json"), None).unwrap_err();
+        let e = text(&c, &[Cell::Text], &row("not json"), None).unwrap_err();
         assert!(e.starts_with("the event's value is not JSON"), "{e}");
     }
 }
