@@ -646,6 +646,37 @@ mod tests {
                         "dead-letter-topic",
                         "start"
                     ][..]
+                ),
+                (
+                    "postgres",
+                    &[
+                        "url",
+                        "url-env",
+                        "table",
+                        "columns",
+                        "mode",
+                        "conflict",
+                        "batch-size",
+                        "linger",
+                        "dead-letter-topic",
+                        "start"
+                    ][..]
+                ),
+                (
+                    "mongodb",
+                    &[
+                        "url",
+                        "url-env",
+                        "database",
+                        "collection",
+                        "id",
+                        "mode",
+                        "fields",
+                        "batch-size",
+                        "linger",
+                        "dead-letter-topic",
+                        "start"
+                    ][..]
                 )
             ]
         );
