@@ -70,22 +70,6 @@ impl Gather {
     /// The next batch. Empty (and not `last`) when nothing came for a while: the caller can
     /// look after its connection and ask again.
     pub fn next(&mut self, ctx: &SinkCtx) -> Result<Batch, LogError> {
-        self.read(ctx, self.size, self.linger, None)
-    }
-
-    /// Up to `max` rows, as soon as a round of reads brought some (no linger); empty when none
-    /// came by `until` (or for a while).
-    pub fn chunk(&mut self, ctx: &SinkCtx, max: usize, until: Instant) -> Result<Batch, LogError> {
-        self.read(ctx, max, Duration::ZERO, Some(until))
-    }
-
-    fn read(
-        &mut self,
-        ctx: &SinkCtx,
-        max: usize,
-        linger: Duration,
-        until: Option<Instant>,
-    ) -> Result<Batch, LogError> {
         let wait = if self.cursors.len() == 1 {
             Duration::from_millis(100)
         } else {
@@ -97,7 +81,7 @@ impl Gather {
         loop {
             let mut all_done = true;
             for c in &mut self.cursors {
-                let room = max - rows.len();
+                let room = self.size - rows.len();
                 if room == 0 {
                     all_done = false;
                     break;
@@ -112,7 +96,7 @@ impl Gather {
                                 event: event::to_owned(&row),
                             });
                         }
-                        deadline.get_or_insert_with(|| Instant::now() + linger);
+                        deadline.get_or_insert_with(|| Instant::now() + self.linger);
                     }
                     None => {
                         if !ctx.ctl.input_done(&ctx.log, c) {
@@ -123,12 +107,9 @@ impl Gather {
             }
             let halted = ctx.halted();
             let last = halted || all_done;
-            let full = rows.len() >= max;
-            let now = Instant::now();
-            let lingered = deadline.is_some_and(|d| now >= d);
-            let idle = rows.is_empty()
-                && (started.elapsed() >= Duration::from_millis(500)
-                    || until.is_some_and(|u| now >= u));
+            let full = rows.len() >= self.size;
+            let lingered = deadline.is_some_and(|d| Instant::now() >= d);
+            let idle = rows.is_empty() && started.elapsed() >= Duration::from_millis(500);
             if last || full || lingered || idle {
                 return Ok(Batch {
                     rows,

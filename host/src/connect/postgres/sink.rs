@@ -23,14 +23,13 @@ use crate::connect::SinkCtx;
 use crate::connect::common::{
     Batch, Fields, Gather, Refused, Row, Written, back_off, dead_letter, dead_target, log_id,
 };
-use crate::log::LogError;
 
 /// The table in which each PostgreSQL sink keeps its input positions, one row per sink.
 pub const POSITIONS_TABLE: &str = "flowgate_sink_positions";
 /// The staging table of an upserting sink (temporary: one per connection).
 const STAGING: &str = "flowgate_staging";
-/// Rows read (and sent) at a time while a batch's transaction is open.
-const CHUNK_ROWS: usize = 1024;
+/// Bytes of `COPY` text sent at a time while a batch's lines are made.
+const COPY_CHUNK: usize = 64 << 10;
 /// The staging table's column giving each row's place in its batch.
 const SEQ: &str = "flowgate seq";
 
@@ -93,38 +92,34 @@ pub(crate) fn run(ctx: &SinkCtx, cfg: &PostgresSink) -> Result<(), Error> {
         }
     };
     let mut written = Written::new(ctx);
-    let chunk = CHUNK_ROWS.min(cfg.batch_size);
     loop {
-        let first = gather.chunk(ctx, chunk, Instant::now() + Duration::from_millis(500))?;
-        if first.rows.is_empty() {
-            if first.last {
-                break;
-            }
-            continue;
-        }
-        let started = Instant::now();
-        match writer.write(&mut gather, first, &expected, &dead) {
-            Ok((Outcome::Written(n), batch)) => {
-                written.batch(ctx, n, started.elapsed());
-                expected = batch.positions;
-                if batch.last {
-                    break;
+        let batch = gather.next(ctx)?;
+        if !batch.rows.is_empty() {
+            let started = Instant::now();
+            match writer.write(&batch, &expected, &dead) {
+                Ok(Outcome::Written(n)) => {
+                    written.batch(ctx, n, started.elapsed());
+                    expected = batch.positions.clone();
                 }
+                Ok(Outcome::Moved) => {
+                    tracing::warn!(sink = %name, "the positions in {POSITIONS_TABLE} moved under this sink (another instance of it writes to the same database?): reading on from them");
+                    expected = writer.resume(&mut gather)?;
+                }
+                Err(e) if e.transient() && !ctx.ctl.bounded() => {
+                    tracing::error!(sink = %name, "{e}; reconnecting");
+                    metrics::counter!("flowgate_db_errors_total", "step" => name.clone())
+                        .increment(1);
+                    writer = match Writer::open(ctx, cfg, &url, &log)? {
+                        Some(w) => w,
+                        None => return Ok(()),
+                    };
+                    expected = writer.resume(&mut gather)?;
+                }
+                Err(e) => return Err(e),
             }
-            Ok((Outcome::Moved, _)) => {
-                tracing::warn!(sink = %name, "the positions in {POSITIONS_TABLE} moved under this sink (another instance of it writes to the same database?): reading on from them");
-                expected = writer.resume(&mut gather)?;
-            }
-            Err(e) if e.transient() && !ctx.ctl.bounded() => {
-                tracing::error!(sink = %name, "{e}; reconnecting");
-                metrics::counter!("flowgate_db_errors_total", "step" => name.clone()).increment(1);
-                writer = match Writer::open(ctx, cfg, &url, &log)? {
-                    Some(w) => w,
-                    None => return Ok(()),
-                };
-                expected = writer.resume(&mut gather)?;
-            }
-            Err(e) => return Err(e),
+        }
+        if batch.last {
+            break;
         }
     }
     tracing::info!(sink = %name, "PostgreSQL sink done: {}", written.summary("rows"));
@@ -334,42 +329,85 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// Writes a batch in one transaction with its end positions: `first`, and what more the
-    /// input gives within `linger` of it, up to `batch-size` rows, each chunk sent while the
-    /// next is read (the server parses one while the sink reads and makes the next). The
-    /// positions are moved only if the database's are still `expected`; refused rows go to
-    /// `dead` before the commit (a crash in between dead-letters them again: twice rather than
-    /// never). Returns what became of it and the batch.
+    /// Writes `batch` in one transaction with its end positions, if the database's positions
+    /// are still `expected`; refused rows go to `dead` before the commit (a crash in between
+    /// dead-letters them again: twice rather than never).
     fn write(
         &mut self,
-        gather: &mut Gather,
-        first: Batch,
+        batch: &Batch,
         expected: &[u64],
         dead: &crate::flow::producer::Target,
-    ) -> Result<(Outcome, Batch), Error> {
-        let until = Instant::now() + self.cfg.linger;
+    ) -> Result<Outcome, Error> {
         let table = &self.cfg.table;
-        let rows_err = |e| Error::db(format!("cannot write rows into {table}"), e);
-        let mut batch = first;
-        let mut refused: Vec<(usize, &'static str, String)> = Vec::new();
-        let mut lines = Lines {
-            buf: Vec::new(),
-            rows: Vec::new(),
-        };
         let mut tx = self
             .client
             .transaction()
             .map_err(|e| Error::db("cannot begin a transaction", e))?;
-        tx.batch_execute("SAVEPOINT flowgate").map_err(rows_err)?;
-        let mut copy = Copy {
-            cfg: self.cfg,
-            sql: &self.sql,
-            cells: &self.cells,
-            input: &self.ctx.config.input,
-            lines: &mut lines,
-            refused: &mut refused,
+        let moved = tx
+            .execute(
+                &format!(
+                    "UPDATE {POSITIONS_TABLE} SET positions = $4, updated_at = now() \
+                     WHERE pipeline = $1 AND sink = $2 AND log = $3 AND positions = $5"
+                ),
+                &[
+                    &self.ctx.pipeline,
+                    &self.ctx.config.name,
+                    &self.log,
+                    &serde_json::to_string(&batch.positions).expect("serialises"),
+                    &serde_json::to_string(expected).expect("serialises"),
+                ],
+            )
+            .map_err(|e| Error::db(format!("cannot write {POSITIONS_TABLE}"), e))?;
+        if moved != 1 {
+            return Ok(Outcome::Moved);
+        }
+        let rows_err = |e| Error::db(format!("cannot write rows into {table}"), e);
+        // The first try sends the lines as they are made: the server parses one chunk while the
+        // next is made. They are kept, for the tries that find a refused row.
+        let mut refused: Vec<(usize, &'static str, String)> = Vec::new();
+        let mut lines = Lines {
+            buf: Vec::with_capacity(batch.rows.iter().map(|r| r.event.value.len() + 64).sum()),
+            rows: Vec::with_capacity(batch.rows.len()),
         };
-        let streamed = copy.stream(&mut tx, self.ctx, gather, &mut batch, until)?;
+        tx.batch_execute("SAVEPOINT flowgate").map_err(rows_err)?;
+        let streamed = (|| {
+            if let Some((truncate, _)) = &self.sql.upsert {
+                tx.batch_execute(truncate)?;
+            }
+            let mut w = tx.copy_in(&self.sql.copy)?;
+            let (mut sent, mut open) = (0, true);
+            for (i, row) in batch.rows.iter().enumerate() {
+                let start = lines.buf.len();
+                let seq = self.sql.upsert.is_some().then_some(i);
+                match line(
+                    self.cfg,
+                    &self.cells,
+                    &self.ctx.config.input,
+                    row,
+                    seq,
+                    &mut lines.buf,
+                ) {
+                    Ok(()) => lines.rows.push((i, start..lines.buf.len())),
+                    Err(why) => {
+                        lines.buf.truncate(start);
+                        refused.push((i, "format", why));
+                    }
+                }
+                if open && lines.buf.len() - sent >= COPY_CHUNK {
+                    // A write the server stopped (it refused the copy): `finish` says why.
+                    open = w.write_all(&lines.buf[sent..]).is_ok();
+                    sent = lines.buf.len();
+                }
+            }
+            if open {
+                let _ = w.write_all(&lines.buf[sent..]);
+            }
+            w.finish()?;
+            if let Some((_, merge)) = &self.sql.upsert {
+                tx.batch_execute(merge)?;
+            }
+            Ok(())
+        })();
         let failed = match streamed {
             Ok(()) => {
                 tx.batch_execute("RELEASE SAVEPOINT flowgate")
@@ -389,25 +427,6 @@ impl<'a> Writer<'a> {
                 failed
             }
         };
-        let moved = tx
-            .execute(
-                &format!(
-                    "UPDATE {POSITIONS_TABLE} SET positions = $4, updated_at = now() \
-                     WHERE pipeline = $1 AND sink = $2 AND log = $3 AND positions = $5"
-                ),
-                &[
-                    &self.ctx.pipeline,
-                    &self.ctx.config.name,
-                    &self.log,
-                    &serde_json::to_string(&batch.positions).expect("serialises"),
-                    &serde_json::to_string(expected).expect("serialises"),
-                ],
-            )
-            .map_err(|e| Error::db(format!("cannot write {POSITIONS_TABLE}"), e))?;
-        if moved != 1 {
-            // Dropping the transaction rolls it back.
-            return Ok((Outcome::Moved, batch));
-        }
         let written = (batch.rows.len() - refused.len() - failed.len()) as u64;
         refused.extend(failed.into_iter().map(|(i, why)| {
             (
@@ -429,86 +448,7 @@ impl<'a> Writer<'a> {
         }
         tx.commit()
             .map_err(|e| Error::db(format!("cannot commit rows into {table}"), e))?;
-        Ok((Outcome::Written(written), batch))
-    }
-}
-
-/// The first try at a batch's rows: its `COPY`, fed chunk by chunk as the input gives them.
-struct Copy<'b> {
-    cfg: &'b PostgresSink,
-    sql: &'b Sql,
-    cells: &'b [Cell],
-    input: &'b str,
-    /// Every line made, kept for the tries that find a refused row.
-    lines: &'b mut Lines,
-    /// Rows with no line (their index in the batch, why).
-    refused: &'b mut Vec<(usize, &'static str, String)>,
-}
-
-impl Copy<'_> {
-    /// Sends `batch`'s rows, reading more into it until it has `batch-size` rows, `until`
-    /// passes or the input ends. The outer error is the log's; the inner, the database's.
-    fn stream(
-        &mut self,
-        tx: &mut Transaction<'_>,
-        ctx: &SinkCtx,
-        gather: &mut Gather,
-        batch: &mut Batch,
-        until: Instant,
-    ) -> Result<Result<(), postgres::Error>, LogError> {
-        if let Some((truncate, _)) = &self.sql.upsert
-            && let Err(e) = tx.batch_execute(truncate)
-        {
-            return Ok(Err(e));
-        }
-        let mut w = match tx.copy_in(&self.sql.copy) {
-            Ok(w) => w,
-            Err(e) => return Ok(Err(e)),
-        };
-        let (mut made, mut sent, mut open) = (0, 0, true);
-        loop {
-            for (i, row) in batch.rows.iter().enumerate().skip(made) {
-                let start = self.lines.buf.len();
-                let seq = self.sql.upsert.is_some().then_some(i);
-                match line(
-                    self.cfg,
-                    self.cells,
-                    self.input,
-                    row,
-                    seq,
-                    &mut self.lines.buf,
-                ) {
-                    Ok(()) => self.lines.rows.push((i, start..self.lines.buf.len())),
-                    Err(why) => {
-                        self.lines.buf.truncate(start);
-                        self.refused.push((i, "format", why));
-                    }
-                }
-            }
-            made = batch.rows.len();
-            if open && self.lines.buf.len() > sent {
-                // A write the server stopped (it refused the copy): `finish` says why.
-                open = w.write_all(&self.lines.buf[sent..]).is_ok();
-                sent = self.lines.buf.len();
-            }
-            let room = self.cfg.batch_size.saturating_sub(batch.rows.len());
-            if batch.last || room == 0 || Instant::now() >= until {
-                break;
-            }
-            let more = gather.chunk(ctx, room.min(CHUNK_ROWS), until)?;
-            batch.rows.extend(more.rows);
-            batch.positions = more.positions;
-            batch.last = more.last;
-        }
-        if let Err(e) = w.finish() {
-            return Ok(Err(e));
-        }
-        if let Some((_, merge)) = &self.sql.upsert
-            && let Err(e) = tx.batch_execute(merge)
-        {
-            return Ok(Err(e));
-        }
-        Ok(Ok(()))
+        Ok(Outcome::Written(written))
     }
 }
 
