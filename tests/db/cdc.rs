@@ -18,10 +18,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use flowgate_tests::Rng;
 use flowgate_tests::Timer;
 use flowgate_tests::fixture::{Fixture, eventually, sigterm, wait_exit};
 use flowgate_tests::postgres::Postgres;
+use flowgate_tests::{Delivery, Rng};
 use serde_json::{Value, json};
 
 /// How long a run may take to show what is waited for.
@@ -29,21 +29,6 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 /// The log line of a source that has its slot and reads it.
 const READING: &str = "reading replication slot";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Delivery {
-    ExactlyOnce,
-    AtLeastOnce,
-}
-
-impl Delivery {
-    fn as_str(self) -> &'static str {
-        match self {
-            Delivery::ExactlyOnce => "exactly-once",
-            Delivery::AtLeastOnce => "at-least-once",
-        }
-    }
-}
 
 /// A pipeline: the change source of `tables` → topic `changes` (one partition, so the file
 /// keeps the commit order) → `out.ndjson`.

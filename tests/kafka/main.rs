@@ -23,6 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use flowgate::event::{Event, Header};
+use flowgate_tests::Delivery;
 use flowgate_tests::fixture::{Fixture, flowgate_bin, http};
 use flowgate_tests::kafka::{Broker, Isolation, Record};
 
@@ -32,30 +33,6 @@ struct Timer;
 impl Timer {
     fn start(name: &'static str) -> flowgate_tests::Timer {
         flowgate_tests::Timer::start("kafka", name)
-    }
-}
-
-/// `delivery` of a pipeline file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Delivery {
-    AtLeastOnce,
-    ExactlyOnce,
-}
-
-impl Delivery {
-    fn as_str(self) -> &'static str {
-        match self {
-            Delivery::AtLeastOnce => "at-least-once",
-            Delivery::ExactlyOnce => "exactly-once",
-        }
-    }
-
-    /// A short tag for names of pipelines and topics.
-    fn tag(self) -> &'static str {
-        match self {
-            Delivery::AtLeastOnce => "alo",
-            Delivery::ExactlyOnce => "eos",
-        }
     }
 }
 

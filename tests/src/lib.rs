@@ -159,3 +159,30 @@ impl Drop for Timer {
         );
     }
 }
+
+/// `delivery` of a pipeline file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// `"at-least-once"`.
+    AtLeastOnce,
+    /// `"exactly-once"`.
+    ExactlyOnce,
+}
+
+impl Delivery {
+    /// As the pipeline file spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::AtLeastOnce => "at-least-once",
+            Delivery::ExactlyOnce => "exactly-once",
+        }
+    }
+
+    /// A short tag for names of pipelines and topics.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Delivery::AtLeastOnce => "alo",
+            Delivery::ExactlyOnce => "eos",
+        }
+    }
+}
