@@ -23,13 +23,12 @@ use crate::connect::SinkCtx;
 use crate::connect::common::{
     Batch, Fields, Gather, Refused, Row, Written, back_off, dead_letter, dead_target, log_id,
 };
+use crate::flow::producer::Target;
 
 /// The table in which each PostgreSQL sink keeps its input positions, one row per sink.
 pub const POSITIONS_TABLE: &str = "flowgate_sink_positions";
 /// The staging table of an upserting sink (temporary: one per connection).
 const STAGING: &str = "flowgate_staging";
-/// Bytes of `COPY` text sent at a time while a batch's lines are made.
-const COPY_CHUNK: usize = 64 << 10;
 /// The staging table's column giving each row's place in its batch.
 const SEQ: &str = "flowgate seq";
 
@@ -92,44 +91,146 @@ pub(crate) fn run(ctx: &SinkCtx, cfg: &PostgresSink) -> Result<(), Error> {
         }
     };
     let mut written = Written::new(ctx);
+    let maker = Maker {
+        cfg,
+        cells: writer.cells.clone(),
+        input: &ctx.config.input,
+        upsert: writer.sql.upsert.is_some(),
+    };
+    // Two threads: this one reads the next batch and makes its lines while the writer's
+    // thread commits the one before (the database parses and syncs meanwhile). One batch is in
+    // the writer's hands at a time; after a failure the next one, made for positions that did
+    // not come about, is dropped, and the input is read again from the database's positions.
     loop {
-        let batch = gather.next(ctx)?;
-        if !batch.rows.is_empty() {
-            let started = Instant::now();
-            match writer.write(&batch, &expected, &dead) {
-                Ok(Outcome::Written(n)) => {
-                    written.batch(ctx, n, started.elapsed());
-                    expected = batch.positions.clone();
-                }
-                Ok(Outcome::Moved) => {
-                    tracing::warn!(sink = %name, "the positions in {POSITIONS_TABLE} moved under this sink (another instance of it writes to the same database?): reading on from them");
-                    expected = writer.resume(&mut gather)?;
-                }
-                Err(e) if e.transient() && !ctx.ctl.bounded() => {
-                    tracing::error!(sink = %name, "{e}; reconnecting");
-                    metrics::counter!("flowgate_db_errors_total", "step" => name.clone())
-                        .increment(1);
-                    writer = match Writer::open(ctx, cfg, &url, &log)? {
-                        Some(w) => w,
-                        None => return Ok(()),
-                    };
-                    expected = writer.resume(&mut gather)?;
-                }
-                Err(e) => return Err(e),
+        let (w, end) = pipelined(
+            ctx,
+            writer,
+            &maker,
+            &mut gather,
+            &mut expected,
+            &dead,
+            &mut written,
+        );
+        writer = w;
+        match end? {
+            End::Done => break,
+            End::Moved => {
+                tracing::warn!(sink = %name, "the positions in {POSITIONS_TABLE} moved under this sink (another instance of it writes to the same database?): reading on from them");
+                expected = writer.resume(&mut gather)?;
             }
-        }
-        if batch.last {
-            break;
+            End::Lost(e) if !ctx.ctl.bounded() => {
+                tracing::error!(sink = %name, "{e}; reconnecting");
+                metrics::counter!("flowgate_db_errors_total", "step" => name.clone()).increment(1);
+                writer = match Writer::open(ctx, cfg, &url, &log)? {
+                    Some(w) => w,
+                    None => return Ok(()),
+                };
+                expected = writer.resume(&mut gather)?;
+            }
+            End::Lost(e) => return Err(e),
         }
     }
     tracing::info!(sink = %name, "PostgreSQL sink done: {}", written.summary("rows"));
     Ok(())
 }
 
+/// Why a run of [`pipelined`] ended.
+enum End {
+    /// The input is done, or the sink is to stop.
+    Done,
+    /// The positions in the database were not those a batch starts at.
+    Moved,
+    /// The connection failed (trying again later may work).
+    Lost(Error),
+}
+
+/// Reads and makes batches in this thread and commits them in a writer thread that owns
+/// `writer`, one batch ahead, until the input is done or a commit does not go through; gives
+/// the writer back with why it ended (an error of the log or a refusal that is not transient
+/// as the outer error).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the sink's state, lent to one run of its two threads"
+)]
+fn pipelined<'a>(
+    ctx: &'a SinkCtx,
+    mut writer: Writer<'a>,
+    maker: &Maker<'_>,
+    gather: &mut Gather,
+    expected: &mut Vec<u64>,
+    dead: &Target,
+    written: &mut Written,
+) -> (Writer<'a>, Result<End, Error>) {
+    std::thread::scope(|scope| {
+        let (jobs, take) = std::sync::mpsc::sync_channel::<Job>(0);
+        let (give, results) = std::sync::mpsc::sync_channel::<(Job, Result<Outcome, Error>)>(1);
+        let thread = std::thread::Builder::new()
+            .name(format!("sink {} writer", ctx.config.name))
+            .spawn_scoped(scope, move || {
+                for mut job in take {
+                    let r = writer.commit(&mut job, dead);
+                    if give.send((job, r)).is_err() {
+                        break;
+                    }
+                }
+                writer
+            })
+            .expect("a thread starts");
+        let end = (|| -> Result<End, Error> {
+            let mut in_flight = false;
+            loop {
+                let batch = gather.next(ctx)?;
+                let last = batch.last;
+                let next = (!batch.rows.is_empty()).then(|| maker.job(batch));
+                if in_flight {
+                    in_flight = false;
+                    let (done, r) = results.recv().expect("the writer answers each batch");
+                    match r {
+                        Ok(Outcome::Written { rows, took }) => {
+                            written.batch(ctx, rows, took);
+                            *expected = done.batch.positions;
+                        }
+                        Ok(Outcome::Moved) => return Ok(End::Moved),
+                        Err(e) if e.transient() => return Ok(End::Lost(e)),
+                        Err(e) => return Err(e),
+                    }
+                }
+                if let Some(mut job) = next {
+                    job.expected = expected.clone();
+                    jobs.send(job).expect("the writer takes each batch");
+                    in_flight = true;
+                }
+                if last && !in_flight {
+                    return Ok(End::Done);
+                }
+                if last {
+                    // The last batch is in the writer's hands: its outcome decides.
+                    let (done, r) = results.recv().expect("the writer answers each batch");
+                    return match r {
+                        Ok(Outcome::Written { rows, took }) => {
+                            written.batch(ctx, rows, took);
+                            *expected = done.batch.positions;
+                            Ok(End::Done)
+                        }
+                        Ok(Outcome::Moved) => Ok(End::Moved),
+                        Err(e) if e.transient() => Ok(End::Lost(e)),
+                        Err(e) => Err(e),
+                    };
+                }
+            }
+        })();
+        drop(jobs);
+        // A batch still with the writer (this thread stopped on a log error) is finished first.
+        drop(results);
+        let writer = thread.join().expect("the writer thread does not panic");
+        (writer, end)
+    })
+}
+
 /// What became of a batch.
 enum Outcome {
-    /// Committed, with this many rows (the refused ones are dead letters).
-    Written(u64),
+    /// Committed, with this many rows (the refused ones are dead letters), in this long.
+    Written { rows: u64, took: Duration },
     /// Not written: the positions in the database were not those the batch starts at.
     Moved,
 }
@@ -329,15 +430,11 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// Writes `batch` in one transaction with its end positions, if the database's positions
-    /// are still `expected`; refused rows go to `dead` before the commit (a crash in between
-    /// dead-letters them again: twice rather than never).
-    fn write(
-        &mut self,
-        batch: &Batch,
-        expected: &[u64],
-        dead: &crate::flow::producer::Target,
-    ) -> Result<Outcome, Error> {
+    /// Writes a prepared batch in one transaction with its end positions, if the database's
+    /// positions are still the job's `expected`; refused rows go to `dead` before the commit (a
+    /// crash in between dead-letters them again: twice rather than never).
+    fn commit(&mut self, job: &mut Job, dead: &Target) -> Result<Outcome, Error> {
+        let started = Instant::now();
         let table = &self.cfg.table;
         let mut tx = self
             .client
@@ -353,8 +450,8 @@ impl<'a> Writer<'a> {
                     &self.ctx.pipeline,
                     &self.ctx.config.name,
                     &self.log,
-                    &serde_json::to_string(&batch.positions).expect("serialises"),
-                    &serde_json::to_string(expected).expect("serialises"),
+                    &serde_json::to_string(&job.batch.positions).expect("serialises"),
+                    &serde_json::to_string(&job.expected).expect("serialises"),
                 ],
             )
             .map_err(|e| Error::db(format!("cannot write {POSITIONS_TABLE}"), e))?;
@@ -362,53 +459,22 @@ impl<'a> Writer<'a> {
             return Ok(Outcome::Moved);
         }
         let rows_err = |e| Error::db(format!("cannot write rows into {table}"), e);
-        // The first try sends the lines as they are made: the server parses one chunk while the
-        // next is made. They are kept, for the tries that find a refused row.
-        let mut refused: Vec<(usize, &'static str, String)> = Vec::new();
-        let mut lines = Lines {
-            buf: Vec::with_capacity(batch.rows.iter().map(|r| r.event.value.len() + 64).sum()),
-            rows: Vec::with_capacity(batch.rows.len()),
-        };
+        let lines = &mut job.lines;
         tx.batch_execute("SAVEPOINT flowgate").map_err(rows_err)?;
-        let streamed = (|| {
+        let loaded = (|| {
             if let Some((truncate, _)) = &self.sql.upsert {
                 tx.batch_execute(truncate)?;
             }
             let mut w = tx.copy_in(&self.sql.copy)?;
-            let (mut sent, mut open) = (0, true);
-            for (i, row) in batch.rows.iter().enumerate() {
-                let start = lines.buf.len();
-                let seq = self.sql.upsert.is_some().then_some(i);
-                match line(
-                    self.cfg,
-                    &self.cells,
-                    &self.ctx.config.input,
-                    row,
-                    seq,
-                    &mut lines.buf,
-                ) {
-                    Ok(()) => lines.rows.push((i, start..lines.buf.len())),
-                    Err(why) => {
-                        lines.buf.truncate(start);
-                        refused.push((i, "format", why));
-                    }
-                }
-                if open && lines.buf.len() - sent >= COPY_CHUNK {
-                    // A write the server stopped (it refused the copy): `finish` says why.
-                    open = w.write_all(&lines.buf[sent..]).is_ok();
-                    sent = lines.buf.len();
-                }
-            }
-            if open {
-                let _ = w.write_all(&lines.buf[sent..]);
-            }
+            // A write the server stopped (it refused the copy): `finish` says why.
+            let _ = w.write_all(&lines.buf);
             w.finish()?;
             if let Some((_, merge)) = &self.sql.upsert {
                 tx.batch_execute(merge)?;
             }
             Ok(())
         })();
-        let failed = match streamed {
+        let failed = match loaded {
             Ok(()) => {
                 tx.batch_execute("RELEASE SAVEPOINT flowgate")
                     .map_err(rows_err)?;
@@ -423,10 +489,12 @@ impl<'a> Writer<'a> {
                     let (i, _) = lines.rows.remove(l - 1);
                     failed.push((i, describe(&e)));
                 }
-                failed.extend(put(&mut tx, &self.sql, &lines).map_err(rows_err)?);
+                failed.extend(put(&mut tx, &self.sql, lines).map_err(rows_err)?);
                 failed
             }
         };
+        let batch = &job.batch;
+        let mut refused = std::mem::take(&mut job.refused);
         let written = (batch.rows.len() - refused.len() - failed.len()) as u64;
         refused.extend(failed.into_iter().map(|(i, why)| {
             (
@@ -448,7 +516,56 @@ impl<'a> Writer<'a> {
         }
         tx.commit()
             .map_err(|e| Error::db(format!("cannot commit rows into {table}"), e))?;
-        Ok(Outcome::Written(written))
+        Ok(Outcome::Written {
+            rows: written,
+            took: started.elapsed(),
+        })
+    }
+}
+
+/// A batch made ready for its transaction: its `COPY` text, and the rows that have none.
+struct Job {
+    batch: Batch,
+    lines: Lines,
+    /// Rows with no line: their index in the batch, and why.
+    refused: Vec<(usize, &'static str, String)>,
+    /// The positions the database must hold for this batch to be written (those it starts at).
+    expected: Vec<u64>,
+}
+
+/// What makes a batch's lines (read by the sink's thread while its writer commits the batch
+/// before).
+struct Maker<'a> {
+    cfg: &'a PostgresSink,
+    cells: Vec<Cell>,
+    input: &'a str,
+    upsert: bool,
+}
+
+impl Maker<'_> {
+    fn job(&self, batch: Batch) -> Job {
+        let mut refused = Vec::new();
+        let mut lines = Lines {
+            buf: Vec::with_capacity(batch.rows.iter().map(|r| r.event.value.len() + 64).sum()),
+            rows: Vec::with_capacity(batch.rows.len()),
+        };
+        for (i, row) in batch.rows.iter().enumerate() {
+            let start = lines.buf.len();
+            let seq = self.upsert.then_some(i);
+            match line(self.cfg, &self.cells, self.input, row, seq, &mut lines.buf) {
+                Ok(()) => lines.rows.push((i, start..lines.buf.len())),
+                Err(why) => {
+                    lines.buf.truncate(start);
+                    refused.push((i, "format", why));
+                }
+            }
+        }
+        Job {
+            batch,
+            lines,
+            refused,
+            expected: Vec::new(),
+        }
     }
 }
 
