@@ -524,3 +524,45 @@ fn a_missing_table_or_column_is_named_by_validate_and_run() {
         "{err}"
     );
 }
+
+#[test]
+fn a_refusal_that_is_not_about_a_row_stops_the_sink_instead_of_dead_lettering_every_row() {
+    let _t = crate::Timer::start("pg_sink refusal of the sink");
+    let pg = Postgres::shared();
+    let url = pg.create_database("pg_sink_no_index");
+    // An upsert on `id` without a unique index over it: PostgreSQL refuses every batch
+    // (SQLSTATE 42P10), which no row can mend.
+    pg.psql_in(
+        "pg_sink_no_index",
+        "CREATE TABLE orders (id bigint, name text)",
+    );
+    let f = Fixture::new(&pipeline(
+        "pg-no-index",
+        "at-least-once",
+        &url,
+        "mode = \"upsert\"\nconflict = [\"id\"]\n[sinks.db.columns]\nid = \"value.id\"\nname = \"value.name\"\n",
+        1,
+    ));
+    write_events(&f, (0..50).map(event));
+    let (status, log) = f.run_bounded();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains(
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification"
+        ),
+        "{log}"
+    );
+    assert!(f.lines("dead.ndjson").is_empty(), "rows were dead-lettered");
+    assert_eq!(
+        pg.psql_in("pg_sink_no_index", "SELECT count(*) FROM orders"),
+        "0"
+    );
+    // With the index, the same input is written from where it stopped: all of it.
+    pg.psql_in("pg_sink_no_index", "CREATE UNIQUE INDEX ON orders (id)");
+    let (status, log) = f.run_bounded();
+    assert!(status.success(), "{status}: {log}");
+    assert_eq!(
+        pg.psql_in("pg_sink_no_index", "SELECT count(*) FROM orders"),
+        "50"
+    );
+}

@@ -127,19 +127,25 @@ impl Gather {
 pub(crate) struct Written {
     sink: String,
     rows: u64,
+    batches: u64,
     took: Vec<Duration>,
 }
+
+/// How many batches' latencies a sink's summary is made of (the last ones).
+pub(crate) const LATENCIES_KEPT: usize = 100_000;
 
 impl Written {
     pub fn new(ctx: &SinkCtx) -> Written {
         Written {
             sink: ctx.config.name.clone(),
             rows: 0,
+            batches: 0,
             took: Vec::new(),
         }
     }
 
-    /// A batch of `rows` written in `took`.
+    /// A batch of `rows` written in `took` (the summary's latencies are of the last
+    /// [`LATENCIES_KEPT`] batches).
     pub fn batch(&mut self, ctx: &SinkCtx, rows: u64, took: Duration) {
         metrics::histogram!("flowgate_sink_commit_seconds", "sink" => self.sink.clone())
             .record(took.as_secs_f64());
@@ -147,7 +153,12 @@ impl Written {
             .increment(rows);
         ctx.stats.events.fetch_add(rows, Ordering::Relaxed);
         self.rows += rows;
-        self.took.push(took);
+        self.batches += 1;
+        if self.took.len() == LATENCIES_KEPT {
+            self.took[(self.batches as usize - 1) % LATENCIES_KEPT] = took;
+        } else {
+            self.took.push(took);
+        }
     }
 
     /// `<rows> <what> in <batches> batches; latency p50 <ms> ms, p99 <ms> ms`.
@@ -161,7 +172,7 @@ impl Written {
         format!(
             "{} {what} in {} batches; latency p50 {:.1} ms, p99 {:.1} ms",
             self.rows,
-            took.len(),
+            self.batches,
             pct(0.5),
             pct(0.99)
         )
@@ -338,10 +349,14 @@ pub(crate) fn log_id(ctx: &SinkCtx) -> Result<String, LogError> {
         log: String,
     }
     let name = format!("{}.sink.{}.log-id", ctx.pipeline, ctx.config.name);
-    if let Some(b) = ctx.log.load_checkpoint(&name)?
-        && let Ok(id) = serde_json::from_slice::<Id>(&b)
-    {
-        return Ok(id.log);
+    if let Some(b) = ctx.log.load_checkpoint(&name)? {
+        // An id that cannot be read is not made anew: positions kept with it would then be
+        // taken for another log's, and the input written again (or skipped).
+        return serde_json::from_slice::<Id>(&b).map(|id| id.log).map_err(|e| {
+            LogError::Invalid(format!(
+                "checkpoint {name} is not readable ({e}); delete checkpoints/{name}.ckpt in the data directory to give this log a new id (the sink then starts over at its `start`)"
+            ))
+        });
     }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -510,7 +510,7 @@ fn document(cfg: &MongoSink, input: &str, row: &Row) -> Result<(String, Document
                     "the event has no `_id`: its `id` ({source}) is missing or null"
                 ));
             }
-            (v.to_string(), to_bson(&v, source, &FieldSource::Key)?)
+            (v.to_string(), to_bson(&v, source, source)?)
         }
         None => {
             let c = coordinates(input, row);
@@ -689,7 +689,7 @@ fn insert(coll: &Collection<Document>, docs: &[Doc]) -> Result<Vec<(usize, Strin
             if SETTINGS_CODES.contains(&w.code) {
                 return Err(Error::mongo(what(), e.clone()));
             }
-            if backend_away(w.code, &w.message) {
+            if TRANSIENT_CODES.contains(&w.code) || backend_away(w.code, &w.message) {
                 return Err(Error::Unavailable(format!(
                     "{}: the server's storage is away: {}",
                     what(),

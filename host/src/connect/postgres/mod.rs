@@ -96,11 +96,22 @@ pub(crate) fn describe(error: &postgres::Error) -> String {
 }
 
 /// The connection or server is away or busy (trying again later may work), as opposed to the
-/// database refusing what was sent.
+/// database refusing what was sent, or settings that will not work (TLS, authentication).
 pub(crate) fn transient(error: &postgres::Error) -> bool {
     let Some(code) = error.code() else {
-        // No SQLSTATE: the connection failed or closed.
-        return true;
+        // No SQLSTATE: the connection closed, or could not be made (an I/O error, a timeout);
+        // not a TLS or configuration error, which trying again does not mend.
+        if error.is_closed() {
+            return true;
+        }
+        let mut source = std::error::Error::source(error);
+        while let Some(e) = source {
+            if e.is::<std::io::Error>() {
+                return true;
+            }
+            source = e.source();
+        }
+        return error.to_string().contains("timeout");
     };
     let c = code.code();
     // 08: connection exception; 53: insufficient resources (disk full, too many
@@ -145,6 +156,17 @@ fn connect_within(url: &str, timeout: Duration) -> Result<Client, Error> {
             config.connect(tls).map_err(|e| Error::db(what(), e))
         }
     }
+}
+
+/// The database refused a row for what it holds (SQLSTATE class 22, data exception: a type, a
+/// value out of range; class 23, integrity constraint; P0001, an exception raised by a
+/// trigger): that row is a dead letter. Any other refusal (a missing unique index for the
+/// upsert, a permission, a dropped table, a read-only server) is about the sink, not the row:
+/// dead-lettering every row for it would empty the input into the dead-letter topic.
+pub(crate) fn refuses_a_row(error: &postgres::Error) -> bool {
+    error.code().is_some_and(|c| {
+        c.code().starts_with("22") || c.code().starts_with("23") || c.code() == "P0001"
+    })
 }
 
 /// `name` as a quoted SQL identifier: a name is never SQL.

@@ -116,7 +116,7 @@ pub(crate) fn run(ctx: &SinkCtx, cfg: &PostgresSink) -> Result<(), Error> {
             End::Done => break,
             End::Moved => {
                 tracing::warn!(sink = %name, "the positions in {POSITIONS_TABLE} moved under this sink (another instance of it writes to the same database?): reading on from them");
-                expected = writer.resume(&mut gather)?;
+                expected = writer.resume(&mut gather, &expected)?;
             }
             End::Lost(e) if !ctx.ctl.bounded() => {
                 tracing::error!(sink = %name, "{e}; reconnecting");
@@ -125,7 +125,7 @@ pub(crate) fn run(ctx: &SinkCtx, cfg: &PostgresSink) -> Result<(), Error> {
                     Some(w) => w,
                     None => return Ok(()),
                 };
-                expected = writer.resume(&mut gather)?;
+                expected = writer.resume(&mut gather, &expected)?;
             }
             End::Lost(e) => return Err(e),
         }
@@ -416,18 +416,18 @@ impl<'a> Writer<'a> {
 
     /// After a reconnection (or positions that moved): the input is read on from the positions
     /// the database holds, which are the expected ones from now on.
-    fn resume(&mut self, gather: &mut Gather) -> Result<Vec<u64>, Error> {
-        match self.saved()? {
-            Some(s) => {
-                gather.rewind(self.ctx, &s.positions)?;
-                Ok(s.positions)
-            }
+    /// Without positions there (the row was deleted, or is another log's), the input is read
+    /// again from `from`, where the batch that did not go through started.
+    fn resume(&mut self, gather: &mut Gather, from: &[u64]) -> Result<Vec<u64>, Error> {
+        let positions = match self.saved()? {
+            Some(s) => s.positions,
             None => {
-                let p = gather.positions();
-                self.first_positions(&p)?;
-                Ok(p)
+                self.first_positions(from)?;
+                from.to_vec()
             }
-        }
+        };
+        gather.rewind(self.ctx, &positions)?;
+        Ok(positions)
     }
 
     /// Writes a prepared batch in one transaction with its end positions, if the database's
@@ -439,6 +439,10 @@ impl<'a> Writer<'a> {
         let mut tx = self
             .client
             .transaction()
+            .map_err(|e| Error::db("cannot begin a transaction", e))?;
+        // A deferred constraint would refuse the whole batch at COMMIT, naming no row: checked
+        // at each statement instead, it refuses the row that breaks it.
+        tx.batch_execute("SET CONSTRAINTS ALL IMMEDIATE")
             .map_err(|e| Error::db("cannot begin a transaction", e))?;
         let moved = tx
             .execute(
@@ -480,7 +484,7 @@ impl<'a> Writer<'a> {
                     .map_err(rows_err)?;
                 Vec::new()
             }
-            Err(e) if super::transient(&e) => return Err(rows_err(e)),
+            Err(e) if !super::refuses_a_row(&e) => return Err(rows_err(e)),
             Err(e) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT flowgate")
                     .map_err(rows_err)?;
@@ -695,7 +699,7 @@ fn put(
         tx.batch_execute("SAVEPOINT flowgate")?;
         match load(tx, sql, lines, &set) {
             Ok(()) => tx.batch_execute("RELEASE SAVEPOINT flowgate")?,
-            Err(e) if super::transient(&e) => return Err(e),
+            Err(e) if !super::refuses_a_row(&e) => return Err(e),
             Err(e) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT flowgate")?;
                 if set.len() == 1 {
