@@ -626,6 +626,15 @@ fn line(
             out.push(b'\t');
         }
         let v = fields.get(source)?;
+        if v.is_null()
+            && let PostgresMode::Upsert { conflict } = &cfg.mode
+            && conflict.contains(column)
+        {
+            // `DISTINCT ON` would take every such row for one key, and keep one of them.
+            return Err(format!(
+                "column `{column}` is in the upsert's `conflict` key and {source} is missing or null: a row without its whole key cannot be merged"
+            ));
+        }
         write_cell(out, &v, *cell, source).map_err(|why| format!("column `{column}`: {why}"))?;
     }
     if let Some(s) = seq {
@@ -832,6 +841,27 @@ mod tests {
         );
         let got = String::from_utf8(text(&c, &cells, &r, Some(4)).unwrap()).unwrap();
         assert!(got.ends_with("\t4\n"), "{got}");
+    }
+
+    #[test]
+    fn an_upsert_row_without_its_whole_key_is_refused() {
+        let mut c = cfg(&[
+            ("id", FieldSource::Value(vec!["id".into()])),
+            ("name", FieldSource::Value(vec!["name".into()])),
+        ]);
+        c.mode = PostgresMode::Upsert {
+            conflict: vec!["id".into()],
+        };
+        let cells = [Cell::Text, Cell::Text];
+        assert_eq!(
+            text(&c, &cells, &row(r#"{"name":"a"}"#), Some(0)).unwrap_err(),
+            "column `id` is in the upsert's `conflict` key and value.id is missing or null: a row without its whole key cannot be merged"
+        );
+        // A NULL outside the key is a NULL.
+        assert_eq!(
+            text(&c, &cells, &row(r#"{"id":1}"#), Some(0)).unwrap(),
+            b"1\t\\N\t0\n"
+        );
     }
 
     #[test]
