@@ -99,6 +99,19 @@ fn iso_ms(ms: i64) -> String {
     )
 }
 
+/// The id of the log the sink of `f`'s pipeline read (made at its first start, kept in its data
+/// directory): part of the `_id` of a document without an `id` source.
+fn log_id(f: &Fixture) -> String {
+    let dir = f.path("data/checkpoints");
+    let file = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".log-id.ckpt"))
+        .unwrap_or_else(|| panic!("no log id in {}", dir.display()));
+    let v: Value = serde_json::from_slice(&std::fs::read(file.path()).unwrap()).unwrap();
+    v["log"].as_str().expect("the log id").to_owned()
+}
+
 /// Documents by `_id` (as JSON text), panicking on a repeated `_id`.
 fn by_id(docs: Vec<Value>) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
@@ -127,7 +140,7 @@ fn value(i: i64) -> Value {
 
 /// 100,000 events from an NDJSON file (key, time, a header each) through `flowgate run
 /// --bounded` into a collection; pymongo reads back 100,000 documents, each the event's value
-/// with `_id` = `in/0/<offset>` and the fields `key`, `at` (the time, a BSON date) and `src`
+/// with `_id` = `<log id>:in/0/<offset>` and the fields `key`, `at` (the time, a BSON date) and `src`
 /// (the header) added, field by field.
 #[test]
 #[expect(
@@ -173,8 +186,9 @@ fn hundred_thousand_events_become_documents_field_by_field() {
 
     let docs = by_id(mongo.find(db, coll));
     assert_eq!(docs.len(), N as usize, "documents in {db}.{coll}");
+    let log = log_id(&f);
     for i in 0..N {
-        let id = format!("in/0/{i}");
+        let id = format!("{log}:in/0/{i}");
         let got = docs
             .get(&Value::String(id.clone()).to_string())
             .unwrap_or_else(|| panic!("no document {id}"));
@@ -553,8 +567,9 @@ fn bad_data_is_written_faithfully_or_dead_lettered_with_a_reason() {
         })
         .collect();
     let mut report = Vec::new();
+    let log = log_id(&f);
     for (i, (event, written, words)) in cases.iter().enumerate() {
-        let id = Value::String(format!("in/0/{i}")).to_string();
+        let id = Value::String(format!("{log}:in/0/{i}")).to_string();
         let short = {
             let t = event.to_string();
             if t.len() > 80 {

@@ -4,7 +4,8 @@
 //! **Exactly-once by idempotence.** Every document has an `_id` that a replay of its event gives
 //! again: the value of the sink's `id` source, else the event's coordinates (the Kafka record's
 //! `kafka:<topic>/<partition>/<offset>` when the event came from a Kafka source, else its place
-//! in the sink's input, `<input topic>/<partition>/<offset>`). The sink checkpoints its input
+//! in the sink's input with the log's id, `<log id>:<input topic>/<partition>/<offset>`). The
+//! sink checkpoints its input
 //! positions in the log after each written batch; after a crash it reads on from the last
 //! checkpoint, and what it writes again lands on the same `_id`s: `mode = "insert"` finds them
 //! there (MongoDB's duplicate-key error 11000, counted as written) and `mode = "replace"`
@@ -33,7 +34,7 @@ use serde_json::Value;
 use crate::config::{FieldSource, MongoMode, MongoSink, redact_url};
 use crate::connect::SinkCtx;
 use crate::connect::common::{
-    Fields, Gather, Refused, Row, Written, back_off, dead_letter, dead_target,
+    Fields, Gather, Refused, Row, Written, back_off, dead_letter, dead_target, log_id,
 };
 use crate::connect::kafka::{OFFSET_HEADER, PARTITION_HEADER, TOPIC_HEADER};
 use crate::log::LogError;
@@ -251,6 +252,7 @@ pub(crate) fn run(ctx: &SinkCtx, cfg: &MongoSink) -> Result<(), Error> {
     let db = client.database(&cfg.database);
     let coll = db.collection::<Document>(&cfg.collection);
     let dead = dead_target(ctx, &cfg.dead_letter_topic)?;
+    let log = log_id(ctx)?;
     let ckpt = format!("{}.sink.{}", ctx.pipeline, name);
     let saved = load_checkpoint(ctx, &ckpt)?;
     let mut gather = Gather::open(ctx, saved.as_deref(), cfg.batch_size, cfg.linger)?;
@@ -279,7 +281,7 @@ pub(crate) fn run(ctx: &SinkCtx, cfg: &MongoSink) -> Result<(), Error> {
         let batch = gather.next(ctx)?;
         if !batch.rows.is_empty() {
             let started = Instant::now();
-            let (docs, mut refused) = documents(ctx, cfg, &batch.rows);
+            let (docs, mut refused) = documents(ctx, cfg, &log, &batch.rows);
             let failed = loop {
                 let tried = match cfg.mode {
                     MongoMode::Insert => insert(&coll, &docs),
@@ -477,11 +479,11 @@ fn save_checkpoint(ctx: &SinkCtx, name: &str, positions: &[u64]) -> Result<(), E
 }
 
 /// The documents of `rows`, and the rows that make none (with why).
-fn documents(ctx: &SinkCtx, cfg: &MongoSink, rows: &[Row]) -> (Vec<Doc>, Vec<Refused>) {
+fn documents(ctx: &SinkCtx, cfg: &MongoSink, log: &str, rows: &[Row]) -> (Vec<Doc>, Vec<Refused>) {
     let mut docs = Vec::with_capacity(rows.len());
     let mut refused = Vec::new();
     for (at, row) in rows.iter().enumerate() {
-        match document(cfg, &ctx.config.input, row) {
+        match document(cfg, log, &ctx.config.input, row) {
             Ok((id_key, doc, size)) => docs.push(Doc {
                 at,
                 id_key,
@@ -500,7 +502,12 @@ fn documents(ctx: &SinkCtx, cfg: &MongoSink, rows: &[Row]) -> (Vec<Doc>, Vec<Ref
 
 /// The document of `row` (with its `_id` as JSON text, and its size in BSON bytes); an error
 /// saying why it has none.
-fn document(cfg: &MongoSink, input: &str, row: &Row) -> Result<(String, Document, usize), String> {
+fn document(
+    cfg: &MongoSink,
+    log: &str,
+    input: &str,
+    row: &Row,
+) -> Result<(String, Document, usize), String> {
     let mut fields = Fields::new(input, row);
     let (id_key, id) = match &cfg.id {
         Some(source) => {
@@ -513,7 +520,7 @@ fn document(cfg: &MongoSink, input: &str, row: &Row) -> Result<(String, Document
             (v.to_string(), to_bson(&v, source, source)?)
         }
         None => {
-            let c = coordinates(input, row);
+            let c = coordinates(log, input, row);
             (Value::String(c.clone()).to_string(), Bson::String(c))
         }
     };
@@ -555,7 +562,7 @@ fn document(cfg: &MongoSink, input: &str, row: &Row) -> Result<(String, Document
 
 /// The event's coordinates: the Kafka record's when its Kafka source said them in its headers,
 /// else its place in the sink's input.
-fn coordinates(input: &str, row: &Row) -> String {
+fn coordinates(log: &str, input: &str, row: &Row) -> String {
     let h = &row.event.headers;
     let text =
         |name| crate::connect::common::header(h, name).and_then(|v| std::str::from_utf8(v).ok());
@@ -567,7 +574,9 @@ fn coordinates(input: &str, row: &Row) -> String {
     {
         return format!("kafka:{topic}/{p}/{o}");
     }
-    format!("{input}/{}/{}", row.at.0, row.at.1)
+    // The log's id too: a data directory made anew starts its offsets at 0 again, and its
+    // events are not the documents of the old one's.
+    format!("{log}:{input}/{}/{}", row.at.0, row.at.1)
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -897,10 +906,10 @@ mod tests {
             r#"{"_id":"theirs","n":1,"big":5000000000,"huge":18446744073709551615,"f":0.5,"s":"a\u0000b","a":[1,{"x":null}],"o":{"t":true}}"#,
             &[("src", "web")],
         );
-        let (key, d, size) = document(&c, "in", &r).unwrap();
-        assert_eq!(key, "\"in/2/7\"");
+        let (key, d, size) = document(&c, "L", "in", &r).unwrap();
+        assert_eq!(key, "\"L:in/2/7\"");
         let want = doc! {
-            "_id": "in/2/7",
+            "_id": "L:in/2/7",
             "n": 1,
             "big": 5_000_000_000_i64,
             "huge": "18446744073709551615".parse::<Decimal128>().unwrap(),
@@ -928,13 +937,13 @@ mod tests {
                 (OFFSET_HEADER, "42"),
             ],
         );
-        let (_, d, _) = document(&c, "in", &r).unwrap();
+        let (_, d, _) = document(&c, "L", "in", &r).unwrap();
         assert_eq!(d.get_str("_id").unwrap(), "kafka:orders/3/42");
 
         let c = cfg(Some(FieldSource::Value(vec!["id".into()])), &[]);
-        let (key, d, _) = document(&c, "in", &row(r#"{"id":12}"#, &[])).unwrap();
+        let (key, d, _) = document(&c, "L", "in", &row(r#"{"id":12}"#, &[])).unwrap();
         assert_eq!((key.as_str(), d.get("_id")), ("12", Some(&Bson::Int32(12))));
-        let e = document(&c, "in", &row(r#"{"other":1}"#, &[])).unwrap_err();
+        let e = document(&c, "L", "in", &row(r#"{"other":1}"#, &[])).unwrap_err();
         assert_eq!(
             e,
             "the event has no `_id`: its `id` (value.id) is missing or null"
@@ -944,20 +953,20 @@ mod tests {
     #[test]
     fn an_event_without_a_document_says_why() {
         let c = cfg(None, &[]);
-        let e = document(&c, "in", &row("[1,2]", &[])).unwrap_err();
+        let e = document(&c, "L", "in", &row("[1,2]", &[])).unwrap_err();
         assert_eq!(
             e,
             "the event's value is an array, not a JSON object: a MongoDB document is an object"
         );
-        let e = document(&c, "in", &row("not json", &[])).unwrap_err();
+        let e = document(&c, "L", "in", &row("not json", &[])).unwrap_err();
         assert!(e.starts_with("the event's value is not JSON"), "{e}");
-        let e = document(&c, "in", &row(r#"{"o":{"a\u0000":1}}"#, &[])).unwrap_err();
+        let e = document(&c, "L", "in", &row(r#"{"o":{"a\u0000":1}}"#, &[])).unwrap_err();
         assert_eq!(
             e,
             "value has a field name with a NUL character (\"a\\0\"), which a BSON field name cannot hold"
         );
         let big = format!(r#"{{"s":"{}"}}"#, "x".repeat(MAX_DOCUMENT_BYTES));
-        let e = document(&c, "in", &row(&big, &[])).unwrap_err();
+        let e = document(&c, "L", "in", &row(&big, &[])).unwrap_err();
         assert!(e.contains("over MongoDB's limit of 16777216 bytes"), "{e}");
     }
 
