@@ -667,6 +667,50 @@ fn replace_mode_keeps_the_last_event_of_each_id() {
     }
 }
 
+/// In replace mode, when the server refuses the last event of an `_id` in a batch, the earlier
+/// events of that `_id` in the batch are dead letters with it (none of them was written), and
+/// the other `_id`s are written.
+#[test]
+fn replace_mode_dead_letters_the_earlier_events_of_a_refused_id() {
+    let mongo = Mongo::shared();
+    let (db, coll) = ("sink_replace_refused", "latest");
+    mongo.drop_collection(db, coll);
+    let f = Fixture::new(&pipeline(
+        "mongo-replace-refused",
+        "at-least-once",
+        1,
+        FILE_SOURCE,
+        (&mongo.url(), db, coll),
+        "mode = \"replace\"\nid = \"value.id\"\nbatch-size = 1000\nlinger = \"1s\"",
+        "\n[sinks.dead]\ntype = \"file\"\ninput = \"dead-letters\"\npath = \"dead.ndjson\"\n",
+    ));
+    // FerretDB refuses nested arrays (mongod would take them): event 1 is refused.
+    write_events(
+        &f,
+        [
+            json!({"value": {"id": 1, "v": "first"}}),
+            json!({"value": {"id": 1, "v": [[1, 2]]}}),
+            json!({"value": {"id": 2, "v": "fine"}}),
+        ],
+    );
+    let (status, log) = f.run_bounded();
+    assert!(status.success(), "{status}: {log}");
+    let docs = mongo.find(db, coll);
+    assert_eq!(
+        docs,
+        [json!({"_id": 2, "id": 2, "v": "fine"})],
+        "documents; dead letters: {:?}; log: {log}",
+        f.lines("dead.ndjson")
+    );
+    let mut offsets: Vec<String> = f
+        .lines("dead.ndjson")
+        .iter()
+        .map(|d| d["headers"]["flowgate-offset"].as_str().unwrap().to_owned())
+        .collect();
+    offsets.sort();
+    assert_eq!(offsets, ["0", "1"], "dead letters");
+}
+
 /// What the sink cannot work with stops a bounded run with an error that names what to change:
 /// a database name no server takes, a `mongodb+srv://` URL (no SRV lookups in this build), and
 /// a server that does not answer (a bounded run does not wait for it).

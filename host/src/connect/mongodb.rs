@@ -737,8 +737,8 @@ fn one_by_one(
 
 /// Replaces (upserts) `docs` by `_id`, in `update` commands of fewer than
 /// [`UPDATE_STATEMENTS`] statements, unordered; within the batch the last document of an
-/// `_id` wins (the earlier ones count as written). The refused ones are returned as by
-/// [`insert`].
+/// `_id` wins (the earlier ones count as written, unless it is refused: then they are refused
+/// with it). The refused ones are returned as by [`insert`].
 fn replace(db: &Database, cfg: &MongoSink, docs: &[Doc]) -> Result<Vec<(usize, String)>, Error> {
     let mut last: std::collections::HashMap<&str, usize> =
         std::collections::HashMap::with_capacity(docs.len());
@@ -762,6 +762,22 @@ fn replace(db: &Database, cfg: &MongoSink, docs: &[Doc]) -> Result<Vec<(usize, S
             refused.extend(update(db, cfg, docs, &chunk)?);
             chunk.clear();
             bytes = 0;
+        }
+    }
+    // The earlier events of an `_id` whose last one was refused were not written either: they
+    // are dead letters too, rather than counted as written.
+    let refused_ids: std::collections::HashMap<&str, String> = refused
+        .iter()
+        .map(|(i, why)| (docs[*i].id_key.as_str(), why.clone()))
+        .collect();
+    for (i, d) in docs.iter().enumerate() {
+        if last[d.id_key.as_str()] != i
+            && let Some(why) = refused_ids.get(d.id_key.as_str())
+        {
+            refused.push((
+                i,
+                format!("a later event of this _id in the batch was refused, so this one was not written either: {why}"),
+            ));
         }
     }
     refused.sort_unstable_by_key(|(i, _)| *i);
@@ -845,6 +861,17 @@ fn update(
                 )));
             }
             refused.push((at, format!("{message} (code {code})")));
+        }
+    }
+    // A refused statement may have stopped the unordered command there (FerretDB does, and
+    // says nothing of the statements it did not run; mongod goes on): the others are sent
+    // again one by one (an upsert by `_id` done twice is done once).
+    if !refused.is_empty() && chunk.len() > 1 {
+        let failed: std::collections::HashSet<usize> = refused.iter().map(|(at, _)| *at).collect();
+        for &i in chunk {
+            if !failed.contains(&i) {
+                refused.extend(update(db, cfg, docs, &[i])?);
+            }
         }
     }
     Ok(refused)
