@@ -91,7 +91,7 @@ pub(crate) fn run(ctx: &SinkCtx, cfg: &PostgresSink) -> Result<(), Error> {
         }
     };
     let mut written = Written::new(ctx);
-    let maker = Maker {
+    let mut maker = Maker {
         cfg,
         cells: writer.cells.clone(),
         input: &ctx.config.input,
@@ -115,7 +115,7 @@ pub(crate) fn run(ctx: &SinkCtx, cfg: &PostgresSink) -> Result<(), Error> {
         match end? {
             End::Done => break,
             End::Moved => {
-                tracing::warn!(sink = %name, "the positions in {POSITIONS_TABLE} moved under this sink (another instance of it writes to the same database?): reading on from them");
+                tracing::warn!(sink = %name, "the positions in {POSITIONS_TABLE} are not those this sink wrote last (its row was changed or deleted, or another instance of this sink writes to the same database): reading on from the database's positions");
                 expected = writer.resume(&mut gather, &expected)?;
             }
             End::Lost(e) if !ctx.ctl.bounded() => {
@@ -125,6 +125,9 @@ pub(crate) fn run(ctx: &SinkCtx, cfg: &PostgresSink) -> Result<(), Error> {
                     Some(w) => w,
                     None => return Ok(()),
                 };
+                // The table's column types as the new connection found them.
+                maker.cells.clone_from(&writer.cells);
+                maker.upsert = writer.sql.upsert.is_some();
                 expected = writer.resume(&mut gather, &expected)?;
             }
             End::Lost(e) => return Err(e),
