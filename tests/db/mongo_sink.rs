@@ -279,8 +279,9 @@ fn crash(delivery: &str) {
         let saved = std::fs::read(&checkpoint).ok();
         let mut child = f.spawn(&["--bounded"], cycle);
         if cycle == 0 {
-            // Within 10 ms of the spawn: before the sink saves its first positions.
-            std::thread::sleep(Duration::from_millis(rng.below(10)));
+            // Within 10 ms of the spawn: before the sink saves its first positions (a run that
+            // ends first is caught below).
+            wait_exit(&mut child, Duration::from_millis(rng.below(10)));
         } else {
             // This run writes: the sink checkpointed a batch it wrote (or the run ended).
             let mut ended = None;
@@ -302,7 +303,8 @@ fn crash(delivery: &str) {
                     f.stderr(cycle)
                 );
             }
-            std::thread::sleep(Duration::from_millis(rng.below(400)));
+            // Up to 400 ms more, waiting on the run's exit (caught below) rather than sleeping.
+            wait_exit(&mut child, Duration::from_millis(rng.below(400)));
         }
         if let Some(s) = child.try_wait().expect("the run's status") {
             panic!(
