@@ -11,6 +11,7 @@
 //! `cargo test -p flowgate-tests --test kafka -- --nocapture` shows how long each test took.
 
 mod bad_input;
+mod kafka_log;
 mod outage;
 mod positions;
 mod roundtrip;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
+use crate::log::kafka::{KafkaLog, KafkaLogConfig};
 use crate::log::{EventLog, Log, LogOptions, MemoryLog};
 use crate::pipeline::{self, PipelineConfig, RunOptions, Running};
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -100,7 +101,31 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("metric buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
-    let log: Arc<dyn EventLog> = if args.memory {
+    let log: Arc<dyn EventLog> = if let Some(k) = &config.kafka_log {
+        if args.memory {
+            anyhow::bail!(
+                "--memory asks for the in-memory log, and {} sets [log] backend = \"kafka\": drop one",
+                args.pipeline.display()
+            );
+        }
+        // The data directory still holds admin.addr for the admin commands.
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("creating {}", args.data_dir.display()))?;
+        let cfg = KafkaLogConfig {
+            brokers: k.brokers.clone(),
+            properties: k.properties.clone(),
+            prefix: k.topic_prefix.clone(),
+            replication_factor: k.replication_factor,
+            owner: config.name.clone(),
+        };
+        Arc::new(KafkaLog::open(cfg).with_context(|| {
+            format!(
+                "opening the Kafka log at {} ([log] in {})",
+                k.brokers,
+                args.pipeline.display()
+            )
+        })?)
+    } else if args.memory {
         Arc::new(MemoryLog::new())
     } else {
         let options = LogOptions {

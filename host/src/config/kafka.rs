@@ -6,9 +6,9 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use super::keys::{Brokers, KafkaSinkFile, KafkaSourceFile, Property};
+use super::keys::{Brokers, KafkaSinkFile, KafkaSourceFile, LogFile, Property};
 use super::span::Collector;
-use super::types::{KafkaSink, KafkaSinkTopic, KafkaSource, KafkaStart, KafkaTopics};
+use super::types::{KafkaLog, KafkaSink, KafkaSinkTopic, KafkaSource, KafkaStart, KafkaTopics};
 
 /// The dead-letter topic of a Kafka source or sink without `dead-letter-topic` (the same as a
 /// stage's).
@@ -178,6 +178,97 @@ pub(super) fn sink(
 
 /// `brokers`: a string of `host:port` separated by commas, or a list of them; joined with
 /// commas, each entry trimmed.
+/// `[log]` (at `at`, its `sync` already taken): `Some` when `backend = "kafka"`.
+pub(super) fn log(c: &mut Collector<'_>, at: Range<usize>, l: LogFile) -> Option<KafkaLog> {
+    let what = "[log]";
+    let kafka = match l.backend.as_ref().map(|b| b.get_ref().as_str()) {
+        None | Some("embedded") => false,
+        Some("kafka") => true,
+        Some(other) => {
+            c.add(
+                l.backend.as_ref().expect("set").span(),
+                format!("[log] backend {other:?} is not known"),
+                Some("use backend = \"embedded\" (the default: the log in --data-dir) or backend = \"kafka\" (with brokers = \"host:9092\")".into()),
+            );
+            return None;
+        }
+    };
+    if !kafka {
+        let spans = [
+            l.brokers.as_ref().map(|b| (b.span(), "brokers")),
+            l.topic_prefix.as_ref().map(|b| (b.span(), "topic-prefix")),
+            l.replication_factor
+                .as_ref()
+                .map(|b| (b.span(), "replication-factor")),
+            l.properties.keys().next().map(|k| (k.span(), "properties")),
+        ];
+        for (span, key) in spans.into_iter().flatten() {
+            c.add(
+                span,
+                format!(
+                    "[log] `{key}` is a setting of the Kafka log, and this log is the embedded one"
+                ),
+                Some("add backend = \"kafka\" to [log], or remove the setting".into()),
+            );
+        }
+        return None;
+    }
+    if l.brokers.is_none() {
+        c.add(
+            at,
+            "[log] backend = \"kafka\" has no `brokers`".to_owned(),
+            Some(
+                "add brokers = \"localhost:9092\" (several: \"h1:9092,h2:9092\", or a list)".into(),
+            ),
+        );
+        return None;
+    }
+    let brokers = brokers(c, what, &at, l.brokers);
+    let properties = properties(c, what, l.properties, Side::Sink);
+    let topic_prefix = match l.topic_prefix {
+        None => String::new(),
+        Some(p) => {
+            let ok = p.get_ref().len() <= 100
+                && p.get_ref()
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !ok {
+                c.add(
+                    p.span(),
+                    format!(
+                        "[log] `topic-prefix` {:?} is not valid: use up to 100 letters, digits, '.', '_' or '-'",
+                        p.get_ref()
+                    ),
+                    None,
+                );
+            }
+            p.into_inner()
+        }
+    };
+    let replication_factor = match l.replication_factor {
+        None => -1,
+        Some(r) => {
+            let n = *r.get_ref();
+            if n == -1 || (1..=i64::from(i16::MAX)).contains(&n) {
+                n as i32
+            } else {
+                c.add(
+                    r.span(),
+                    format!("[log] `replication-factor` is {n}"),
+                    Some("use the number of replicas of each topic (1 to 32767), or -1 for the brokers' default.replication.factor".into()),
+                );
+                -1
+            }
+        }
+    };
+    Some(KafkaLog {
+        brokers: brokers?,
+        properties,
+        topic_prefix,
+        replication_factor,
+    })
+}
+
 fn brokers(
     c: &mut Collector<'_>,
     what: &str,
@@ -713,6 +804,87 @@ start = "latest""#,
                 cases.push(("a setting Flowgate sets", text, message, help));
             }
         }
+        expect_each(&f, &cases);
+    }
+
+    /// A generator into `in`, so the file has something to run.
+    fn with_log(log: &str) -> String {
+        format!("[log]\n{log}\n\n[sources.gen]\ntype = \"generator\"\ntopic = \"in\"\n")
+    }
+
+    #[test]
+    fn a_kafka_log_with_its_settings_and_defaults() {
+        let f = Files::new();
+        assert_eq!(f.ok(&with_log("sync = \"never\"")).kafka_log, None);
+        assert_eq!(f.ok(&with_log("backend = \"embedded\"")).kafka_log, None);
+        let c = f.ok(&with_log(
+            "backend = \"kafka\"\nbrokers = [\"b1:9092\", \"b2:9092\"]",
+        ));
+        assert_eq!(
+            c.kafka_log,
+            Some(crate::config::KafkaLog {
+                brokers: "b1:9092,b2:9092".into(),
+                properties: BTreeMap::new(),
+                topic_prefix: String::new(),
+                replication_factor: -1,
+            })
+        );
+        let c = f.ok(&with_log(
+            "backend = \"kafka\"\nbrokers = \"b:9092\"\ntopic-prefix = \"team-a.\"\nreplication-factor = 3\nproperties = { \"compression.type\" = \"lz4\" }",
+        ));
+        let k = c.kafka_log.expect("a Kafka log");
+        assert_eq!(k.topic_prefix, "team-a.");
+        assert_eq!(k.replication_factor, 3);
+        assert_eq!(k.properties["compression.type"], "lz4");
+    }
+
+    #[test]
+    fn a_kafka_log_with_a_problem_is_refused_with_what_to_write() {
+        let f = Files::new();
+        let cases = [
+            case(
+                "an unknown backend",
+                with_log("backend = \"s3\""),
+                "[log] backend \"s3\" is not known",
+                Some(
+                    "use backend = \"embedded\" (the default: the log in --data-dir) or backend = \"kafka\" (with brokers = \"host:9092\")",
+                ),
+            ),
+            case(
+                "Kafka settings on the embedded log",
+                with_log("brokers = \"b:9092\""),
+                "[log] `brokers` is a setting of the Kafka log, and this log is the embedded one",
+                Some("add backend = \"kafka\" to [log], or remove the setting"),
+            ),
+            case(
+                "no brokers",
+                with_log("backend = \"kafka\""),
+                "[log] backend = \"kafka\" has no `brokers`",
+                Some("add brokers = \"localhost:9092\" (several: \"h1:9092,h2:9092\", or a list)"),
+            ),
+            case(
+                "a bad prefix",
+                with_log("backend = \"kafka\"\nbrokers = \"b:9092\"\ntopic-prefix = \"a/b\""),
+                "[log] `topic-prefix` \"a/b\" is not valid: use up to 100 letters, digits, '.', '_' or '-'",
+                None,
+            ),
+            case(
+                "a bad replication factor",
+                with_log("backend = \"kafka\"\nbrokers = \"b:9092\"\nreplication-factor = 0"),
+                "[log] `replication-factor` is 0",
+                Some(
+                    "use the number of replicas of each topic (1 to 32767), or -1 for the brokers' default.replication.factor",
+                ),
+            ),
+            case(
+                "a setting Flowgate sets",
+                with_log(
+                    "backend = \"kafka\"\nbrokers = \"b:9092\"\nproperties = { \"transactional.id\" = \"x\" }",
+                ),
+                "[log]: `properties` may not set `transactional.id`: Flowgate sets it",
+                Some("remove it; `delivery` at the top of the file chooses the guarantee"),
+            ),
+        ];
         expect_each(&f, &cases);
     }
 }

@@ -173,9 +173,17 @@ pub(super) struct TopFile {
     pub commit_interval: Option<Dur>,
 }
 
+/// `[log]`: the embedded log's sync policy, or a Kafka cluster as the log (checked in `kafka`).
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
 pub(super) struct LogFile {
+    pub backend: Option<Spanned<String>>,
     pub sync: Option<Spanned<String>>,
+    pub brokers: Option<Spanned<Brokers>>,
+    #[serde(default)]
+    pub properties: BTreeMap<Spanned<String>, Property>,
+    pub topic_prefix: Option<Spanned<String>>,
+    pub replication_factor: Option<Spanned<i64>>,
 }
 
 /// `[limits]`, and the same keys in a stage (each unset key: the level above).

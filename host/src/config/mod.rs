@@ -35,7 +35,7 @@ mod types;
 pub use parse::PipelineFileError;
 pub use span::{Problem, Problems};
 pub use types::{
-    DbUrl, Delivery, FieldSource, HttpConfig, KafkaCompression, KafkaFormat, KafkaSink,
+    DbUrl, Delivery, FieldSource, HttpConfig, KafkaCompression, KafkaFormat, KafkaLog, KafkaSink,
     KafkaSinkTopic, KafkaSource, KafkaStart, KafkaTopics, Misfit, Mode, MongoMode, MongoSink,
     OnError, Output, PipelineConfig, PostgresCdcSource, PostgresMode, PostgresSink, RetryConfig,
     SinkConfig, SinkKind, SourceConfig, SourceKind, StageConfig, Start, TopicSpec, redact_url,

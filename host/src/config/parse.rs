@@ -123,19 +123,21 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
     }
 
     let mut sync = SyncPolicy::Always;
+    let mut kafka_log = None;
     if let Some(v) = root.get("log")
         && as_table(c, v, "log").is_some()
     {
         if let DeValue::Table(t) = v.get_ref() {
             c.keys(t, fields::<LogFile>(), "[log]");
         }
-        if let Some(l) = c.section::<LogFile>(v, "[log]")
-            && let Some(s) = l.sync
-        {
-            match s.get_ref().parse() {
-                Ok(p) => sync = p,
-                Err(e) => c.add(s.span(), e, None),
+        if let Some(mut l) = c.section::<LogFile>(v, "[log]") {
+            if let Some(s) = l.sync.take() {
+                match s.get_ref().parse() {
+                    Ok(p) => sync = p,
+                    Err(e) => c.add(s.span(), e, None),
+                }
             }
+            kafka_log = kafka::log(c, v.span(), l);
         }
     }
 
@@ -352,6 +354,7 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
             .commit_interval
             .map_or(Duration::from_millis(500), |d| d.0),
         sync,
+        kafka_log,
         http,
         limits,
         topics: graph.topics,
@@ -789,7 +792,9 @@ start = "latest"
                     "unknown key, close to none",
                     &format!("[log]\nsync = \"always\"\ncompletely-different = 1\n{BASE}"),
                     "unknown key `completely-different` in [log]",
-                    Some("[log] takes: sync"),
+                    Some(
+                        "[log] takes: backend, sync, brokers, properties, topic-prefix, replication-factor",
+                    ),
                 ),
                 case(
                     "unknown key in a stage's sub-table",

@@ -71,8 +71,10 @@ pub struct PipelineConfig {
     pub delivery: Delivery,
     /// How often positions are checkpointed.
     pub commit_interval: Duration,
-    /// Log sync policy.
+    /// Log sync policy (of the embedded log).
     pub sync: SyncPolicy,
+    /// A Kafka cluster as the log (`[log] backend = "kafka"`); `None`: the embedded log.
+    pub kafka_log: Option<KafkaLog>,
     /// The HTTP server, if any.
     pub http: Option<HttpConfig>,
     /// Per-record limits (`[limits]`): of HTTP ingest, and of every stage's outputs unless the
@@ -86,6 +88,20 @@ pub struct PipelineConfig {
     pub stages: Vec<StageConfig>,
     /// Sinks by name.
     pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+/// `[log] backend = "kafka"`: every topic of the pipeline is the Kafka topic
+/// `<topic-prefix><topic>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaLog {
+    /// The brokers to bootstrap from, `host:port` separated by commas.
+    pub brokers: String,
+    /// librdkafka settings, as text; never one of those Flowgate sets itself.
+    pub properties: BTreeMap<String, String>,
+    /// Put before every topic name (default empty: the pipeline's topics are Kafka's by name).
+    pub topic_prefix: String,
+    /// Replicas of each topic made (-1, the default: the brokers' `default.replication.factor`).
+    pub replication_factor: i32,
 }
 
 /// A topic as the pipeline wants it.

@@ -60,10 +60,29 @@ impl Cursor {
         self.buf.clear();
     }
 
+    /// Rows buffered at or after the position. A log may leave gaps between batches (Kafka's
+    /// transaction markers take offsets): the rows are counted batch by batch.
     fn available(&self) -> u64 {
         self.buf
-            .back()
-            .map_or(0, |b| end(b).saturating_sub(self.position))
+            .iter()
+            .map(|b| end(b).saturating_sub(self.position.max(b.base_offset)))
+            .sum()
+    }
+
+    /// Drops batches before the position and moves the position over a gap up to the first
+    /// batch: a log answers a read from `p` with the first offsets at or after `p` it holds
+    /// (an empty batch when only a gap was there), so nothing lies between.
+    fn skip_gaps(&mut self) {
+        while let Some(b) = self.buf.front() {
+            if b.base_offset > self.position {
+                self.position = b.base_offset;
+            }
+            if end(b) <= self.position {
+                self.buf.pop_front();
+            } else {
+                break;
+            }
+        }
     }
 
     fn fill(&mut self) -> Result<(), LogError> {
@@ -86,6 +105,9 @@ impl Cursor {
             Err(e) => return Err(e),
         };
         self.buf.extend(got.into_iter().filter(|b| end(b) > from));
+        if self.available() == 0 {
+            self.skip_gaps();
+        }
         Ok(())
     }
 
@@ -131,7 +153,9 @@ impl Cursor {
         Ok(Some(self.take(max)))
     }
 
+    /// Up to `max` consecutive rows from the position (rows across a gap go out next time).
     fn take(&mut self, max: usize) -> Input {
+        self.skip_gaps();
         let first = self.position;
         let front = self.buf.front().expect("rows are available");
         let whole = front.base_offset == first && front.batch.timestamps.len() <= max;
@@ -147,6 +171,9 @@ impl Cursor {
         let mut taken = 0;
         let mut position = self.position;
         for b in &self.buf {
+            if b.base_offset > position {
+                break;
+            }
             let cols = event::columns(&b.batch).expect("the log checked the batch");
             let skip = position.saturating_sub(b.base_offset) as usize;
             for row in cols.rows().skip(skip) {

@@ -17,6 +17,8 @@
 //! first invalid batch.
 
 pub mod format;
+#[cfg(feature = "full")]
+pub mod kafka;
 mod memory;
 mod partition;
 pub mod storage;
@@ -255,6 +257,14 @@ pub enum LogError {
     /// The log is closed.
     #[error("the log is closed")]
     Closed,
+    /// The Kafka cluster behind the log (`[log] backend = "kafka"`) failed a request.
+    #[error("{what}: {error}")]
+    Remote {
+        /// What was being done.
+        what: String,
+        /// The client's error.
+        error: String,
+    },
     /// The log was opened read-only.
     #[error(
         "`{0}` is open read-only here (another process owns the log); write through that process"
@@ -285,6 +295,10 @@ impl LogError {
                 topic: topic.clone(),
                 position: *position,
                 reason: reason.clone(),
+            },
+            LogError::Remote { what, error } => LogError::Remote {
+                what: what.clone(),
+                error: error.clone(),
             },
             other => LogError::Invalid(other.to_string()),
         }
