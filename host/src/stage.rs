@@ -19,6 +19,7 @@ use crate::runtime::StageInstance;
 use crate::state::{SharedState, WindowState};
 
 /// What every worker of a stage shares.
+#[derive(Clone)]
 pub(crate) struct StageShared {
     pub pipeline: String,
     pub config: StageConfig,

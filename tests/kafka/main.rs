@@ -15,6 +15,7 @@ mod kafka_log;
 mod outage;
 mod positions;
 mod roundtrip;
+mod scale;
 mod soak;
 mod validate;
 

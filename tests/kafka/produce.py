@@ -2,7 +2,7 @@
 """Writes records to a Kafka topic with an independent client (confluent-kafka), for the tests.
 
     produce.py --bootstrap 127.0.0.1:9092 --topic in < records.jsonl
-    produce.py --bootstrap 127.0.0.1:9092 --topic in --generate 1000 [--first 0] [--rate 500]
+    produce.py --bootstrap 127.0.0.1:9092 --topic in --generate 1000 [--first 0] [--rate 500] [--keys 50]
 
 Records come from standard input, one JSON object a line (the form records.py describes: key,
 value, header values in base64; timestamp in ms; partition optional), or, with --generate N, are
@@ -48,6 +48,8 @@ def main():
     p.add_argument("--generate", type=int, metavar="N", help="write test records instead of stdin's")
     p.add_argument("--first", type=int, default=0, metavar="SEQ", help="the first test record (0)")
     p.add_argument("--rate", type=float, metavar="PER_SECOND", help="pace the writes")
+    p.add_argument("--keys", type=int, metavar="K",
+                   help="with --generate: key every record key-<seq mod K> (a few keys, each many times)")
     p.add_argument("--deadline", type=float, default=120.0, metavar="SECONDS")
     p.add_argument("--property", action="append", default=[], metavar="KEY=VALUE",
                    help="another librdkafka producer setting")
@@ -76,7 +78,13 @@ def main():
         elif len(errors) < 10:
             errors.append(str(err))
 
-    records = (generated(seq) for seq in range(a.first, a.first + a.generate)) if a.generate is not None else from_stdin()
+    def make(seq):
+        r = generated(seq)
+        if a.keys:
+            r["key"] = f"key-{seq % a.keys}".encode()
+        return r
+
+    records = (make(seq) for seq in range(a.first, a.first + a.generate)) if a.generate is not None else from_stdin()
     started = time.monotonic()
     for sent, r in enumerate(records):
         if a.rate:

@@ -449,8 +449,22 @@ impl Broker {
         count: u64,
         rate: Option<f64>,
     ) -> Producing {
+        self.spawn_keyed_producer(topic, first, count, rate, None)
+    }
+
+    /// [`Broker::spawn_producer`], with every record keyed `key-<seq mod keys>` when `keys` is
+    /// given (a few keys, each many times: the input of a keyed count).
+    pub fn spawn_keyed_producer(
+        &self,
+        topic: &str,
+        first: u64,
+        count: u64,
+        rate: Option<f64>,
+        keys: Option<u64>,
+    ) -> Producing {
         let (first_s, count_s) = (first.to_string(), count.to_string());
         let rate_s = rate.map(|r| r.to_string());
+        let keys_s = keys.map(|k| k.to_string());
         let mut args = vec![
             "--topic",
             topic,
@@ -461,6 +475,9 @@ impl Broker {
         ];
         if let Some(r) = &rate_s {
             args.extend(["--rate", r]);
+        }
+        if let Some(k) = &keys_s {
+            args.extend(["--keys", k]);
         }
         let mut cmd = self.python("produce.py", &args);
         cmd.stdin(Stdio::null());

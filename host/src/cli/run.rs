@@ -50,6 +50,24 @@ pub(crate) struct Args {
     /// running when a quarter of it (at most 1 s) is left are interrupted.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     grace: Duration,
+    /// On a Kafka log: this process among the pipeline's processes (each needs its own; the
+    /// same name after a restart fences the process it replaces) [default: the host name and
+    /// the data directory].
+    #[arg(long, env = "FLOWGATE_INSTANCE")]
+    instance: Option<String>,
+}
+
+/// The default instance name: the host's name and a hash of the data directory's path, so
+/// processes of one host with their own data directories differ and a restart keeps its name.
+fn default_instance(data_dir: &std::path::Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let path = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    let hash = crate::runtime::hash_of(path.as_os_str().as_encoded_bytes());
+    format!("{host}-{}", &hash[..8])
 }
 
 /// The runtime for a pipeline's stages: pool sized for its instances, memory for its largest.
@@ -117,6 +135,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             prefix: k.topic_prefix.clone(),
             replication_factor: k.replication_factor,
             owner: config.name.clone(),
+            instance: args
+                .instance
+                .clone()
+                .unwrap_or_else(|| default_instance(&args.data_dir)),
+            session_timeout: k.session_timeout,
         };
         Arc::new(KafkaLog::open(cfg).with_context(|| {
             format!(

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -201,6 +202,9 @@ pub(super) fn log(c: &mut Collector<'_>, at: Range<usize>, l: LogFile) -> Option
                 .as_ref()
                 .map(|b| (b.span(), "replication-factor")),
             l.properties.keys().next().map(|k| (k.span(), "properties")),
+            l.session_timeout
+                .as_ref()
+                .map(|b| (b.span(), "session-timeout")),
         ];
         for (span, key) in spans.into_iter().flatten() {
             c.add(
@@ -261,11 +265,26 @@ pub(super) fn log(c: &mut Collector<'_>, at: Range<usize>, l: LogFile) -> Option
             }
         }
     };
+    let session_timeout = match l.session_timeout {
+        None => Duration::from_secs(10),
+        Some(d) => {
+            let t = d.get_ref().0;
+            if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&t) {
+                c.add(
+                    d.span(),
+                    format!("[log] `session-timeout` is {t:?}"),
+                    Some("use 1s to 1h (the brokers' group.min.session.timeout.ms and group.max.session.timeout.ms bound it too; Kafka's default minimum is 6s)".into()),
+                );
+            }
+            t
+        }
+    };
     Some(KafkaLog {
         brokers: brokers?,
         properties,
         topic_prefix,
         replication_factor,
+        session_timeout,
     })
 }
 
@@ -827,6 +846,7 @@ start = "latest""#,
                 properties: BTreeMap::new(),
                 topic_prefix: String::new(),
                 replication_factor: -1,
+                session_timeout: Duration::from_secs(10),
             })
         );
         let c = f.ok(&with_log(

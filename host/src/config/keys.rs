@@ -184,6 +184,7 @@ pub(super) struct LogFile {
     pub properties: BTreeMap<Spanned<String>, Property>,
     pub topic_prefix: Option<Spanned<String>>,
     pub replication_factor: Option<Spanned<i64>>,
+    pub session_timeout: Option<Spanned<Dur>>,
 }
 
 /// `[limits]`, and the same keys in a stage (each unset key: the level above).

@@ -102,6 +102,8 @@ pub struct KafkaLog {
     pub topic_prefix: String,
     /// Replicas of each topic made (-1, the default: the brokers' `default.replication.factor`).
     pub replication_factor: i32,
+    /// How long a process that stops answering keeps its partitions (default 10 s).
+    pub session_timeout: Duration,
 }
 
 /// A topic as the pipeline wants it.

@@ -32,6 +32,7 @@ pub mod postgres;
 const SOURCE_BATCH: usize = 1024;
 
 /// What a source thread needs.
+#[derive(Clone)]
 pub(crate) struct SourceCtx {
     pub pipeline: String,
     pub config: SourceConfig,
@@ -380,6 +381,7 @@ pub(crate) fn submit_events(
 }
 
 /// What a sink thread needs.
+#[derive(Clone)]
 pub(crate) struct SinkCtx {
     pub pipeline: String,
     pub config: SinkConfig,

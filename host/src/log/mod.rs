@@ -405,6 +405,41 @@ pub trait EventLog: Send + Sync {
     fn save_checkpoint(&self, name: &str, data: &[u8]) -> Result<(), LogError>;
     /// The last checkpoint saved under `name`.
     fn load_checkpoint(&self, name: &str) -> Result<Option<Vec<u8>>, LogError>;
+    /// True if several processes may serve this log's partitions together (a Kafka log): steps
+    /// then share them through [`EventLog::join`].
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Joins `group`, which shares the partitions of `topic` among every process of the
+    /// pipeline that joins it: `on` is told which partitions this process is given and which
+    /// it gives up. `None` on a log of one process (embedded, in memory), where one process
+    /// serves every partition.
+    fn join(
+        &self,
+        group: &str,
+        topic: &str,
+        on: Arc<dyn Rebalance>,
+    ) -> Result<Option<Box<dyn Membership>>, LogError> {
+        let _ = (group, topic, on);
+        Ok(None)
+    }
+}
+
+/// What a member of a group ([`EventLog::join`]) is told of its partitions.
+pub trait Rebalance: Send + Sync {
+    /// These partitions are now this process's too.
+    fn assigned(&self, partitions: &[u32]);
+    /// These partitions go to another process: returns once nothing more will be written or
+    /// checkpointed for them here.
+    fn revoked(&self, partitions: &[u32]);
+}
+
+/// A process's place in a group: kept alive by [`Membership::poll`], left when dropped (after
+/// its partitions were revoked).
+pub trait Membership: Send {
+    /// Keeps the membership alive and runs the rebalances due (calling [`Rebalance`]), waiting
+    /// up to `timeout`.
+    fn poll(&self, timeout: Duration);
 }
 
 /// The topics of a log by name; shared by [`Log`] and [`MemoryLog`].

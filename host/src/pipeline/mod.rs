@@ -27,6 +27,7 @@ use crate::flow::producer::Target;
 pub use crate::flow::{StageStats, StepStats, total_syncs};
 use crate::stage;
 
+mod group;
 mod plan;
 pub use plan::{Plan, PlanError, StepId, plan};
 #[cfg(test)]
@@ -70,6 +71,15 @@ pub enum ApplyError {
     /// A step's thread could not be started.
     #[error("starting a thread")]
     Thread(#[source] std::io::Error),
+    /// A step could not join the group its partitions are shared in (a Kafka log).
+    #[error("{what} cannot join its group")]
+    Group {
+        /// The step.
+        what: String,
+        /// Why.
+        #[source]
+        source: LogError,
+    },
     /// New plugin files of stages that keep running were refused: those stages' live versions
     /// keep serving. Everything else was applied.
     #[error(
@@ -403,12 +413,17 @@ fn ensure_topics(
                 if spec.external {
                     tracing::warn!(topic = %name, "external topic does not exist yet; creating it empty");
                 }
-                log.create_topic(name, spec.config.clone())
-                    .map_err(|source| TopicError::Create {
-                        topic: name.clone(),
-                        source,
-                    })?;
-                spec.config.partitions
+                match log.create_topic(name, spec.config.clone()) {
+                    Ok(()) => spec.config.partitions,
+                    // Another process of the pipeline (on a shared log) made it first.
+                    Err(LogError::TopicExists(_)) => log.describe(name)?.partitions.len() as u32,
+                    Err(source) => {
+                        return Err(TopicError::Create {
+                            topic: name.clone(),
+                            source,
+                        });
+                    }
+                }
             }
             Err(e) => return Err(e.into()),
         };
@@ -502,11 +517,15 @@ fn spawn(
     name: String,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<(String, JoinHandle<()>), ApplyError> {
-    let h = std::thread::Builder::new()
+    let h = thread_named(&name, f).map_err(ApplyError::Thread)?;
+    Ok((name, h))
+}
+
+/// A thread named `name` (cut to the 15 bytes Linux keeps).
+fn thread_named(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
         .name(name.chars().take(15).collect())
         .spawn(f)
-        .map_err(ApplyError::Thread)?;
-    Ok((name, h))
 }
 
 impl Running {
@@ -521,6 +540,40 @@ impl Running {
             applied: Mutex::new(Applied::default()),
             view: ArcSwap::from_pointee(View::default()),
         })
+    }
+
+    /// On a log several processes share (and in an unbounded run): a step that runs in one
+    /// process at a time, started by `start` while this process holds its lease. Returns the
+    /// thread that holds the lease, or `None` when the step simply runs here.
+    fn lease(
+        &self,
+        pipeline: &str,
+        what: String,
+        group: &str,
+        stop: &Arc<AtomicBool>,
+        start: group::StartStep,
+    ) -> Result<Option<(String, JoinHandle<()>)>, ApplyError> {
+        if self.ctl.bounded() || !self.log.shared() {
+            return Ok(None);
+        }
+        let failed = |source| ApplyError::Group {
+            what: what.clone(),
+            source,
+        };
+        let topic = group::ensure_lease_topic(&*self.log, pipeline).map_err(failed)?;
+        let lease = Arc::new(group::Lease::new(what.clone(), self.ctl.clone(), start));
+        let Some(member) = self
+            .log
+            .join(group, &topic, lease.clone())
+            .map_err(failed)?
+        else {
+            return Ok(None);
+        };
+        let (ctl, held) = (self.ctl.clone(), stop.clone());
+        let name = format!("lease {group}");
+        Ok(Some(spawn(name, move || {
+            group::hold(member, &held, &ctl, || lease.release());
+        })?))
     }
 
     fn applied(&self) -> std::sync::MutexGuard<'_, Applied> {
@@ -674,6 +727,27 @@ impl Running {
                 late,
             });
             let workers = s.parallelism.unwrap_or(n).clamp(1, n);
+            if !self.ctl.bounded() {
+                // On a log shared by several processes (Kafka), the stage serves the
+                // partitions its group gives this process.
+                let group = Arc::new(group::StageGroup::new(shared.clone(), workers));
+                let member = self
+                    .log
+                    .join(&format!("stage.{}", s.name), &s.input, group.clone())
+                    .map_err(|source| ApplyError::Group {
+                        what: format!("stage `{}`", s.name),
+                        source,
+                    })?;
+                if let Some(member) = member {
+                    let (ctl, held) = (self.ctl.clone(), stop.clone());
+                    let threads = vec![spawn(format!("stage {}", s.name), move || {
+                        group::hold(member, &held, &ctl, || group.release());
+                    })?];
+                    applied.steps.insert(key, Step { stop, threads });
+                    done.push(format!("started stage `{}` (in its group)", s.name));
+                    continue;
+                }
+            }
             let remaining = Arc::new(AtomicUsize::new(workers as usize));
             let mut threads = Vec::new();
             for w in 0..workers {
@@ -714,10 +788,32 @@ impl Running {
                     exactly_once,
                     commit_interval: new.commit_interval,
                 };
-                let writes = WriterDone::of(&ctx.ctl, s.written_topics());
-                threads.push(spawn(format!("source {}", s.name), move || {
-                    writes.after(crate::connect::run_source(ctx));
-                })?);
+                let thread = format!("source {}", s.name);
+                let leased = ctx.clone();
+                let lease = self.lease(
+                    &new.name,
+                    format!("source `{}`", s.name),
+                    &format!("source.{}", s.name),
+                    &stop,
+                    Box::new(move |stop| {
+                        let ctx = crate::connect::SourceCtx {
+                            stop,
+                            ..leased.clone()
+                        };
+                        thread_named(&thread, move || {
+                            let _ = crate::connect::run_source(ctx);
+                        })
+                    }),
+                )?;
+                match lease {
+                    Some(t) => threads.push(t),
+                    None => {
+                        let writes = WriterDone::of(&ctx.ctl, s.written_topics());
+                        threads.push(spawn(format!("source {}", s.name), move || {
+                            writes.after(crate::connect::run_source(ctx));
+                        })?);
+                    }
+                }
             }
             applied.steps.insert(key, Step { stop, threads });
             done.push(format!("started source `{}`", s.name));
@@ -739,10 +835,32 @@ impl Running {
                 commit_interval: new.commit_interval,
                 exactly_once,
             };
-            let writes = WriterDone::of(&ctx.ctl, s.written_topics());
-            let threads = vec![spawn(format!("sink {}", s.name), move || {
-                writes.after(crate::connect::run_sink(ctx));
-            })?];
+            let thread = format!("sink {}", s.name);
+            let leased = ctx.clone();
+            let lease = self.lease(
+                &new.name,
+                format!("sink `{}`", s.name),
+                &format!("sink.{}", s.name),
+                &stop,
+                Box::new(move |stop| {
+                    let ctx = crate::connect::SinkCtx {
+                        stop,
+                        ..leased.clone()
+                    };
+                    thread_named(&thread, move || {
+                        let _ = crate::connect::run_sink(ctx);
+                    })
+                }),
+            )?;
+            let threads = match lease {
+                Some(t) => vec![t],
+                None => {
+                    let writes = WriterDone::of(&ctx.ctl, s.written_topics());
+                    vec![spawn(format!("sink {}", s.name), move || {
+                        writes.after(crate::connect::run_sink(ctx));
+                    })?]
+                }
+            };
             applied.steps.insert(key, Step { stop, threads });
             done.push(format!("started sink `{}`", s.name));
         }

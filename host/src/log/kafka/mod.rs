@@ -18,12 +18,13 @@
 //! which is the event's time.
 
 mod client;
+mod group;
 mod reader;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -37,7 +38,10 @@ use rdkafka::types::RDKafkaErrorCode as Code;
 
 pub(crate) use client::{Context, WARN_EVERY, client_config};
 
-use super::{Ack, EventLog, LogError, PartitionInfo, Pending, ReadBatch, TopicConfig, TopicInfo};
+use super::{
+    Ack, EventLog, LogError, Membership, PartitionInfo, Pending, ReadBatch, Rebalance, TopicConfig,
+    TopicInfo,
+};
 use crate::event::{self, Batch};
 
 /// How long one request to the brokers may take.
@@ -57,8 +61,13 @@ pub struct KafkaLogConfig {
     pub prefix: String,
     /// Replicas of each topic the log creates (-1: the brokers' default).
     pub replication_factor: i32,
-    /// Names the log's own topic and the writer's transactional id (the pipeline's name).
+    /// Names the log's own topic and the groups (the pipeline's name).
     pub owner: String,
+    /// This process among those of the pipeline: names its writer's transactional id, so a
+    /// restart of the same process fences the one it replaces. Unique per process.
+    pub instance: String,
+    /// How long a process that stops answering keeps its partitions in the groups.
+    pub session_timeout: Duration,
 }
 
 impl KafkaLogConfig {
@@ -75,10 +84,18 @@ impl KafkaLogConfig {
         ))
     }
 
-    /// The writer's transactional id: one writer per pipeline, so a restarted process fences the
-    /// one it replaces and ends the transaction it left open.
+    /// The writer's transactional id: one per process of the pipeline, so a restarted process
+    /// fences the one it replaces and ends the transaction it left open.
     pub fn transactional_id(&self) -> String {
-        format!("{}flowgate.log.{}", self.prefix, self.owner)
+        format!(
+            "{}flowgate.log.{}.{}",
+            self.prefix, self.owner, self.instance
+        )
+    }
+
+    /// The consumer group in which the processes of the pipeline share `step`'s partitions.
+    pub fn group(&self, step: &str) -> String {
+        format!("{}flowgate.{}.{step}", self.prefix, self.owner)
     }
 }
 
@@ -100,6 +117,44 @@ fn remote(what: impl Into<String>, e: KafkaError) -> LogError {
     LogError::Remote {
         what: what.into(),
         error: e.to_string(),
+    }
+}
+
+/// A partition's (low, high) watermarks, `read_committed` (high is the last stable offset), asked
+/// again while the brokers answer that its leader is moving or not known yet (a topic just
+/// made, a broker restarting), for up to [`REQUEST_TIMEOUT`].
+fn watermarks<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: u32,
+) -> Result<(u64, u64), LogError> {
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        match consumer.fetch_watermarks(topic, partition as i32, REQUEST_TIMEOUT) {
+            Ok((low, high)) => return Ok((low.max(0) as u64, high.max(0) as u64)),
+            Err(e)
+                if Instant::now() < deadline
+                    && matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            Code::NotLeaderForPartition
+                                | Code::LeaderNotAvailable
+                                | Code::UnknownTopicOrPartition
+                                | Code::NotCoordinator
+                                | Code::RequestTimedOut
+                                | Code::BrokerNotAvailable
+                        )
+                    ) =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => {
+                return Err(remote(
+                    format!("reading the offsets of {topic}/{partition}"),
+                    e,
+                ));
+            }
+        }
     }
 }
 
@@ -270,10 +325,8 @@ impl KafkaLog {
     /// Reads the checkpoint topic to its end into `values`.
     fn catch_up(&self, c: &mut Checkpoints) -> Result<(), LogError> {
         let topic = self.cfg.checkpoint_topic();
-        let (_, high) = c
-            .consumer
-            .fetch_watermarks(&topic, 0, REQUEST_TIMEOUT)
-            .map_err(|e| remote(format!("reading the end of {topic}"), e))?;
+        let (_, high) = watermarks(&c.consumer, &topic, 0)?;
+        let high = high as i64;
         let deadline = Instant::now() + REQUEST_TIMEOUT * 3;
         while c.read_to < high {
             if Instant::now() >= deadline {
@@ -393,7 +446,9 @@ impl EventLog for KafkaLog {
             .iter()
             .filter(|t| t.error().is_none() && t.name() != own && !t.name().starts_with("__"))
             .filter_map(|t| t.name().strip_prefix(&self.cfg.prefix))
-            .filter(|n| !n.starts_with("flowgate.checkpoints."))
+            .filter(|n| {
+                !n.starts_with("flowgate.checkpoints.") && !n.starts_with("flowgate.leases.")
+            })
             .map(str::to_owned)
             .collect();
         out.sort();
@@ -405,14 +460,11 @@ impl EventLog for KafkaLog {
         let full = self.cfg.topic(topic);
         let mut out = Vec::with_capacity(partitions as usize);
         for p in 0..partitions {
-            let (low, high) = self
-                .meta
-                .fetch_watermarks(&full, p as i32, REQUEST_TIMEOUT)
-                .map_err(|e| remote(format!("reading the offsets of {full}/{p}"), e))?;
+            let (low, high) = watermarks(&self.meta, &full, p)?;
             out.push(PartitionInfo {
                 partition: p,
-                start_offset: low.max(0) as u64,
-                end_offset: high.max(0) as u64,
+                start_offset: low,
+                end_offset: high,
                 bytes: 0,
                 segments: 0,
                 syncs: if p == 0 { self.writer.commits() } else { 0 },
@@ -473,13 +525,7 @@ impl EventLog for KafkaLog {
             .map(|e| e.offset())
         {
             Some(Offset::Offset(o)) => Ok(o.max(0) as u64),
-            _ => {
-                let (_, high) = self
-                    .meta
-                    .fetch_watermarks(&full, partition as i32, REQUEST_TIMEOUT)
-                    .map_err(|e| remote(format!("reading the offsets of {full}"), e))?;
-                Ok(high.max(0) as u64)
-            }
+            _ => Ok(watermarks(&self.meta, &full, partition)?.1),
         }
     }
 
@@ -585,6 +631,26 @@ impl EventLog for KafkaLog {
         self.catch_up(&mut c)?;
         Ok(c.values.get(name).cloned())
     }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn join(
+        &self,
+        group: &str,
+        topic: &str,
+        on: Arc<dyn Rebalance>,
+    ) -> Result<Option<Box<dyn Membership>>, LogError> {
+        self.partitions(topic)?;
+        let member = group::join(
+            &self.cfg,
+            &self.cfg.group(group),
+            &self.cfg.topic(topic),
+            on,
+        )?;
+        Ok(Some(Box::new(member)))
+    }
 }
 
 #[cfg(test)]
@@ -599,13 +665,22 @@ mod tests {
             prefix: "fg.".into(),
             replication_factor: -1,
             owner: "my pipeline/1".into(),
+            instance: "host-1".into(),
+            session_timeout: Duration::from_secs(10),
         };
         assert_eq!(cfg.topic("orders"), "fg.orders");
         assert_eq!(
             cfg.checkpoint_topic(),
             "fg.flowgate.checkpoints.my_pipeline_1"
         );
-        assert_eq!(cfg.transactional_id(), "fg.flowgate.log.my pipeline/1");
+        assert_eq!(
+            cfg.transactional_id(),
+            "fg.flowgate.log.my pipeline/1.host-1"
+        );
+        assert_eq!(
+            cfg.group("stage.count"),
+            "fg.flowgate.my pipeline/1.stage.count"
+        );
         assert_eq!(kafka_name(&"x".repeat(300)).len(), 249);
     }
 }

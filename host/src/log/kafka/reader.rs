@@ -11,7 +11,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode as Code;
 
-use super::{Context, KafkaLogConfig, REQUEST_TIMEOUT, client_config, remote};
+use super::{Context, KafkaLogConfig, REQUEST_TIMEOUT, client_config, remote, watermarks};
 use crate::event::{self, BatchBuilder};
 use crate::log::{LogError, ReadBatch};
 
@@ -271,11 +271,9 @@ impl Readers {
         if !r.has(from) {
             // A read answers with what the log holds, as the embedded log's does: when the
             // partition's committed end is past `from`, wait until the consumer has it.
-            let (_, high) = meta
-                .fetch_watermarks(topic, partition as i32, REQUEST_TIMEOUT)
-                .map_err(|e| remote(format!("reading the offsets of {topic}/{partition}"), e))?;
+            let (_, high) = watermarks(meta, topic, partition)?;
             let deadline = Instant::now() + REQUEST_TIMEOUT * 3;
-            while from < high.max(0) as u64 && !r.has(from) {
+            while from < high && !r.has(from) {
                 if Instant::now() >= deadline {
                     return Err(LogError::Remote {
                         what: format!("reading {topic}/{partition} from offset {from}"),

@@ -83,6 +83,10 @@ impl Writer {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
+            // A process killed in a transaction holds back what readers see of the partitions
+            // it wrote until the transaction times out (or the process is back): keep it short;
+            // a group commit takes milliseconds.
+            .set("transaction.timeout.ms", "10000")
             .set("message.max.bytes", "104857600")
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "262144");

@@ -1,0 +1,336 @@
+//! Several `flowgate run` processes of one pipeline on a Kafka log: the stage's partitions are
+//! shared through its consumer group, keyed state moves with a partition (in its checkpoint),
+//! and a kill -9 or a scale from one process to three and back neither loses nor repeats a
+//! count. The output is read back with the independent client (read_committed).
+
+use std::collections::BTreeMap;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use flowgate_tests::Rng;
+use flowgate_tests::fixture::{Fixture, sigterm, wait_exit};
+use flowgate_tests::kafka::{Broker, Record};
+use flowgate_tests::plugins::STATE_COUNT;
+
+use crate::{Timer, read_until};
+
+/// Keys of the input: each record is keyed `key-<seq mod KEYS>`.
+const KEYS: u64 = 50;
+/// Partitions of the input and output topics.
+const PARTITIONS: u32 = 6;
+
+/// External topic `in` (6 partitions) → state-count (keyed state) → `counts`, exactly-once, on
+/// the Kafka log with `prefix`.
+fn pipeline(name: &str, kafka: &Broker, prefix: &str) -> String {
+    format!(
+        r#"name = "{name}"
+delivery = "exactly-once"
+commit-interval = "200ms"
+
+[log]
+backend = "kafka"
+brokers = "{brokers}"
+topic-prefix = "{prefix}"
+session-timeout = "3s"
+
+[topics.in]
+partitions = {PARTITIONS}
+external = true
+
+[topics.counts]
+partitions = {PARTITIONS}
+
+[stages.count]
+plugin = "{STATE_COUNT}"
+input = "in"
+output = "counts"
+state = true
+
+# One file, so one process at a time writes it: the sink holds a lease.
+[sinks.file]
+type = "file"
+input = "counts"
+path = "counts.ndjson"
+"#,
+        brokers = kafka.bootstrap()
+    )
+}
+
+/// Process `n` of the fixture's pipeline, with a data directory (so an instance name) of its own.
+fn start(f: &Fixture, n: usize, log: usize) -> Child {
+    let dir = f.path(&format!("data-{n}"));
+    f.spawn(&["--no-watch", "--data-dir", dir.to_str().unwrap()], log)
+}
+
+/// Waits until each of `logs` says its stage serves partitions.
+fn wait_serving(f: &Fixture, logs: &[usize], children: &mut [&mut Child]) {
+    let until = Instant::now() + Duration::from_secs(90);
+    loop {
+        if logs
+            .iter()
+            .all(|&l| f.stderr(l).contains("stage serves its partitions"))
+        {
+            return;
+        }
+        for (c, &l) in children.iter_mut().zip(logs) {
+            if let Some(status) = c.try_wait().unwrap() {
+                panic!("run {l} exited ({status}): {}", f.stderr(l));
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "not every process serves partitions after 90 s: {}",
+            logs.iter()
+                .map(|&l| format!("run {l}: {}", f.stderr(l)))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Per key, the counts read: each key's must be exactly 1 ..= its number of input records, once
+/// each. Returns the problems, if any.
+fn exact_counts<'a>(
+    read: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    records: u64,
+) -> Result<(), String> {
+    let mut by_key: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (key, value) in read {
+        let key = String::from_utf8_lossy(key).into_owned();
+        let n: u64 = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("a count that is no number: {key} = {value:?}"))?;
+        by_key.entry(key).or_default().push(n);
+    }
+    let mut problems = Vec::new();
+    for k in 0..KEYS {
+        let key = format!("key-{k}");
+        let want = (records / KEYS + u64::from(k < records % KEYS)) as usize;
+        let mut got = by_key.remove(&key).unwrap_or_default();
+        got.sort_unstable();
+        let repeated = got.windows(2).filter(|w| w[0] == w[1]).count();
+        got.dedup();
+        let missing = (1..=want as u64)
+            .filter(|n| got.binary_search(n).is_err())
+            .count();
+        if repeated > 0 || missing > 0 || got.len() != want {
+            problems.push(format!(
+                "{key}: {missing} of 1..={want} missing, {repeated} repeated, {} distinct",
+                got.len()
+            ));
+        }
+    }
+    if !by_key.is_empty() {
+        problems.push(format!(
+            "keys never written: {:?}",
+            by_key.keys().collect::<Vec<_>>()
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems[..problems.len().min(10)].join("; "))
+    }
+}
+
+/// The (key, value) of each record.
+fn pairs(read: &[Record]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    read.iter().map(|r| {
+        (
+            r.key.as_deref().unwrap_or_default(),
+            r.value.as_deref().unwrap_or_default(),
+        )
+    })
+}
+
+/// Reads `<prefix>counts` until every count is there (or 180 s passed) and checks them.
+fn check_counts(
+    kafka: &Broker,
+    prefix: &str,
+    records: u64,
+    alive: impl FnMut() -> Result<(), String>,
+) {
+    let read = read_until(
+        kafka,
+        &format!("{prefix}counts"),
+        records as usize,
+        Duration::from_secs(180),
+        alive,
+        |read| exact_counts(pairs(read), records),
+    );
+    assert_eq!(read.len() as u64, records, "one count per input record");
+}
+
+fn stop_all(f: &Fixture, children: Vec<(usize, Child)>) {
+    for (_, c) in &children {
+        sigterm(c);
+    }
+    for (l, mut c) in children {
+        let status = wait_exit(&mut c, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("run {l}: no exit 60 s after SIGTERM: {}", f.stderr(l)));
+        assert!(status.success(), "run {l}: {status}: {}", f.stderr(l));
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("FLOWGATE_KAFKA_SCALE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_nanos() as u64
+                | 1
+        })
+}
+
+#[test]
+#[expect(
+    clippy::print_stderr,
+    reason = "reports the seed and the kill moment (see them with --nocapture)"
+)]
+fn three_processes_share_a_stage_and_a_kill_9_loses_and_repeats_no_count() {
+    let _t = Timer::start("scale_kill");
+    const RECORDS: u64 = 100_000;
+    let seed = seed();
+    let mut rng = Rng(seed);
+    let kafka = Broker::shared();
+    let prefix = "scale-kill.";
+    kafka.create_topic(&format!("{prefix}in"), PARTITIONS);
+    let f = Fixture::new(&pipeline("scale-kill", kafka, prefix));
+    let mut a = start(&f, 0, 0);
+    let mut b = start(&f, 1, 1);
+    let mut c = start(&f, 2, 2);
+    wait_serving(&f, &[0, 1, 2], &mut [&mut a, &mut b, &mut c]);
+
+    let producer = kafka.spawn_keyed_producer(
+        &format!("{prefix}in"),
+        0,
+        RECORDS,
+        Some(20_000.0),
+        Some(KEYS),
+    );
+    // Process 0 dies at a random moment while the input flows (it is written over 5 s), and
+    // comes back after up to 2 s.
+    let kill_at = Duration::from_millis(500 + rng.below(3_500));
+    if let Some(status) = wait_exit(&mut a, kill_at) {
+        panic!("run 0 exited by itself ({status}): {}", f.stderr(0));
+    }
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let back_after = Duration::from_millis(rng.below(2_000));
+    if let Some(status) = wait_exit(&mut b, back_after) {
+        panic!("run 1 exited ({status}): {}", f.stderr(1));
+    }
+    let a = start(&f, 0, 3);
+    eprintln!(
+        "kafka scale kill: FLOWGATE_KAFKA_SCALE_SEED={seed}: process 0 killed {kill_at:?} after the input began, back {back_after:?} later"
+    );
+    producer.finish();
+    let mut children = vec![(3, a), (1, b), (2, c)];
+    check_counts(kafka, prefix, RECORDS, || {
+        for (l, c) in children.iter_mut() {
+            if let Some(status) = c.try_wait().unwrap() {
+                return Err(format!("run {l} exited ({status}): {}", f.stderr(*l)));
+            }
+        }
+        Ok(())
+    });
+    // The file sink (in whichever process holds its lease) has every count once too.
+    let until = Instant::now() + Duration::from_secs(120);
+    let file = loop {
+        let events = crate::ndjson_file(&f.path("counts.ndjson"));
+        if events.len() as u64 >= RECORDS || Instant::now() >= until {
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let in_file = file
+        .iter()
+        .map(|e| (e.key.as_deref().unwrap_or_default(), &e.value[..]));
+    if let Err(e) = exact_counts(in_file, RECORDS) {
+        panic!("the file sink's counts: {e}");
+    }
+    stop_all(&f, children);
+    // The killed process's partitions were served again after the kill: by the others, or by
+    // the process once it was back.
+    let held = served(&f.stderr(0));
+    let killed = held.last().cloned().unwrap_or_default();
+    assert!(
+        !killed.is_empty(),
+        "process 0 served partitions: {}",
+        f.stderr(0)
+    );
+    let after: std::collections::BTreeSet<u32> = [1, 2]
+        .iter()
+        .flat_map(|&l| served(&f.stderr(l)).into_iter().skip(1).flatten())
+        .chain(served(&f.stderr(3)).into_iter().flatten())
+        .collect();
+    assert!(
+        killed.iter().all(|p| after.contains(p)),
+        "partitions {killed:?} of the killed process are served after the kill (served then: {after:?})"
+    );
+}
+
+/// The partitions of each "stage serves its partitions" line of a run's log, in order.
+fn served(log: &str) -> Vec<Vec<u32>> {
+    log.lines()
+        .filter(|l| l.contains("stage serves its partitions"))
+        .filter_map(|l| {
+            let list = l.split("partitions=[").nth(1)?.split(']').next()?;
+            Some(
+                list.split(',')
+                    .filter_map(|p| p.trim().parse().ok())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn scaling_from_one_process_to_three_and_back_keeps_every_count_exact() {
+    let _t = Timer::start("scale_out_in");
+    const RECORDS: u64 = 60_000;
+    let kafka = Broker::shared();
+    let prefix = "scale-out.";
+    kafka.create_topic(&format!("{prefix}in"), PARTITIONS);
+    let f = Fixture::new(&pipeline("scale-out", kafka, prefix));
+    let mut a = start(&f, 0, 0);
+    wait_serving(&f, &[0], &mut [&mut a]);
+    let producer = kafka.spawn_keyed_producer(
+        &format!("{prefix}in"),
+        0,
+        RECORDS,
+        Some(10_000.0),
+        Some(KEYS),
+    );
+
+    // Two more join while the input flows...
+    let mut b = start(&f, 1, 1);
+    let mut c = start(&f, 2, 2);
+    wait_serving(&f, &[1, 2], &mut [&mut b, &mut c]);
+    // ... and leave again (SIGTERM: each finishes its batch and checkpoints before its
+    // partitions move).
+    for (l, child) in [(1, &mut b), (2, &mut c)] {
+        sigterm(child);
+        let status = wait_exit(child, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("run {l}: no exit 60 s after SIGTERM: {}", f.stderr(l)));
+        assert!(status.success(), "run {l}: {status}: {}", f.stderr(l));
+    }
+    producer.finish();
+    check_counts(kafka, prefix, RECORDS, || match a.try_wait().unwrap() {
+        Some(status) => Err(format!("run 0 exited ({status}): {}", f.stderr(0))),
+        None => Ok(()),
+    });
+    // After the two left, the first process serves all six partitions again.
+    let all = "partitions=[0, 1, 2, 3, 4, 5]";
+    assert!(
+        f.stderr(0).matches(all).count() >= 2,
+        "process 0 served every partition before and after: {}",
+        f.stderr(0)
+    );
+    stop_all(&f, vec![(0, a)]);
+}
