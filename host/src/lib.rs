@@ -8,7 +8,8 @@
 //! 2. [`event`]: events and columnar batches as the host holds them (the WIT types), the NDJSON
 //!    event format every command reads and writes (`docs/events.md`), record limits.
 //! 3. [`log`]: the event log: topics, partitions, segments with CRC-checked record batches,
-//!    group commit, crash recovery, consumer offsets; and its in-memory twin.
+//!    group commit, crash recovery, consumer offsets; its in-memory twin; and (feature `full`)
+//!    a Kafka cluster as the log, shared by several processes.
 //! 4. [`state`]: keyed state of stage instances and the event-time windows of aggregators,
 //!    checkpointed with the stage's input position.
 //! 5. [`runtime`]: the wasmtime embedding: one engine, plugins compiled once (and cached on
