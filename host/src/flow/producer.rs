@@ -142,6 +142,7 @@ impl Producer {
                 "checkpoint `{checkpoint}` is not readable ({e}); delete checkpoints/{checkpoint}.ckpt under the data directory to start that step over"
             ))
         };
+        let restoring = Instant::now();
         let saved: Option<Checkpoint> = match log.load_checkpoint(&checkpoint)? {
             Some(bytes) => {
                 let (c, rest) = Checkpoint::decode(&bytes).map_err(unreadable)?;
@@ -152,6 +153,13 @@ impl Producer {
                     let restored = KeyedState::decode(rest, usize::MAX)
                         .map_err(|e| unreadable(e.to_string()))?;
                     s.replace_with(restored);
+                    // What a partition that moves (or a restart) costs: read and decoded.
+                    let took = restoring.elapsed();
+                    metrics::histogram!("flowgate_state_restore_seconds", "step" => id.clone())
+                        .record(took.as_secs_f64());
+                    metrics::gauge!("flowgate_state_restore_bytes", "step" => id.clone())
+                        .set(rest.len() as f64);
+                    tracing::info!(step = %id, bytes = rest.len(), entries = s.len(), took = ?took, "keyed state restored from the checkpoint");
                 }
                 Some(c)
             }

@@ -8,6 +8,7 @@
 //! kafka-copy feed --brokers B --topic T --rate PER_SECOND --seconds S --size BYTES [--warmup S]
 //! kafka-copy latency --brokers B --topic OUT --count N [--timeout S]
 //! kafka-copy check --brokers B --topic OUT --count N
+//! kafka-copy wait --brokers B --topic OUT --count N [--timeout S]
 //! ```
 //!
 //! `copy` consumes every partition of IN (assigned, from the beginning, `read_committed`), maps each
@@ -23,6 +24,8 @@
 //! `latency` reads OUT from its beginning until it has seen N `M` records and prints
 //! `p50_ms p99_ms max_ms count`, the time from send to receipt. `check` reads OUT
 //! (`read_committed`) and fails unless it holds exactly N records, every value in upper case.
+//! `wait` reads OUT (`read_committed`, from its beginning) until it has N records and prints the
+//! seconds that took since it started (fails after `--timeout`, default 600 s).
 //!
 //! `KAFKA_COPY_CONSUMER` and `KAFKA_COPY_PRODUCER` (`name=value,name=value`) add librdkafka
 //! settings to every consumer and producer: what the benchmark also gives Flowgate's `properties`,
@@ -124,7 +127,7 @@ fn main() -> anyhow::Result<()> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some((cmd, rest)) = argv.split_first() else {
         bail!(
-            "usage: kafka-copy copy|fill|feed|latency|check --brokers B ... (see the file's header)"
+            "usage: kafka-copy copy|fill|feed|latency|check|wait --brokers B ... (see the file's header)"
         );
     };
     match cmd.as_str() {
@@ -133,7 +136,8 @@ fn main() -> anyhow::Result<()> {
         "feed" => feed(&Args::parse(rest, &[])?),
         "latency" => latency(&Args::parse(rest, &[])?),
         "check" => check(&Args::parse(rest, &[])?),
-        other => bail!("unknown command `{other}`: copy, fill, feed, latency or check"),
+        "wait" => wait(&Args::parse(rest, &[])?),
+        other => bail!("unknown command `{other}`: copy, fill, feed, latency, check or wait"),
     }
 }
 
@@ -477,6 +481,28 @@ fn latency(a: &Args) -> anyhow::Result<()> {
         at(1.0),
         lat_us.len()
     );
+    Ok(())
+}
+
+fn wait(a: &Args) -> anyhow::Result<()> {
+    let brokers = a.str("brokers")?;
+    let topic = a.str("topic")?;
+    let count: u64 = a.num("count", None)?;
+    let timeout = Duration::from_secs(a.num("timeout", Some(600))?);
+    let started = Instant::now();
+    let (consumer, _) = consumer_of(brokers, &format!("kafka-copy.wait.{topic}"), topic, &[])?;
+    let mut seen = 0u64;
+    while seen < count {
+        if started.elapsed() > timeout {
+            bail!("{topic}: {seen} of {count} records after {timeout:?}");
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => seen += 1,
+            Some(Err(e)) => eprintln!("kafka-copy: consume: {e}"),
+            None => {}
+        }
+    }
+    println!("{:.3}", started.elapsed().as_secs_f64());
     Ok(())
 }
 

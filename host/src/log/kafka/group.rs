@@ -101,7 +101,13 @@ pub(super) fn join(
         .set("enable.partition.eof", "false")
         .set("isolation.level", "read_committed")
         .set("session.timeout.ms", session.to_string())
-        .set("heartbeat.interval.ms", (session / 3).max(100).to_string());
+        // A rebalance reaches a member with its next heartbeat, and cooperative-sticky takes two
+        // rounds to move a partition: beat often, so a move waits hundreds of milliseconds, not
+        // the third of the session timeout Kafka's default would wait.
+        .set(
+            "heartbeat.interval.ms",
+            (session / 10).clamp(100, 1_000).to_string(),
+        );
     let consumer: BaseConsumer<GroupContext> = c
         .create_with_context(GroupContext {
             inner: Context::new(format!("group:{group}")),

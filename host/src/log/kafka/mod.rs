@@ -228,9 +228,15 @@ impl KafkaLog {
         })?;
         let admin: AdminClient<DefaultClientContext> = base().create().map_err(config_error)?;
         let log_topic = cfg.checkpoint_topic();
+        // Compacted soon after it is written (segments of 16 MiB or a minute, cleaned at 10 %
+        // dirt): a process that opens a checkpoint reads the topic to its end, which stays about
+        // one record per checkpoint name.
         let topic = NewTopic::new(&log_topic, 1, replication(cfg.replication_factor))
             .set("cleanup.policy", "compact")
-            .set("max.message.bytes", "104857600");
+            .set("max.message.bytes", "104857600")
+            .set("segment.bytes", "16777216")
+            .set("segment.ms", "60000")
+            .set("min.cleanable.dirty.ratio", "0.1");
         create(&admin, &topic)?;
 
         let mut c = base();
@@ -325,9 +331,12 @@ impl KafkaLog {
     /// Reads the checkpoint topic to its end into `values`.
     fn catch_up(&self, c: &mut Checkpoints) -> Result<(), LogError> {
         let topic = self.cfg.checkpoint_topic();
-        let (_, high) = watermarks(&c.consumer, &topic, 0)?;
+        // Asked on the idle metadata client: on the checkpoint consumer's own connection the
+        // request would queue behind its fetch, which the broker holds up to fetch.wait.max.ms.
+        let (_, high) = watermarks(&self.meta, &topic, 0)?;
         let high = high as i64;
         let deadline = Instant::now() + REQUEST_TIMEOUT * 3;
+        let (from, started) = (c.read_to, Instant::now());
         while c.read_to < high {
             if Instant::now() >= deadline {
                 return Err(LogError::Remote {
@@ -361,6 +370,7 @@ impl KafkaLog {
                 }
             }
         }
+        tracing::trace!(from, to = high, took = ?started.elapsed(), "kafka log: checkpoints read");
         Ok(())
     }
 }
@@ -594,7 +604,10 @@ impl EventLog for KafkaLog {
             )));
         }
         let topic = self.cfg.checkpoint_topic();
+        let waited = Instant::now();
         let mut c = self.checkpoints.lock().expect("not poisoned");
+        let started = Instant::now();
+        let waited = started - waited;
         let mut record = BaseRecord::to(&topic).key(name).payload(data).partition(0);
         let deadline = Instant::now() + REQUEST_TIMEOUT * 3;
         loop {
@@ -607,10 +620,17 @@ impl EventLog for KafkaLog {
                 Err((e, _)) => return Err(remote(format!("saving checkpoint {name}"), e)),
             }
         }
-        // Delivered means written with acks=all; the flush serves the delivery report.
-        c.producer
-            .flush(deadline.saturating_duration_since(Instant::now()))
-            .map_err(|e| remote(format!("saving checkpoint {name} to {topic}"), e))?;
+        // Delivered means written with acks=all. Served in steps of 1 ms: rdkafka's flush polls
+        // in steps of 100 ms and sleeps the whole step even once the delivery came.
+        while c.producer.in_flight_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(LogError::Remote {
+                    what: format!("saving checkpoint {name} to {topic}"),
+                    error: "the brokers did not acknowledge it in 30 s".into(),
+                });
+            }
+            c.producer.poll(Duration::from_millis(1));
+        }
         if let Some(e) = c
             .producer
             .context()
@@ -623,6 +643,7 @@ impl EventLog for KafkaLog {
         }
         c.values.insert(name.to_owned(), data.to_vec());
         self.saved.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(name, bytes = data.len(), waited = ?waited, took = ?started.elapsed(), "kafka log: checkpoint saved");
         Ok(())
     }
 

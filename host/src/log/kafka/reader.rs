@@ -232,6 +232,11 @@ impl Readers {
             .set("enable.partition.eof", "false")
             .set("auto.offset.reset", "error")
             .set("fetch.wait.max.ms", "100")
+            // librdkafka waits fetch.error.backoff.ms (500 ms) before fetching again a partition
+            // read to its end, and fetch.queue.backoff.ms (1 s) once its queue is full: a reader
+            // at the tail would see each new append that much late.
+            .set("fetch.error.backoff.ms", "5")
+            .set("fetch.queue.backoff.ms", "5")
             .set("fetch.message.max.bytes", "104857600")
             .set("queued.max.messages.kbytes", "16384")
             .set(

@@ -82,7 +82,7 @@ impl Writer {
         c.set("transactional.id", &id)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "1")
+            .set("linger.ms", "0")
             // A process killed in a transaction holds back what readers see of the partitions
             // it wrote until the transaction times out (or the process is back): keep it short;
             // a group commit takes milliseconds.
@@ -179,8 +179,10 @@ fn run(
             }
             continue;
         }
+        let started = Instant::now();
         match commit_group(&producer, &group, id) {
             Ok(firsts) => {
+                tracing::trace!(appends = group.len(), bytes = size, took = ?started.elapsed(), "kafka log: transaction committed");
                 commits.fetch_add(1, Ordering::Relaxed);
                 for (a, base) in group.into_iter().zip(firsts) {
                     let count = a.batch.timestamps.len() as u32;
@@ -302,6 +304,15 @@ fn try_group(
                 }
             }
         }
+    }
+    // Served here in steps of 1 ms: rdkafka's own flush (which commit_transaction calls) polls
+    // in steps of 100 ms and sleeps the whole step even once the last delivery came.
+    let deadline = Instant::now() + REQUEST_TIMEOUT * 6;
+    while producer.in_flight_count() > 0 {
+        if Instant::now() >= deadline {
+            return Err(KafkaError::Flush(Code::MessageTimedOut));
+        }
+        producer.poll(Duration::from_millis(1));
     }
     producer.commit_transaction(REQUEST_TIMEOUT * 6)?;
     let first = producer.context().first.lock().expect("not poisoned");
