@@ -214,10 +214,13 @@ impl HttpState {
         readers
             .iter()
             .map(|s| {
+                // Partitions another process serves (a shared log) are its to hold back.
                 info.partitions
                     .iter()
                     .zip(&s.positions)
-                    .map(|(p, pos)| p.end_offset.saturating_sub(pos.load(Ordering::Relaxed)))
+                    .zip(&s.served)
+                    .filter(|(_, served)| served.load(Ordering::Relaxed))
+                    .map(|((p, pos), _)| p.end_offset.saturating_sub(pos.load(Ordering::Relaxed)))
                     .sum::<u64>()
             })
             .max()
@@ -594,10 +597,13 @@ async fn admin_status(
             let (partitions, counts) = match state.running.stage_stats(&slot.stage) {
                 Some(st) => {
                     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                    // Only the partitions this process serves (all, unless the log is shared by
+                    // several processes).
                     let parts: Vec<Value> = st
                         .positions
                         .iter()
                         .enumerate()
+                        .filter(|(p, _)| st.served[*p].load(Ordering::Relaxed))
                         .map(|(p, pos)| {
                             let pos = get(pos);
                             let end = ends.get(p).copied().unwrap_or(pos);

@@ -314,3 +314,59 @@ fn an_unreachable_kafka_log_stops_the_run_with_the_brokers_named() {
         started.elapsed()
     );
 }
+
+#[test]
+fn validate_asks_the_kafka_log_and_checks_the_cluster_example() {
+    let _t = Timer::start("log_validate");
+    let kafka = Broker::shared();
+    let validate = |f: &Fixture| {
+        let out = f.command(&["validate"]).output().unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Reachable, the external topic missing: valid, with a warning naming the Kafka topic.
+    let f = Fixture::new(&format!(
+        "name = \"log-validate\"\n{}\n[topics.in]\nexternal = true\n[stages.up]\nplugin = \"{UPPERCASE}\"\ninput = \"in\"\noutput = \"out\"\n",
+        kafka_log(kafka, "log-validate.")
+    ));
+    let (status, err) = validate(&f);
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("warning: [log]: topic `log-validate.in` does not exist on"),
+        "{err}"
+    );
+    kafka.create_topic("log-validate.in", 1);
+    let (status, err) = validate(&f);
+    assert!(status.success() && !err.contains("warning"), "{err}");
+    // Unreachable: valid, with a warning.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let f = Fixture::new(&format!(
+        "name = \"log-validate\"\n[log]\nbackend = \"kafka\"\nbrokers = \"127.0.0.1:{port}\"\n[topics.in]\nexternal = true\n[stages.up]\nplugin = \"{UPPERCASE}\"\ninput = \"in\"\noutput = \"out\"\n"
+    ));
+    let (status, err) = validate(&f);
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "warning: [log]: cannot reach the Kafka brokers 127.0.0.1:{port}"
+        )),
+        "{err}"
+    );
+    // The README's example of several processes is a valid file (its plugin built).
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster.toml");
+    let out = std::process::Command::new(flowgate_tests::fixture::flowgate_bin())
+        .arg("validate")
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -57,6 +57,16 @@ fn kafka_reachable(config: &PipelineConfig) -> anyhow::Result<()> {
     use crate::connect::kafka;
 
     let mut steps = Vec::new();
+    if let Some(k) = &config.kafka_log {
+        // The external topics must be there before the run; the others the run makes.
+        let topics = config
+            .topics
+            .iter()
+            .filter(|(_, t)| t.external)
+            .map(|(name, _)| format!("{}{name}", k.topic_prefix))
+            .collect();
+        steps.push(("[log]".to_owned(), &k.brokers, &k.properties, topics));
+    }
     for s in config.sources.values() {
         if let SourceKind::Kafka(k) = &s.kind {
             let topics = match &k.topics {

@@ -186,6 +186,27 @@ pub struct StageStats {
     pub late: AtomicU64,
     /// Input position per partition (updated about once a second and at the end).
     pub positions: Vec<AtomicU64>,
+    /// Per partition: served by this process (all of them, unless the log shares the
+    /// partitions among processes and the stage's group gave some to others).
+    pub served: Vec<AtomicBool>,
+}
+
+impl StageStats {
+    /// Counters of a stage reading `partitions` partitions, all served here.
+    pub fn new(partitions: u32) -> StageStats {
+        StageStats {
+            positions: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+            served: (0..partitions).map(|_| AtomicBool::new(true)).collect(),
+            ..StageStats::default()
+        }
+    }
+
+    /// The partitions served here.
+    pub fn served(&self) -> Vec<u32> {
+        (0..self.served.len() as u32)
+            .filter(|&p| self.served[p as usize].load(Ordering::Relaxed))
+            .collect()
+    }
 }
 
 /// Counters of a source or sink.

@@ -81,6 +81,10 @@ struct Generation {
 
 impl StageGroup {
     pub(super) fn new(base: Arc<StageShared>, parallelism: u32) -> StageGroup {
+        // Nothing is served here until the group says so.
+        for s in &base.stats.served {
+            s.store(false, Ordering::Relaxed);
+        }
         StageGroup {
             base,
             parallelism: parallelism.max(1),
@@ -105,6 +109,9 @@ impl StageGroup {
             let _ = t.join();
         }
         g.parts = parts;
+        for (p, s) in self.base.stats.served.iter().enumerate() {
+            s.store(g.parts.contains(&(p as u32)), Ordering::Relaxed);
+        }
         let halted = self.base.stop.load(Ordering::Acquire) || self.base.ctl.stopping();
         if g.parts.is_empty() || halted {
             return;

@@ -697,12 +697,7 @@ impl Running {
             let stats = applied
                 .stages
                 .entry(s.name.clone())
-                .or_insert_with(|| {
-                    Arc::new(StageStats {
-                        positions: (0..n).map(|_| AtomicU64::new(0)).collect(),
-                        ..StageStats::default()
-                    })
-                })
+                .or_insert_with(|| Arc::new(StageStats::new(n)))
                 .clone();
             let slot = Arc::new(StageSlot::new(
                 s,
