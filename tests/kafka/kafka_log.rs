@@ -188,16 +188,7 @@ fn killed_runs_on_a_kafka_log_write_each_event_once() {
     let _t = Timer::start("log_kill_exactly_once");
     const N: u64 = 20_000;
     const CYCLES: usize = 8;
-    let seed = std::env::var("FLOWGATE_KAFKA_LOG_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("after 1970")
-                .as_nanos() as u64
-                | 1
-        });
+    let seed = flowgate_tests::seed("FLOWGATE_KAFKA_LOG_KILL_SEED");
     let mut rng = Rng(seed);
     let kafka = Broker::shared();
     let prefix = "log-kill.";

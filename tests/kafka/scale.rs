@@ -174,19 +174,6 @@ fn stop_all(f: &Fixture, children: Vec<(usize, Child)>) {
     }
 }
 
-fn seed() -> u64 {
-    std::env::var("FLOWGATE_KAFKA_SCALE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("after 1970")
-                .as_nanos() as u64
-                | 1
-        })
-}
-
 #[test]
 #[expect(
     clippy::print_stderr,
@@ -195,7 +182,7 @@ fn seed() -> u64 {
 fn three_processes_share_a_stage_and_a_kill_9_loses_and_repeats_no_count() {
     let _t = Timer::start("scale_kill");
     const RECORDS: u64 = 100_000;
-    let seed = seed();
+    let seed = flowgate_tests::seed("FLOWGATE_KAFKA_SCALE_SEED");
     let mut rng = Rng(seed);
     let kafka = Broker::shared();
     let prefix = "scale-kill.";

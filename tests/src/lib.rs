@@ -101,6 +101,21 @@ pub fn compile_ahead_of_time(dir: &Path) {
     std::fs::write(&manifest, format!("{text}aot = true\n")).expect("flowgate.toml");
 }
 
+/// The seed a randomised test uses: `$var` if set (to replay a run), else one from the clock.
+/// The test prints it, so a failing run can be replayed.
+pub fn seed(var: &str) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_nanos() as u64
+                | 1
+        })
+}
+
 /// A small deterministic generator (xorshift), so that a failing seeded case can be replayed.
 #[derive(Debug)]
 pub struct Rng(pub u64);

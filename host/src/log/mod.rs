@@ -504,6 +504,21 @@ impl<T> Registry<T> {
     }
 }
 
+/// `name` with every character but `A-Z a-z 0-9 . _ -` made `_`, cut to `max` characters: a
+/// name made from a pipeline's names that the log (at most 200) or Kafka (249) takes.
+pub fn safe_name(name: &str, max: usize) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(max)
+        .collect()
+}
+
 /// Checks a topic, group or checkpoint name: 1–200 of `[A-Za-z0-9._-]`, not `.` or `..`.
 pub fn check_name(what: &str, name: &str) -> Result<(), LogError> {
     let ok = !name.is_empty()

@@ -24,17 +24,7 @@ use crate::stage::{self, StageShared};
 
 /// The one-partition topic whose partition 0 is each leased step's lease.
 pub(super) fn lease_topic(pipeline: &str) -> String {
-    let name: String = format!("flowgate.leases.{pipeline}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    name.chars().take(200).collect()
+    crate::log::safe_name(&format!("flowgate.leases.{pipeline}"), 200)
 }
 
 /// Makes the lease topic if it is not there.

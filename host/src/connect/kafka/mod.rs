@@ -24,7 +24,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 
 use crate::log::LogError;
-pub(crate) use crate::log::kafka::{Context, WARN_EVERY, client_config};
+pub(crate) use crate::log::kafka::{Context, WARN_EVERY, block_on, client_config};
 
 pub(crate) mod sink;
 pub(crate) mod source;
@@ -38,17 +38,7 @@ pub const POSITIONS_TOPIC: &str = "flowgate.sink-positions";
 /// The positions topic of sink `sink` of pipeline `pipeline`: characters Kafka does not allow
 /// in a topic name become `_`.
 pub fn positions_topic(pipeline: &str, sink: &str) -> String {
-    let name: String = format!("{POSITIONS_TOPIC}.{pipeline}.{sink}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    name.chars().take(249).collect()
+    crate::log::safe_name(&format!("{POSITIONS_TOPIC}.{pipeline}.{sink}"), 249)
 }
 
 /// Header names under which a Kafka source's events carry where they came from.
@@ -145,13 +135,4 @@ pub fn probe(
             .cloned()
             .collect(),
     })
-}
-
-/// Runs an admin future on this (non-async) thread.
-fn block_on<F: Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a current-thread runtime builds")
-        .block_on(f)
 }

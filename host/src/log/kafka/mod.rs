@@ -99,18 +99,9 @@ impl KafkaLogConfig {
     }
 }
 
-/// `name` with the characters Kafka does not allow in a topic name made `_`, cut to 249.
+/// `name` as a Kafka topic name: see [`super::safe_name`].
 fn kafka_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(249)
-        .collect()
+    super::safe_name(name, 249)
 }
 
 fn remote(what: impl Into<String>, e: KafkaError) -> LogError {
@@ -159,7 +150,7 @@ fn watermarks<C: rdkafka::consumer::ConsumerContext>(
 }
 
 /// Runs an admin future on this (non-async) thread.
-fn block_on<F: Future>(f: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
