@@ -512,13 +512,7 @@ async fn admin_deploy(
     let running = state.running.clone();
     let size = bytes.len();
     let result = tokio::task::spawn_blocking(move || {
-        crate::reload::deploy(
-            running.runtime(),
-            &slot,
-            format!("deploy from {peer}"),
-            &bytes,
-            requested_at,
-        )
+        running.deploy(&slot, format!("deploy from {peer}"), &bytes, requested_at)
     })
     .await;
     match result {

@@ -8,9 +8,9 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use flowgate_tests::Rng;
-use flowgate_tests::fixture::{Fixture, sigterm, wait_exit};
+use flowgate_tests::fixture::{Fixture, http, sigterm, wait_exit};
 use flowgate_tests::kafka::{Broker, Record};
-use flowgate_tests::plugins::STATE_COUNT;
+use flowgate_tests::plugins::{MARK_A, MARK_B, STATE_COUNT};
 
 use crate::{Timer, read_until};
 
@@ -320,4 +320,124 @@ fn scaling_from_one_process_to_three_and_back_keeps_every_count_exact() {
         f.stderr(0)
     );
     stop_all(&f, vec![(0, a)]);
+}
+
+#[test]
+fn a_deploy_made_at_one_process_is_live_at_all_three() {
+    let _t = Timer::start("scale_deploy");
+    const RECORDS: u64 = 20_000;
+    let kafka = Broker::shared();
+    let prefix = "scale-deploy.";
+    kafka.create_topic(&format!("{prefix}in"), PARTITIONS);
+    let f = Fixture::new(&format!(
+        r#"name = "scale-deploy"
+delivery = "exactly-once"
+commit-interval = "200ms"
+
+[log]
+backend = "kafka"
+brokers = "{brokers}"
+topic-prefix = "{prefix}"
+session-timeout = "3s"
+
+[http]
+listen = "127.0.0.1:0"
+
+[topics.in]
+partitions = {PARTITIONS}
+external = true
+
+[topics.out]
+partitions = {PARTITIONS}
+
+[stages.mark]
+plugin = "{MARK_A}"
+input = "in"
+output = "out"
+"#,
+        brokers = kafka.bootstrap()
+    ));
+    let mut children: Vec<Child> = (0..3).map(|n| start(&f, n, n)).collect();
+    {
+        let mut refs: Vec<&mut Child> = children.iter_mut().collect();
+        wait_serving(&f, &[0, 1, 2], &mut refs);
+    }
+    let addrs: Vec<String> = children
+        .iter_mut()
+        .enumerate()
+        .map(|(n, c)| flowgate_tests::fixture::listen_addr(&f, n, c))
+        .collect();
+    kafka.produce_generated(&format!("{prefix}in"), 0, RECORDS / 2);
+
+    // mark-b, deployed at process 0 alone.
+    let b = std::fs::read(MARK_B).unwrap();
+    let (code, _, body) = http(&addrs[0], "POST", "/admin/stages/mark/plugin", &[], &b);
+    assert_eq!(code, 200, "{body}");
+    let hash = serde_json::from_str::<serde_json::Value>(&body).unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let live = |addr: &str| {
+        let (code, _, body) = http(addr, "GET", "/admin/status", &[], b"");
+        assert_eq!(code, 200, "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        status["stages"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["stage"] == "mark"))
+            .map(|s| s["live"]["hash"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    let until = Instant::now() + Duration::from_secs(60);
+    while addrs.iter().any(|a| live(a) != hash) {
+        assert!(
+            Instant::now() < until,
+            "the deploy is not live at every process after 60 s: {:?}",
+            addrs.iter().map(|a| live(a)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Everything written from now on meets mark-b, whichever process serves it.
+    kafka.produce_generated(&format!("{prefix}in"), RECORDS / 2, RECORDS / 2);
+    let read = read_until(
+        kafka,
+        &format!("{prefix}out"),
+        RECORDS as usize,
+        Duration::from_secs(120),
+        || Ok(()),
+        |read| {
+            let mut seen = std::collections::BTreeSet::new();
+            for r in read {
+                let v = r.value.as_deref().unwrap_or_default();
+                let seq = flowgate_tests::payload_seq(&v[..v.len().saturating_sub(2)])
+                    .ok_or_else(|| format!("not a marked test record: {r:?}"))?;
+                let mark = &v[v.len() - 2..];
+                if mark != b"|a" && mark != b"|b" {
+                    return Err(format!("record {seq} marked {mark:?}"));
+                }
+                if seq >= RECORDS / 2 && mark != b"|b" {
+                    return Err(format!(
+                        "record {seq}, written after the deploy was live everywhere, met mark-a"
+                    ));
+                }
+                if !seen.insert(seq) {
+                    return Err(format!("record {seq} twice"));
+                }
+            }
+            if seen.len() as u64 == RECORDS {
+                Ok(())
+            } else {
+                Err(format!("{} of {RECORDS} records", seen.len()))
+            }
+        },
+    );
+    assert_eq!(read.len() as u64, RECORDS);
+    for n in 1..3 {
+        assert!(
+            f.stderr(n)
+                .contains("plugin deployed at another process of the pipeline is live here"),
+            "run {n}: {}",
+            f.stderr(n)
+        );
+    }
+    stop_all(&f, children.into_iter().enumerate().collect());
 }

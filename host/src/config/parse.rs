@@ -793,7 +793,7 @@ start = "latest"
                     &format!("[log]\nsync = \"always\"\ncompletely-different = 1\n{BASE}"),
                     "unknown key `completely-different` in [log]",
                     Some(
-                        "[log] takes: backend, sync, brokers, properties, topic-prefix, replication-factor",
+                        "[log] takes: backend, sync, brokers, properties, topic-prefix, replication-factor, session-timeout",
                     ),
                 ),
                 case(

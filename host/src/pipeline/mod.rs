@@ -27,6 +27,7 @@ use crate::flow::producer::Target;
 pub use crate::flow::{StageStats, StepStats, total_syncs};
 use crate::stage;
 
+mod control;
 mod group;
 mod plan;
 pub use plan::{Plan, PlanError, StepId, plan};
@@ -237,6 +238,8 @@ pub struct Running {
     applying: Mutex<()>,
     applied: Mutex<Applied>,
     view: ArcSwap<View>,
+    /// On a log several processes share: the topic deploys are sent to the others through.
+    control: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Running {
@@ -508,8 +511,17 @@ pub fn start(
         }
     }
     let ctl = Arc::new(Ctl::new(options.bounded, writers, ranges));
+    let pipeline = config.name.clone();
     let running = Running::empty(ctl, log, runtime);
     running.apply(config)?;
+    if !options.bounded && running.log.shared() {
+        // Deploys made at any process of the pipeline reach this one, and this one's reach them.
+        let topic = control::ensure(&*running.log, &pipeline)?;
+        let _ = running.control.set(topic.clone());
+        let follower = running.clone();
+        thread_named("control", move || control::follow(&follower, &topic))
+            .map_err(ApplyError::Thread)?;
+    }
     Ok(running)
 }
 
@@ -539,6 +551,7 @@ impl Running {
             applying: Mutex::new(()),
             applied: Mutex::new(Applied::default()),
             view: ArcSwap::from_pointee(View::default()),
+            control: std::sync::OnceLock::new(),
         })
     }
 
@@ -722,7 +735,7 @@ impl Running {
                 late,
             });
             let workers = s.parallelism.unwrap_or(n).clamp(1, n);
-            if !self.ctl.bounded() {
+            if !self.ctl.bounded() && self.log.shared() {
                 // On a log shared by several processes (Kafka), the stage serves the
                 // partitions its group gives this process.
                 let group = Arc::new(group::StageGroup::new(shared.clone(), workers));

@@ -417,7 +417,10 @@ impl EventLog for KafkaLog {
         )
         .set("retention.bytes", &retention_bytes)
         .set("retention.ms", retention_ms)
-        .set("segment.bytes", &segment_bytes);
+        .set("segment.bytes", &segment_bytes)
+        // An event may be up to `[limits] max-value-bytes` and more (a plugin in the control
+        // topic: megabytes); Kafka's default is 1 MB.
+        .set("max.message.bytes", "104857600");
         if create(&self.admin, &topic)? {
             // The metadata of a new topic reaches every broker a moment later: wait for it, so
             // the appends that follow find their partitions.
