@@ -672,7 +672,7 @@ async fn admin_status(
     (
         StatusCode::OK,
         axum::Json(
-            json!({"pipeline": config.name, "file": config.path, "sources": sources, "stages": stages, "sinks": sinks}),
+            json!({"pipeline": config.name, "file": config.path, "sources": sources, "stages": stages, "sinks": sinks, "processes": state.running.processes()}),
         ),
     )
         .into_response()

@@ -396,6 +396,48 @@ output = "out"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The status of any process shows all three: their admin addresses, the partitions each
+    // serves (together every partition, each once) and the version each runs.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, _, body) = http(&addrs[1], "GET", "/admin/status", &[], b"");
+        assert_eq!(code, 200, "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let procs = status["processes"].as_array().cloned().unwrap_or_default();
+        let mut served: Vec<u64> = procs
+            .iter()
+            .flat_map(|p| {
+                p["stages"][0]["partitions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|p| p.as_u64())
+            .collect();
+        served.sort_unstable();
+        let mut admins: Vec<String> = procs
+            .iter()
+            .filter_map(|p| p["admin"].as_str().map(str::to_owned))
+            .collect();
+        admins.sort();
+        let mut want_admins = addrs.clone();
+        want_admins.sort();
+        let complete = procs.len() == 3
+            && procs
+                .iter()
+                .all(|p| p["stages"][0]["hash"] == hash.as_str())
+            && served == (0..u64::from(PARTITIONS)).collect::<Vec<_>>()
+            && admins == want_admins;
+        if complete {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the status does not show the three processes, every partition once, the new version: {}",
+            status["processes"]
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Everything written from now on meets mark-b, whichever process serves it.
     kafka.produce_generated(&format!("{prefix}in"), RECORDS / 2, RECORDS / 2);
     let read = read_until(

@@ -119,6 +119,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("metric buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
+    let instance = args
+        .instance
+        .clone()
+        .unwrap_or_else(|| default_instance(&args.data_dir));
     let log: Arc<dyn EventLog> = if let Some(k) = &config.kafka_log {
         if args.memory {
             anyhow::bail!(
@@ -135,10 +139,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             prefix: k.topic_prefix.clone(),
             replication_factor: k.replication_factor,
             owner: config.name.clone(),
-            instance: args
-                .instance
-                .clone()
-                .unwrap_or_else(|| default_instance(&args.data_dir)),
+            instance: instance.clone(),
             session_timeout: k.session_timeout,
         };
         Arc::new(KafkaLog::open(cfg).with_context(|| {
@@ -175,6 +176,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             bounded: args.bounded,
             from: args.from,
             to: args.to,
+            instance: Some(instance),
         },
     )?;
     let shared = running.clone();
@@ -196,6 +198,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 )
             })?;
         let addr = listener.local_addr()?;
+        shared.set_admin_addr(addr.to_string());
         tracing::info!(%addr, "HTTP server listening (POST /topics/<topic>/events, GET /metrics, GET /health, /admin/...)");
         if !args.memory {
             // Where `flowgate plugin deploy`, `reload` and `status` find this process.

@@ -8,6 +8,11 @@
 //! A partition is served by one process at a time, so no event is processed by two versions
 //! at once; while a deploy spreads, some partitions run the new version and others the old.
 //! Probation and roll-back stay per process.
+//!
+//! The same thread reports this process every [`REPORT_EVERY`] to `flowgate.members.<pipeline>`
+//! (key: its instance name; value: its admin address and, per stage, the partitions it serves
+//! and the version it runs) and reads the others' reports, so that `status` at any process
+//! shows every process.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,6 +22,12 @@ use crate::event::{self, BatchBuilder};
 use crate::flow::reader::Cursor;
 use crate::log::{EventLog, LogError, TopicConfig};
 use crate::reload::{DeployError, Deployed, StageSlot};
+
+/// How often each process reports itself to the members topic.
+pub(super) const REPORT_EVERY: Duration = Duration::from_secs(2);
+
+/// A process not heard of for this long is left out of `status`.
+const GONE_AFTER: Duration = Duration::from_secs(10);
 
 /// The header naming where a deploy came from.
 const SOURCE_HEADER: &str = "flowgate-deploy-source";
@@ -30,6 +41,19 @@ pub(super) fn topic(pipeline: &str) -> String {
 pub(super) fn ensure(log: &dyn EventLog, pipeline: &str) -> Result<String, LogError> {
     let t = topic(pipeline);
     match log.create_topic(&t, TopicConfig::default()) {
+        Ok(()) | Err(LogError::TopicExists(_)) => Ok(t),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes the members topic if it is not there (kept to 16 MiB); its name.
+pub(super) fn ensure_members(log: &dyn EventLog, pipeline: &str) -> Result<String, LogError> {
+    let t = crate::log::safe_name(&format!("flowgate.members.{pipeline}"), 200);
+    let config = TopicConfig {
+        retention_bytes: Some(16 << 20),
+        ..TopicConfig::default()
+    };
+    match log.create_topic(&t, config) {
         Ok(()) | Err(LogError::TopicExists(_)) => Ok(t),
         Err(e) => Err(e),
     }
@@ -54,6 +78,54 @@ fn publish(
 }
 
 impl Running {
+    /// Where this process's admin API listens (said in its reports to the other processes).
+    pub fn set_admin_addr(&self, addr: String) {
+        let _ = self.admin.set(addr);
+    }
+
+    /// On a log several processes share: every process of the pipeline heard of in the last
+    /// 10 s (this one included), as it last reported itself: `instance`, `admin`, `age_ms`, and
+    /// per stage the partitions it serves and the version it runs. Empty otherwise.
+    pub fn processes(&self) -> Vec<serde_json::Value> {
+        let now = event::ndjson::now_ms();
+        let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        members
+            .values()
+            .filter(|(at, _)| now - at <= GONE_AFTER.as_millis() as i64)
+            .map(|(at, report)| {
+                let mut r = report.clone();
+                r["age_ms"] = serde_json::json!(now - at);
+                r
+            })
+            .collect()
+    }
+
+    /// This process, as it reports itself.
+    fn report(&self) -> serde_json::Value {
+        let stages: Vec<serde_json::Value> = self
+            .slots()
+            .iter()
+            .map(|slot| {
+                let live = slot.current();
+                let partitions = self
+                    .stage_stats(&slot.stage)
+                    .map(|s| s.served())
+                    .unwrap_or_default();
+                serde_json::json!({
+                    "stage": slot.stage,
+                    "partitions": partitions,
+                    "version": live.id,
+                    "hash": live.plugin.info().hash,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "instance": self.instance.get(),
+            "admin": self.admin.get(),
+            "stages": stages,
+        })
+    }
+
     /// Deploys `bytes` as the next version of `slot`'s stage here ([`crate::reload::deploy`])
     /// and, on a log several processes share, for every other process of the pipeline too.
     pub fn deploy(
@@ -80,8 +152,9 @@ impl Running {
     }
 }
 
-/// Follows the control topic until the pipeline stops.
-pub(super) fn follow(running: &Running, topic: &str) {
+/// Follows the control topic (and reports this process to, and reads the others from, the
+/// members topic) until the pipeline stops.
+pub(super) fn follow(running: &Running, topic: &str, members_topic: &str) {
     let log = running.log.clone();
     let end = match log.describe(topic) {
         Ok(i) => i.partitions.first().map_or(0, |p| p.end_offset),
@@ -103,7 +176,39 @@ pub(super) fn follow(running: &Running, topic: &str) {
     for (stage, (source, bytes)) in newest {
         apply(running, &stage, &source, &bytes);
     }
+    let mut members = Cursor::new(running.log.clone(), members_topic, 0, 0);
+    let mut reported: Option<Instant> = None;
     while !running.ctl.stopping() {
+        if reported.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
+            reported = Some(Instant::now());
+            let instance = running.instance.get().cloned().unwrap_or_default();
+            let report = running.report();
+            let mut b = BatchBuilder::with_capacity(1, 256);
+            let value = serde_json::to_vec(&report).expect("serialises");
+            b.push(
+                Some(instance.as_bytes()),
+                &value,
+                event::ndjson::now_ms(),
+                [],
+            );
+            if let Err(e) = running.log.append(members_topic, 0, event::finish(b)) {
+                tracing::debug!("reporting to {members_topic}: {e}");
+            }
+        }
+        // Every report since the last look: the newest of each process.
+        while let Ok(Some(input)) = members.next(1024, Duration::ZERO, Duration::ZERO) {
+            let Ok(cols) = event::columns(&input.batch) else {
+                break;
+            };
+            let mut m = running.members.lock().unwrap_or_else(|p| p.into_inner());
+            for r in cols.rows() {
+                let Ok(report) = serde_json::from_slice::<serde_json::Value>(r.value) else {
+                    continue;
+                };
+                let instance = String::from_utf8_lossy(r.key.unwrap_or_default()).into_owned();
+                m.insert(instance, (r.timestamp, report));
+            }
+        }
         for (stage, source, bytes) in read(running, &mut cursor) {
             apply(running, &stage, &source, &bytes);
         }

@@ -130,6 +130,9 @@ pub struct RunOptions {
     pub from: Option<Position>,
     /// Bounded runs: where to stop in the external topics (exclusive).
     pub to: Option<Position>,
+    /// This process's name among the pipeline's processes (a shared log): what the others'
+    /// status calls it.
+    pub instance: Option<String>,
 }
 
 /// A place in a topic: an offset (the same in every partition) or a time.
@@ -240,6 +243,11 @@ pub struct Running {
     view: ArcSwap<View>,
     /// On a log several processes share: the topic deploys are sent to the others through.
     control: std::sync::OnceLock<String>,
+    /// On a log several processes share: this process's name, its admin address, and what
+    /// each process of the pipeline last reported of itself.
+    instance: std::sync::OnceLock<String>,
+    admin: std::sync::OnceLock<String>,
+    members: Mutex<BTreeMap<String, (i64, serde_json::Value)>>,
 }
 
 impl std::fmt::Debug for Running {
@@ -517,10 +525,19 @@ pub fn start(
     if !options.bounded && running.log.shared() {
         // Deploys made at any process of the pipeline reach this one, and this one's reach them.
         let topic = control::ensure(&*running.log, &pipeline)?;
+        let members = control::ensure_members(&*running.log, &pipeline)?;
         let _ = running.control.set(topic.clone());
+        let _ = running.instance.set(
+            options
+                .instance
+                .clone()
+                .unwrap_or_else(|| "flowgate".into()),
+        );
         let follower = running.clone();
-        thread_named("control", move || control::follow(&follower, &topic))
-            .map_err(ApplyError::Thread)?;
+        thread_named("control", move || {
+            control::follow(&follower, &topic, &members)
+        })
+        .map_err(ApplyError::Thread)?;
     }
     Ok(running)
 }
@@ -552,6 +569,9 @@ impl Running {
             applied: Mutex::new(Applied::default()),
             view: ArcSwap::from_pointee(View::default()),
             control: std::sync::OnceLock::new(),
+            instance: std::sync::OnceLock::new(),
+            admin: std::sync::OnceLock::new(),
+            members: Mutex::new(BTreeMap::new()),
         })
     }
 

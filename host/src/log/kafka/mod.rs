@@ -450,8 +450,16 @@ impl EventLog for KafkaLog {
             .iter()
             .filter(|t| t.error().is_none() && t.name() != own && !t.name().starts_with("__"))
             .filter_map(|t| t.name().strip_prefix(&self.cfg.prefix))
+            // The log's own topics, and the pipeline's control topics.
             .filter(|n| {
-                !n.starts_with("flowgate.checkpoints.") && !n.starts_with("flowgate.leases.")
+                ![
+                    "flowgate.checkpoints.",
+                    "flowgate.leases.",
+                    "flowgate.control.",
+                    "flowgate.members.",
+                ]
+                .iter()
+                .any(|own| n.starts_with(own))
             })
             .map(str::to_owned)
             .collect();
