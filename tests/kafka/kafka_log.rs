@@ -208,18 +208,18 @@ fn killed_runs_on_a_kafka_log_write_each_event_once() {
         } else {
             let until = Instant::now() + Duration::from_secs(60);
             while !f.stderr(cycle).contains("pipeline running") {
-                if let Some(status) = child.try_wait().unwrap() {
-                    panic!(
-                        "cycle {cycle}: the run exited ({status}): {}",
-                        f.stderr(cycle)
-                    );
-                }
                 assert!(
                     Instant::now() < until,
                     "cycle {cycle}: not running after 60 s: {}",
                     f.stderr(cycle)
                 );
-                std::thread::sleep(Duration::from_millis(10));
+                // Between looks at the log, wait on the run's exit (which fails the test).
+                if let Some(status) = wait_exit(&mut child, Duration::from_millis(10)) {
+                    panic!(
+                        "cycle {cycle}: the run exited ({status}): {}",
+                        f.stderr(cycle)
+                    );
+                }
             }
             Duration::from_millis(rng.below(3_000))
         };

@@ -62,6 +62,25 @@ fn start(f: &Fixture, n: usize, log: usize) -> Child {
     f.spawn(&["--no-watch", "--data-dir", dir.to_str().unwrap()], log)
 }
 
+/// Waits up to `step` on the exit of the first of `children` (and looks at the others): an exit
+/// fails the test. What the caller polls for is looked at again after it.
+fn watch<'a>(
+    f: &Fixture,
+    children: impl IntoIterator<Item = (usize, &'a mut Child)>,
+    step: Duration,
+) {
+    for (i, (l, c)) in children.into_iter().enumerate() {
+        let exited = if i == 0 {
+            wait_exit(c, step)
+        } else {
+            c.try_wait().unwrap()
+        };
+        if let Some(status) = exited {
+            panic!("run {l} exited ({status}): {}", f.stderr(l));
+        }
+    }
+}
+
 /// Waits until each of `logs` says its stage serves partitions.
 fn wait_serving(f: &Fixture, logs: &[usize], children: &mut [&mut Child]) {
     let until = Instant::now() + Duration::from_secs(90);
@@ -72,11 +91,6 @@ fn wait_serving(f: &Fixture, logs: &[usize], children: &mut [&mut Child]) {
         {
             return;
         }
-        for (c, &l) in children.iter_mut().zip(logs) {
-            if let Some(status) = c.try_wait().unwrap() {
-                panic!("run {l} exited ({status}): {}", f.stderr(l));
-            }
-        }
         assert!(
             Instant::now() < until,
             "not every process serves partitions after 90 s: {}",
@@ -85,7 +99,13 @@ fn wait_serving(f: &Fixture, logs: &[usize], children: &mut [&mut Child]) {
                 .collect::<Vec<_>>()
                 .join("\n")
         );
-        std::thread::sleep(Duration::from_millis(20));
+        watch(
+            f,
+            logs.iter()
+                .copied()
+                .zip(children.iter_mut().map(|c| &mut **c)),
+            Duration::from_millis(20),
+        );
     }
 }
 
@@ -233,7 +253,11 @@ fn three_processes_share_a_stage_and_a_kill_9_loses_and_repeats_no_count() {
         if events.len() as u64 >= RECORDS || Instant::now() >= until {
             break events;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        watch(
+            &f,
+            children.iter_mut().map(|(l, c)| (*l, c)),
+            Duration::from_millis(100),
+        );
     };
     let in_file = file
         .iter()
@@ -394,7 +418,11 @@ output = "out"
             "the deploy is not live at every process after 60 s: {:?}",
             addrs.iter().map(|a| live(a)).collect::<Vec<_>>()
         );
-        std::thread::sleep(Duration::from_millis(50));
+        watch(
+            &f,
+            children.iter_mut().enumerate(),
+            Duration::from_millis(50),
+        );
     }
     // The status of any process shows all three: their admin addresses, the partitions each
     // serves (together every partition, each once) and the version each runs.
@@ -436,7 +464,11 @@ output = "out"
             "the status does not show the three processes, every partition once, the new version: {}",
             status["processes"]
         );
-        std::thread::sleep(Duration::from_millis(50));
+        watch(
+            &f,
+            children.iter_mut().enumerate(),
+            Duration::from_millis(50),
+        );
     }
     // Everything written from now on meets mark-b, whichever process serves it.
     kafka.produce_generated(&format!("{prefix}in"), RECORDS / 2, RECORDS / 2);

@@ -23,7 +23,6 @@ mod reader;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -168,8 +167,6 @@ pub struct KafkaLog {
     writer: writer::Writer,
     readers: reader::Readers,
     checkpoints: Mutex<Checkpoints>,
-    /// Checkpoints written (each one a record the brokers acknowledged).
-    saved: AtomicU64,
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -279,7 +276,6 @@ impl KafkaLog {
                 consumer,
                 producer,
             }),
-            saved: AtomicU64::new(0),
             cfg,
         })
     }
@@ -644,7 +640,6 @@ impl EventLog for KafkaLog {
             return Err(remote(format!("saving checkpoint {name} to {topic}"), e));
         }
         c.values.insert(name.to_owned(), data.to_vec());
-        self.saved.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(name, bytes = data.len(), waited = ?waited, took = ?started.elapsed(), "kafka log: checkpoint saved");
         Ok(())
     }
