@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use crate::config::{Mode, OnError, Output, StageConfig};
 use crate::event::{self, Batch, BatchBuilder, Columns, EventRef};
 use crate::flow::failure::{DeadLetter, RowError};
-use crate::flow::producer::{Producer, Routed, Target, partition_for};
+use crate::flow::producer::{Changelog, Producer, Routed, StateStore, Target, partition_for};
 use crate::flow::reader::{Cursor, Input};
 use crate::flow::{Ctl, StageStats, Stopped};
-use crate::log::EventLog;
+use crate::log::{EventLog, Fence};
 use crate::reload::{Probation, StageSlot, Verdict};
 use crate::runtime::StageInstance;
 use crate::state::{SharedState, WindowState};
@@ -36,6 +36,11 @@ pub(crate) struct StageShared {
     pub dead_letters: Option<usize>,
     /// The `late-output` topic's target.
     pub late: Option<usize>,
+    /// On a log several processes share: the membership of the stage's group, which every
+    /// append carries (an append of a process no longer in the group is not written).
+    pub fence: Option<Fence>,
+    /// On a log several processes share, for a stage with state: its changelog topic.
+    pub changelog: Option<String>,
 }
 
 impl StageShared {
@@ -119,14 +124,20 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
             .config
             .state
             .then(|| SharedState::new(s.config.max_state_bytes));
-        let (producer, position) = Producer::open(
+        let (mut producer, position) = Producer::open(
             s.log.clone(),
             id,
             ckpt,
             s.targets.clone(),
             s.exactly_once,
             s.commit_interval,
-            state.clone(),
+            state.clone().map(|state| StateStore {
+                state,
+                changelog: s.changelog.clone().map(|topic| Changelog {
+                    topic,
+                    partition: p,
+                }),
+            }),
             || {
                 let info = log.describe(&input)?;
                 let pi = &info.partitions[p as usize];
@@ -137,6 +148,9 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
             },
         )
         .map_err(|e| s.ctl.fail(format!("stage `{name}` partition {p}: {e}")))?;
+        if let Some(fence) = &s.fence {
+            producer.fence(fence.clone(), p);
+        }
         let live = s.slot.current();
         let mut instance = s.slot.instance_for(&live, p).map_err(|e| {
             s.ctl.fail(format!(
@@ -186,12 +200,12 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
                 None => {
                     part.producer
                         .poll()
-                        .map_err(|e| s.ctl.fail(e.to_string()))?;
+                        .map_err(|e| s.ctl.log_failed("", e, &s.stop))?;
                     if s.ctl.input_done(&s.log, &part.cursor) {
                         close_windows(s, part)?;
                         part.producer
                             .flush()
-                            .map_err(|e| s.ctl.fail(e.to_string()))?;
+                            .map_err(|e| s.ctl.log_failed("", e, &s.stop))?;
                         part.finished = true;
                     }
                 }
@@ -231,7 +245,7 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
             for part in &mut parts {
                 part.producer
                     .poll()
-                    .map_err(|e| s.ctl.fail(e.to_string()))?;
+                    .map_err(|e| s.ctl.log_failed("", e, &s.stop))?;
             }
             s.ctl.sleep(pause, &s.stop);
             metrics::gauge!("flowgate_stage_paused", "stage" => name.clone()).set(0.0);
@@ -245,7 +259,7 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
             .store(part.cursor.position, Ordering::Relaxed);
         part.producer
             .flush()
-            .map_err(|e| s.ctl.fail(e.to_string()))?;
+            .map_err(|e| s.ctl.log_failed("", e, &s.stop))?;
     }
     Ok(())
 }
@@ -570,7 +584,7 @@ fn close_windows(s: &StageShared, part: &mut Part) -> Result<(), Stopped> {
     count(s, 0, routed.len() as u64);
     part.producer
         .send_closing(&routed, position)
-        .map_err(|e| s.ctl.fail(e.to_string()))?;
+        .map_err(|e| s.ctl.log_failed("", e, &s.stop))?;
     state.lock().commit();
     Ok(())
 }
@@ -740,7 +754,7 @@ fn deliver(
             count(s, n as u64, outputs);
             part.producer
                 .send_whole(t, target_p, output, input.first + n as u64)
-                .map_err(|e| s.ctl.fail(e.to_string()))?;
+                .map_err(|e| s.ctl.log_failed("", e, &s.stop))?;
             return Ok(());
         }
     }
@@ -870,7 +884,7 @@ fn deliver(
     count(s, n as u64, outputs as u64);
     part.producer
         .send(&routed, input.first + n as u64)
-        .map_err(|e| s.ctl.fail(e.to_string()))?;
+        .map_err(|e| s.ctl.log_failed("", e, &s.stop))?;
     Ok(())
 }
 

@@ -21,8 +21,10 @@
 #                             metadata request (deadline FLOWGATE_KAFKA_START_TIMEOUT, 120 s).
 #                             Defaults: DIR target/kafka-dev, PORT 9092.
 #   stop [DIR]                stop the broker started in DIR (SIGTERM; SIGKILL after 60 s)
-#   run DIR PORT CPORT        format DIR (once), then exec the broker in the foreground: what the
-#                             harness runs, so that the JVM is its own child process
+#   run DIR PORT CPORT [HOST] format DIR (once), then exec the broker in the foreground: what the
+#                             harness runs, so that the JVM is its own child process; clients
+#                             reach it on HOST (default 127.0.0.1; the address of a veth when
+#                             a test runs a process in a network namespace)
 #   wait PORT [SECONDS]       wait until a broker on 127.0.0.1:PORT answers (default 120 s)
 #   topics ARGS...            Kafka's tools (their --help lists the options); --bootstrap-server
 #   console-producer ARGS...  is added (127.0.0.1:$FLOWGATE_KAFKA_PORT, default 9092) unless given
@@ -80,17 +82,17 @@ install() {
   mv "$partial" "$libs"
 }
 
-# Writes DIR/server.properties for a broker on PORT, its controller on CPORT.
+# Writes DIR/server.properties for a broker on HOST:PORT, its controller on 127.0.0.1:CPORT.
 configure() {
-  local dir=$1 port=$2 cport=$3
+  local dir=$1 port=$2 cport=$3 host=${4:-127.0.0.1}
   mkdir -p "$dir/data"
   cat >"$dir/server.properties" <<EOF
 # Written by tests/kafka/kafka.sh: a single-node test broker (KRaft, broker and controller).
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://$host:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://$host:$port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -188,9 +190,9 @@ libs)
   ;;
 check) check ;;
 run)
-  [ $# -eq 3 ] || die "usage: kafka.sh run DIR PORT CONTROLLER_PORT"
+  [ $# -eq 3 ] || [ $# -eq 4 ] || die "usage: kafka.sh run DIR PORT CONTROLLER_PORT [HOST]"
   check
-  configure "$1" "$2" "$3"
+  configure "$@"
   format "$1"
   exec "$java" "${jvm_opts[@]}" "-Dlog4j2.configurationFile=$here/log4j2.properties" \
     -cp "$libs/*" kafka.Kafka "$1/server.properties"

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use flowgate_tests::Rng;
 use flowgate_tests::fixture::{Fixture, http, sigterm, wait_exit};
 use flowgate_tests::kafka::{Broker, Record};
+use flowgate_tests::netns::Namespace;
 use flowgate_tests::plugins::{MARK_A, MARK_B, STATE_COUNT};
 
 use crate::{Timer, read_until};
@@ -20,8 +21,19 @@ const KEYS: u64 = 50;
 const PARTITIONS: u32 = 6;
 
 /// External topic `in` (6 partitions) → state-count (keyed state) → `counts`, exactly-once, on
-/// the Kafka log with `prefix`.
-fn pipeline(name: &str, kafka: &Broker, prefix: &str) -> String {
+/// the Kafka log with `prefix`; with `sink`, `counts` also goes to a file.
+fn pipeline(name: &str, kafka: &Broker, prefix: &str, sink: bool) -> String {
+    let sink = if sink {
+        r#"
+# One file, so one process at a time writes it: the sink holds a lease.
+[sinks.file]
+type = "file"
+input = "counts"
+path = "counts.ndjson"
+"#
+    } else {
+        ""
+    };
     format!(
         r#"name = "{name}"
 delivery = "exactly-once"
@@ -45,13 +57,7 @@ plugin = "{STATE_COUNT}"
 input = "in"
 output = "counts"
 state = true
-
-# One file, so one process at a time writes it: the sink holds a lease.
-[sinks.file]
-type = "file"
-input = "counts"
-path = "counts.ndjson"
-"#,
+{sink}"#,
         brokers = kafka.bootstrap()
     )
 }
@@ -59,7 +65,12 @@ path = "counts.ndjson"
 /// Process `n` of the fixture's pipeline, with a data directory (so an instance name) of its own.
 fn start(f: &Fixture, n: usize, log: usize) -> Child {
     let dir = f.path(&format!("data-{n}"));
-    f.spawn(&["--no-watch", "--data-dir", dir.to_str().unwrap()], log)
+    let file = std::fs::File::create(f.path(&format!("run-{log}.log"))).unwrap();
+    f.command(&["run", "--no-watch", "--data-dir", dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap()
 }
 
 /// Waits up to `step` on the exit of the first of `children` (and looks at the others): an exit
@@ -207,7 +218,7 @@ fn three_processes_share_a_stage_and_a_kill_9_loses_and_repeats_no_count() {
     let kafka = Broker::shared();
     let prefix = "scale-kill.";
     kafka.create_topic(&format!("{prefix}in"), PARTITIONS);
-    let f = Fixture::new(&pipeline("scale-kill", kafka, prefix));
+    let f = Fixture::new(&pipeline("scale-kill", kafka, prefix, true));
     let mut a = start(&f, 0, 0);
     let mut b = start(&f, 1, 1);
     let mut c = start(&f, 2, 2);
@@ -266,6 +277,31 @@ fn three_processes_share_a_stage_and_a_kill_9_loses_and_repeats_no_count() {
         panic!("the file sink's counts: {e}");
     }
     stop_all(&f, children);
+    // The counts are in the stage's changelog, read back with the independent client: per key
+    // the last record holds its final count.
+    let changelog = kafka.consume(
+        &format!("{prefix}scale-kill.count.changelog"),
+        flowgate_tests::kafka::Isolation::ReadCommitted,
+        KEYS as usize,
+        Duration::from_secs(60),
+    );
+    let mut last: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    for r in &changelog {
+        let value = r.value.as_deref().unwrap_or_default();
+        let n = <[u8; 8]>::try_from(value).map(u64::from_le_bytes);
+        last.insert(r.key.clone().unwrap_or_default(), n.unwrap_or(u64::MAX));
+    }
+    // RECORDS is a multiple of KEYS: every key has the same count.
+    const _: () = assert!(RECORDS.is_multiple_of(KEYS));
+    for k in 0..KEYS {
+        let want = RECORDS / KEYS;
+        assert_eq!(
+            last.get(format!("ekey-{k}").as_bytes()),
+            Some(&want),
+            "the changelog's last count of key-{k}"
+        );
+    }
+
     // The killed process's partitions were served again after the kill: by the others, or by
     // the process once it was back.
     let held = served(&f.stderr(0));
@@ -284,6 +320,19 @@ fn three_processes_share_a_stage_and_a_kill_9_loses_and_repeats_no_count() {
         killed.iter().all(|p| after.contains(p)),
         "partitions {killed:?} of the killed process are served after the kill (served then: {after:?})"
     );
+}
+
+/// The bytes of keyed state the runs `logs` restored from the changelog, over every restore.
+fn restored_bytes(f: &Fixture, logs: &[usize]) -> u64 {
+    logs.iter()
+        .flat_map(|&l| {
+            f.stderr(l)
+                .lines()
+                .filter(|l| l.contains("keyed state restored from the changelog"))
+                .filter_map(|l| l.split("bytes=").nth(1)?.split(' ').next()?.parse().ok())
+                .collect::<Vec<u64>>()
+        })
+        .sum()
 }
 
 /// The partitions of each "stage serves its partitions" line of a run's log, in order.
@@ -308,7 +357,7 @@ fn scaling_from_one_process_to_three_and_back_keeps_every_count_exact() {
     let kafka = Broker::shared();
     let prefix = "scale-out.";
     kafka.create_topic(&format!("{prefix}in"), PARTITIONS);
-    let f = Fixture::new(&pipeline("scale-out", kafka, prefix));
+    let f = Fixture::new(&pipeline("scale-out", kafka, prefix, true));
     let mut a = start(&f, 0, 0);
     wait_serving(&f, &[0], &mut [&mut a]);
     let producer = kafka.spawn_keyed_producer(
@@ -336,6 +385,13 @@ fn scaling_from_one_process_to_three_and_back_keeps_every_count_exact() {
         Some(status) => Err(format!("run 0 exited ({status}): {}", f.stderr(0))),
         None => Ok(()),
     });
+    // The partitions that moved took their counts with them, through the changelog: the two
+    // that joined restored state the first had written, and the first restored theirs.
+    assert!(
+        restored_bytes(&f, &[1, 2]) > 0,
+        "the processes that joined restored no state: {}",
+        f.stderr(1)
+    );
     // After the two left, the first process serves all six partitions again.
     let all = "partitions=[0, 1, 2, 3, 4, 5]";
     assert!(
@@ -514,4 +570,133 @@ output = "out"
         );
     }
     stop_all(&f, children.into_iter().enumerate().collect());
+}
+
+/// Process `n` of the fixture's pipeline, run in the network namespace `ns`.
+fn start_in(f: &Fixture, ns: &Namespace, n: usize, log: usize) -> Child {
+    let dir = f.path(&format!("data-{n}"));
+    let inner = f.command(&["run", "--no-watch", "--data-dir", dir.to_str().unwrap()]);
+    let file = std::fs::File::create(f.path(&format!("run-{log}.log"))).unwrap();
+    ns.command(&inner)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap()
+}
+
+/// The partitions the last "stage serves its partitions" line of each of `logs` names.
+fn serving_now(f: &Fixture, logs: &[usize]) -> std::collections::BTreeSet<u32> {
+    logs.iter()
+        .flat_map(|&l| served(&f.stderr(l)).pop().unwrap_or_default())
+        .collect()
+}
+
+#[test]
+#[expect(
+    clippy::print_stderr,
+    reason = "reports how long the partitions took to move (see it with --nocapture)"
+)]
+fn a_process_cut_off_from_the_network_is_fenced_rejoins_and_writes_nothing_twice() {
+    let _t = Timer::start("scale_cutoff");
+    const RECORDS: u64 = 80_000;
+    // Process 2 runs in a network namespace of its own: a second host, reached through a veth
+    // pair that the test takes down.
+    let ns = Namespace::new(std::process::id() % 30_000);
+    let kafka = Broker::new_on(ns.host_addr());
+    let prefix = "cutoff.";
+    kafka.create_topic(&format!("{prefix}in"), PARTITIONS);
+    let f = Fixture::new(&pipeline("cutoff", &kafka, prefix, false));
+    let mut a = start(&f, 0, 0);
+    let mut b = start(&f, 1, 1);
+    let mut c = start_in(&f, &ns, 2, 2);
+    wait_serving(&f, &[0, 1, 2], &mut [&mut a, &mut b, &mut c]);
+    let producer = kafka.spawn_keyed_producer(
+        &format!("{prefix}in"),
+        0,
+        RECORDS,
+        Some(5_000.0),
+        Some(KEYS),
+    );
+    let all: std::collections::BTreeSet<u32> = (0..PARTITIONS).collect();
+    // Two cuts while the input flows (16 s): one longer than the session timeout (3 s), after
+    // which the coordinator refuses the process's offsets; one longer than the transaction
+    // timeout (10 s) too, after which its producer is fenced.
+    for (round, away) in [Duration::from_secs(6), Duration::from_secs(13)]
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(status) = wait_exit(&mut c, Duration::from_millis(1_500)) {
+            panic!("run 2 exited ({status}): {}", f.stderr(2));
+        }
+        let rejoined_before = f.stderr(2).matches("stage serves its partitions").count();
+        ns.cut();
+        let cut = Instant::now();
+        // Its partitions move to the two others within the session timeout.
+        let until = cut + Duration::from_secs(60);
+        while serving_now(&f, &[0, 1]) != all {
+            assert!(
+                Instant::now() < until,
+                "60 s after the cut the two others serve {:?}:\n{}\n{}",
+                serving_now(&f, &[0, 1]),
+                f.stderr(0),
+                f.stderr(1)
+            );
+            watch(
+                &f,
+                [(0, &mut a), (1, &mut b), (2, &mut c)],
+                Duration::from_millis(20),
+            );
+        }
+        let moved = cut.elapsed();
+        if let Some(status) = wait_exit(&mut c, away.saturating_sub(moved)) {
+            panic!("run 2 exited while cut off ({status}): {}", f.stderr(2));
+        }
+        ns.restore();
+        // Back, it learns it lost its partitions (its appends of then are not written), joins
+        // again and serves partitions again.
+        let back = Instant::now();
+        let until = back + Duration::from_secs(90);
+        while f.stderr(2).matches("stage serves its partitions").count() <= rejoined_before {
+            assert!(
+                Instant::now() < until,
+                "run 2 does not serve partitions again 90 s after the link came back: {}",
+                f.stderr(2)
+            );
+            watch(
+                &f,
+                [(2, &mut c), (0, &mut a), (1, &mut b)],
+                Duration::from_millis(20),
+            );
+        }
+        eprintln!(
+            "kafka cut-off {round}: away {:?}; partitions moved {moved:?} after the cut; serving again {:?} after the link came back",
+            cut.elapsed() - back.elapsed(),
+            back.elapsed()
+        );
+    }
+    let log = f.stderr(2);
+    assert!(
+        log.contains("this process lost its partitions"),
+        "run 2 saw that it lost its partitions: {log}"
+    );
+    eprintln!(
+        "kafka cut-off: run 2 had {} appends refused as no longer a member, its producer fenced {} times, {} restarts after a fenced append",
+        log.matches("no longer counts this process in").count()
+            + log.matches("is not a member of the consumer group").count(),
+        log.matches("starts a new transactional producer").count(),
+        log.matches("starts again from what was committed after a fenced append")
+            .count()
+    );
+    producer.finish();
+    let mut children = vec![(0, a), (1, b), (2, c)];
+    check_counts(&kafka, prefix, RECORDS, || {
+        for (l, c) in children.iter_mut() {
+            if let Some(status) = c.try_wait().unwrap() {
+                return Err(format!("run {l} exited ({status}): {}", f.stderr(*l)));
+            }
+        }
+        Ok(())
+    });
+    stop_all(&f, children);
 }

@@ -178,9 +178,10 @@ pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
     ((h & 0x7fff_ffff) % partitions as u32) as i32
 }
 
-/// A Kafka broker run by the tests: a single KRaft node on 127.0.0.1.
+/// A Kafka broker run by the tests: a single KRaft node on 127.0.0.1 (or another local address).
 #[derive(Debug)]
 pub struct Broker {
+    host: String,
     port: u16,
     controller_port: u16,
     dir: PathBuf,
@@ -229,12 +230,25 @@ impl Broker {
         broker
     }
 
+    /// Like [`Broker::new`], listening on `host` (an address of this machine, such as a veth's,
+    /// that processes in a network namespace reach) instead of 127.0.0.1.
+    pub fn new_on(host: &str) -> Broker {
+        let broker = Broker::stopped_on(host);
+        broker.start();
+        broker
+    }
+
     fn new_stopped() -> Broker {
+        Broker::stopped_on("127.0.0.1")
+    }
+
+    fn stopped_on(host: &str) -> Broker {
         require_installed();
         remove_orphaned_dirs(DIR_PREFIX);
         let dir = owned_temp_dir(DIR_PREFIX, "the Kafka broker");
         let [port, controller_port] = free_ports::<2>();
         Broker {
+            host: host.to_owned(),
             port,
             controller_port,
             dir,
@@ -245,9 +259,10 @@ impl Broker {
         }
     }
 
-    /// `127.0.0.1:<port>`, the `bootstrap.servers` of a client.
+    /// `<host>:<port>` (host 127.0.0.1 unless [`Broker::new_on`]), the `bootstrap.servers` of a
+    /// client.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// The broker's client port (the same across [`stop`](Self::stop) and [`start`](Self::start)).
@@ -300,6 +315,7 @@ impl Broker {
             .arg(&self.dir)
             .arg(self.port.to_string())
             .arg(self.controller_port.to_string())
+            .arg(&self.host)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("the broker's log file"))
             .stderr(log);
@@ -307,7 +323,7 @@ impl Broker {
             spawn_tied(cmd).unwrap_or_else(|e| panic!("starting the Kafka broker: {e}"));
 
         // The port first (cheap), then a metadata request through the Python client.
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let addr: SocketAddr = self.bootstrap().parse().expect("an IP address and a port");
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 self.fail_start(&format!("the broker exited ({status}) before it listened"));

@@ -10,6 +10,7 @@ use flowgate::runtime::{Runtime, RuntimeConfig};
 pub mod fixture;
 pub mod kafka;
 pub mod mongo;
+pub mod netns;
 pub mod postgres;
 mod process;
 

@@ -209,6 +209,7 @@ fn parse_into(c: &mut Collector<'_>, path: &Path, text: &str) -> Option<Pipeline
                 retention_bytes: t.retention_bytes.map(|s| s.0 as u64),
                 retention_age: t.retention_age.map(|d| d.0).or(d.retention_age),
                 index_interval_bytes: d.index_interval_bytes,
+                compacted: false,
             },
             external: t.external,
         })

@@ -21,7 +21,7 @@ use crate::config::{SinkConfig, SinkKind, SourceConfig, SourceKind};
 use crate::event::{self, Event, ndjson};
 use crate::flow::producer::{Producer, Routed, Target, partition_for};
 use crate::flow::{Ctl, StepStats, Stopped, with_sources};
-use crate::log::{EventLog, LogError};
+use crate::log::{EventLog, Fence, LogError};
 
 pub(crate) mod common;
 pub mod kafka;
@@ -44,6 +44,9 @@ pub(crate) struct SourceCtx {
     pub target: Target,
     pub exactly_once: bool,
     pub commit_interval: Duration,
+    /// On a log several processes share: the membership of the source's lease, which its
+    /// appends carry (a source that lost its lease writes nothing more).
+    pub fence: Option<Fence>,
 }
 
 impl SourceCtx {
@@ -55,6 +58,19 @@ impl SourceCtx {
 impl SinkCtx {
     fn halted(&self) -> bool {
         self.ctl.stopping() || self.stop.load(Ordering::Acquire)
+    }
+}
+
+impl SourceError {
+    /// The fenced append behind this error, if that is what it is.
+    fn fenced(&self) -> Option<LogError> {
+        match self {
+            SourceError::Log(e @ LogError::Fenced(_))
+            | SourceError::Kafka(kafka::Error::Log(e @ LogError::Fenced(_))) => {
+                Some(e.clone_shallow())
+            }
+            _ => None,
+        }
     }
 }
 
@@ -149,11 +165,16 @@ pub(crate) fn run_source(ctx: SourceCtx) -> Result<(), Stopped> {
         SourceKind::Kafka(k) => kafka::source::run(&ctx, k).map_err(SourceError::from),
         SourceKind::PostgresCdc(p) => postgres::cdc::run(&ctx, p).map_err(SourceError::from),
     };
-    result.map_err(|e| ctx.ctl.fail(format!("source `{name}`: {e}")))
+    result.map_err(|e| match e.fenced() {
+        Some(fenced) => ctx
+            .ctl
+            .log_failed(&format!("source `{name}`"), fenced, &ctx.stop),
+        None => ctx.ctl.fail(format!("source `{name}`: {e}")),
+    })
 }
 
 pub(crate) fn producer(ctx: &SourceCtx) -> Result<(Producer, u64), LogError> {
-    Producer::open(
+    let (mut producer, position) = Producer::open(
         ctx.log.clone(),
         format!("{}/source/{}", ctx.pipeline, ctx.config.name),
         format!("{}.source.{}", ctx.pipeline, ctx.config.name),
@@ -162,7 +183,12 @@ pub(crate) fn producer(ctx: &SourceCtx) -> Result<(Producer, u64), LogError> {
         ctx.commit_interval,
         None,
         || Ok(0),
-    )
+    )?;
+    if let Some(fence) = &ctx.fence {
+        // The lease is partition 0 of the lease topic.
+        producer.fence(fence.clone(), 0);
+    }
+    Ok((producer, position))
 }
 
 /// Appends `events`, whose inputs end at `origins`, as one step up to `next_position`.

@@ -20,7 +20,7 @@ use std::time::Duration;
 pub use producer::Checkpoint;
 use reader::Cursor;
 
-use crate::log::EventLog;
+use crate::log::{EventLog, LogError};
 use crate::runtime::Interrupt;
 
 /// A step stopped because the pipeline is stopping; the reason (if a failure) is in [`Ctl`].
@@ -93,6 +93,24 @@ impl Ctl {
     pub(crate) fn wake_sleepers(&self) {
         let _guard = self.wake.0.lock();
         self.wake.1.notify_all();
+    }
+
+    /// A step's failure to append or checkpoint: a fenced append ([`LogError::Fenced`]: the
+    /// step's group gave its partitions to another process) stops that step alone (`stop` is
+    /// set; its group starts it again over the partitions this process holds then); any other
+    /// error fails the pipeline with `what` and the error.
+    pub(crate) fn log_failed(&self, what: &str, e: LogError, stop: &AtomicBool) -> Stopped {
+        if let LogError::Fenced(why) = &e {
+            tracing::warn!("{what}: {why}; it stops here and starts again from what was committed");
+            stop.store(true, Ordering::Release);
+            self.wake_sleepers();
+            return Stopped;
+        }
+        self.fail(if what.is_empty() {
+            e.to_string()
+        } else {
+            format!("{what}: {e}")
+        })
     }
 
     /// Records the first failure and stops the pipeline.

@@ -18,6 +18,15 @@
 //! A stage with keyed state saves the state in the same checkpoint file, after the JSON line
 //! (see [`crate::state::KeyedState::encode`]). Before such a checkpoint is written every append
 //! in flight is waited for, so the position and the state describe the same inputs.
+//!
+//! On a log several processes share, the state goes to the stage's changelog instead
+//! ([`Changelog`]): a compacted topic with a partition per input partition, where each
+//! checkpoint appends the entries written since the last one (key `e<key>`, or a tombstone
+//! header for a deleted key) and the windows if they changed (key `w`), the last record
+//! carrying the input position they describe (`flowgate-state-position`). It is appended before
+//! the checkpoint, with the step's group membership, so a process that lost the partition
+//! cannot write it; the process given the partition reads it to its end, and resumes from the
+//! later of the checkpoint's position and the changelog's.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -26,11 +35,32 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{self, Batch, BatchBuilder, EventRef};
-use crate::log::{EventLog, LogError, Pending};
-use crate::state::{KeyedState, SharedState};
+use crate::log::{Consumed, EventLog, Fence, LogError, Pending};
+use crate::state::{KeyedState, Reader, SharedState, WindowState};
 
 /// The header that marks how far a producer's outputs in a partition go.
 pub use crate::event::EOS_HEADER;
+
+/// The header of a changelog's deleted key.
+const TOMBSTONE_HEADER: &str = "flowgate-tombstone";
+/// The header of the last record of a changelog append: the input position the state is at.
+const STATE_POSITION_HEADER: &str = "flowgate-state-position";
+
+/// Where a stage partition's keyed state is kept on a log several processes share.
+#[derive(Clone, Debug)]
+pub(crate) struct Changelog {
+    /// The compacted changelog topic.
+    pub topic: String,
+    /// Its partition for this stage partition (the input partition).
+    pub partition: u32,
+}
+
+/// A step's keyed state and, on a log several processes share, its changelog.
+#[derive(Clone)]
+pub(crate) struct StateStore {
+    pub state: SharedState,
+    pub changelog: Option<Changelog>,
+}
 
 /// Appends in flight per producer before it waits for the oldest.
 const MAX_IN_FLIGHT: usize = 8;
@@ -105,8 +135,13 @@ pub(crate) struct Producer {
     saved_at: Instant,
     interval: Duration,
     state: Option<SharedState>,
+    changelog: Option<Changelog>,
+    /// The windows as last written to the changelog.
+    written_windows: Vec<u8>,
     /// Something was sent since the last checkpoint.
     dirty: bool,
+    /// The group membership the appends carry, and the group's partition this step reads.
+    fence: Option<(Fence, u32)>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -125,7 +160,7 @@ fn key(t: &Target, p: u32) -> String {
 impl Producer {
     /// Opens the producer `id` (checkpoint `checkpoint`), returning it and the input position to
     /// resume from (`start()` when there is no checkpoint yet). `state`, if given, is restored
-    /// from the checkpoint and saved with it from then on.
+    /// from the checkpoint (or its changelog) and saved with it from then on.
     #[expect(clippy::too_many_arguments, reason = "one call site per kind of step")]
     pub fn open(
         log: Arc<dyn EventLog>,
@@ -134,21 +169,27 @@ impl Producer {
         targets: Vec<Target>,
         exactly_once: bool,
         interval: Duration,
-        state: Option<SharedState>,
+        store: Option<StateStore>,
         start: impl FnOnce() -> Result<u64, LogError>,
     ) -> Result<(Producer, u64), LogError> {
+        let (state, changelog) = match store {
+            Some(s) => (Some(s.state), s.changelog),
+            None => (None, None),
+        };
         let unreadable = |e: String| {
             LogError::Invalid(format!(
                 "checkpoint `{checkpoint}` is not readable ({e}); delete checkpoints/{checkpoint}.ckpt under the data directory to start that step over"
             ))
         };
         let restoring = Instant::now();
+        let mut from_snapshot = false;
         let saved: Option<Checkpoint> = match log.load_checkpoint(&checkpoint)? {
             Some(bytes) => {
                 let (c, rest) = Checkpoint::decode(&bytes).map_err(unreadable)?;
                 if let Some(state) = &state
                     && !rest.is_empty()
                 {
+                    from_snapshot = true;
                     let mut s = state.lock();
                     let restored = KeyedState::decode(rest, usize::MAX)
                         .map_err(|e| unreadable(e.to_string()))?;
@@ -165,6 +206,26 @@ impl Producer {
             }
             None => None,
         };
+        let mut restored = None;
+        let mut written_windows = Vec::new();
+        if let (Some(state), Some(changelog)) = (&state, &changelog) {
+            let mut s = state.lock();
+            s.track_changes();
+            let (position, bytes) = restore(&*log, changelog, &mut s)?;
+            if from_snapshot {
+                // A checkpoint written before the state had a changelog: the changelog gets
+                // all of it at the next checkpoint.
+                s.mark_all_changed();
+            } else {
+                s.windows.encode(&mut written_windows);
+            }
+            let took = restoring.elapsed();
+            metrics::histogram!("flowgate_state_restore_seconds", "step" => id.clone())
+                .record(took.as_secs_f64());
+            metrics::gauge!("flowgate_state_restore_bytes", "step" => id.clone()).set(bytes as f64);
+            tracing::info!(step = %id, bytes, entries = s.len(), took = ?took, at = ?position, "keyed state restored from the changelog");
+            restored = position;
+        }
         let mut ends = BTreeMap::new();
         for (i, t) in targets.iter().enumerate() {
             let info = log.describe(&t.topic)?;
@@ -178,7 +239,10 @@ impl Producer {
         }
         let fresh = saved.is_none();
         let position = match &saved {
-            Some(c) => c.position,
+            // The changelog is appended before the checkpoint: a crash between the two leaves
+            // the state ahead of the checkpoint, at the position it names (every output up to
+            // there was acknowledged before).
+            Some(c) => c.position.max(restored.unwrap_or(0)),
             None => start()?,
         };
         let mut producer = Producer {
@@ -195,7 +259,10 @@ impl Producer {
             saved_at: Instant::now(),
             interval,
             state,
+            changelog,
+            written_windows,
             dirty: false,
+            fence: None,
         };
         if fresh {
             producer.save()?;
@@ -203,6 +270,45 @@ impl Producer {
             producer.scan()?;
         }
         Ok((producer, position))
+    }
+
+    /// Makes every append carry `fence` and the position reached in the group's `partition`
+    /// ([`EventLog::submit_consumed`]): on a log several processes share, an append is then
+    /// written only while this process is a member of the group.
+    pub fn fence(&mut self, fence: Fence, partition: u32) {
+        self.fence = Some((fence, partition));
+    }
+
+    fn submit(
+        &self,
+        target: usize,
+        partition: u32,
+        batch: Batch,
+        next_position: u64,
+    ) -> Result<Pending, LogError> {
+        self.submit_to(&self.targets[target].topic, partition, batch, next_position)
+    }
+
+    fn submit_to(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: Batch,
+        next_position: u64,
+    ) -> Result<Pending, LogError> {
+        match &self.fence {
+            None => self.log.submit(topic, partition, batch),
+            Some((fence, read)) => self.log.submit_consumed(
+                topic,
+                partition,
+                batch,
+                &Consumed {
+                    fence: fence.clone(),
+                    partition: *read,
+                    offset: next_position,
+                },
+            ),
+        }
     }
 
     /// Finds this producer's markers written after the checkpoint.
@@ -317,7 +423,7 @@ impl Producer {
         for ((t, p), b) in builders {
             let batch = event::finish(b);
             let bytes = batch_bytes(&batch);
-            let pending = self.log.submit(&self.targets[t].topic, p, batch)?;
+            let pending = self.submit(t, p, batch, next_position)?;
             appends.push((t, p, bytes, pending));
         }
         self.queue(appends, next_position)
@@ -355,9 +461,7 @@ impl Producer {
                 add_last_header(&mut batch, EOS_HEADER.as_bytes(), marker.as_bytes());
             }
             let bytes = batch_bytes(&batch);
-            let pending = self
-                .log
-                .submit(&self.targets[target].topic, partition, batch)?;
+            let pending = self.submit(target, partition, batch, next_position)?;
             appends.push((target, partition, bytes, pending));
         }
         self.queue(appends, next_position)
@@ -406,6 +510,7 @@ impl Producer {
             };
             match answer {
                 None => return Ok(false),
+                Some(Err(e @ LogError::Fenced(_))) => return Err(e),
                 Some(Err(e)) => {
                     return Err(LogError::Failed {
                         topic: format!("{}/{p}", self.targets[*t].topic),
@@ -456,8 +561,25 @@ impl Producer {
                 self.in_flight.is_empty(),
                 "state saved with appends in flight"
             );
-            bytes.push(b'\n');
-            bytes.extend_from_slice(&state.lock().encode());
+            if let Some(changelog) = &self.changelog {
+                let batch = {
+                    let mut st = state.lock();
+                    let mut windows = Vec::new();
+                    st.windows.encode(&mut windows);
+                    let windows = (windows != self.written_windows).then_some(windows);
+                    changes(st.take_changes(), windows.as_deref(), self.position)
+                };
+                if let Some((batch, windows)) = batch {
+                    self.submit_to(&changelog.topic, changelog.partition, batch, self.position)?
+                        .wait()?;
+                    if let Some(w) = windows {
+                        self.written_windows = w;
+                    }
+                }
+            } else {
+                bytes.push(b'\n');
+                bytes.extend_from_slice(&state.lock().encode());
+            }
         }
         self.log.save_checkpoint(&self.checkpoint, &bytes)?;
         self.saved_position = self.position;
@@ -478,6 +600,115 @@ pub(crate) fn partition_for(key: Option<&[u8]>, partitions: u32, fallback: u64) 
 
 /// A marker's position in half steps (`done` holds them so): `P` is `2P`, the closing marker
 /// `P+` is `2P + 1`.
+/// The changelog records of `changes` and of `windows` (if they changed), the last marked
+/// with `position`; with the windows written, to remember. `None` if there is nothing to write.
+fn changes(
+    changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    windows: Option<&[u8]>,
+    position: u64,
+) -> Option<(Batch, Option<Vec<u8>>)> {
+    let rows = changes.len() + usize::from(windows.is_some());
+    if rows == 0 {
+        return None;
+    }
+    let at = position.to_string();
+    let mut b = BatchBuilder::with_capacity(rows, 64 * rows);
+    let mut left = rows;
+    let mut key = Vec::new();
+    for (k, v) in &changes {
+        left -= 1;
+        key.clear();
+        key.push(b'e');
+        key.extend_from_slice(k);
+        let mut headers: Vec<(&[u8], &[u8])> = Vec::new();
+        if v.is_none() {
+            headers.push((TOMBSTONE_HEADER.as_bytes(), b""));
+        }
+        if left == 0 {
+            headers.push((STATE_POSITION_HEADER.as_bytes(), at.as_bytes()));
+        }
+        b.push(Some(&key), v.as_deref().unwrap_or_default(), 0, headers);
+    }
+    if let Some(w) = windows {
+        b.push(
+            Some(b"w"),
+            w,
+            0,
+            [(STATE_POSITION_HEADER.as_bytes(), at.as_bytes())],
+        );
+    }
+    Some((event::finish(b), windows.map(<[u8]>::to_vec)))
+}
+
+/// Reads a changelog partition to its end into `state`: the position the last append names
+/// (none if it is empty) and the bytes read.
+fn restore(
+    log: &dyn EventLog,
+    changelog: &Changelog,
+    state: &mut KeyedState,
+) -> Result<(Option<u64>, u64), LogError> {
+    let (topic, p) = (&changelog.topic, changelog.partition);
+    let info = log.describe(topic)?;
+    let Some(part) = info.partitions.get(p as usize) else {
+        return Err(LogError::NoSuchPartition {
+            topic: topic.clone(),
+            partition: p,
+            partitions: info.partitions.len() as u32,
+        });
+    };
+    let bad = |offset: u64, why: &str| {
+        LogError::Invalid(format!(
+            "the changelog {topic}/{p} has at offset {offset} {why}; it is not a changelog Flowgate wrote"
+        ))
+    };
+    let mut position = None;
+    let mut bytes = 0u64;
+    let mut at = part.start_offset;
+    while at < part.end_offset {
+        let batches = log.read(topic, p, at, 4 << 20)?;
+        if batches.is_empty() {
+            break;
+        }
+        for rb in &batches {
+            let cols = event::columns(&rb.batch)
+                .map_err(|e| LogError::Invalid(format!("{topic}/{p}: {e}")))?;
+            for (i, row) in cols.rows().enumerate() {
+                let offset = rb.base_offset + i as u64;
+                if offset < at {
+                    continue;
+                }
+                bytes += (row.key.map_or(0, <[u8]>::len) + row.value.len()) as u64;
+                let mut deleted = false;
+                for (name, value) in row.headers.iter() {
+                    if name == TOMBSTONE_HEADER.as_bytes() {
+                        deleted = true;
+                    } else if name == STATE_POSITION_HEADER.as_bytes() {
+                        let at: u64 = std::str::from_utf8(value)
+                            .ok()
+                            .and_then(|v| v.parse().ok())
+                            .ok_or_else(|| bad(offset, "a position that is no number"))?;
+                        position = Some(position.map_or(at, |p: u64| p.max(at)));
+                    }
+                }
+                match row.key {
+                    Some([b'e', key @ ..]) => {
+                        state.restore_entry(key, (!deleted).then_some(row.value));
+                    }
+                    Some(b"w") => {
+                        let mut r = Reader(row.value);
+                        state.windows = WindowState::decode(&mut r).map_err(|e| {
+                            bad(offset, &format!("windows that do not decode ({e})"))
+                        })?;
+                    }
+                    _ => return Err(bad(offset, "a record of no known kind")),
+                }
+            }
+            at = at.max(rb.base_offset + rb.batch.timestamps.len() as u64);
+        }
+    }
+    Ok((position, bytes))
+}
+
 fn half_steps(v: &str) -> Option<u64> {
     match v.strip_suffix('+') {
         Some(p) => p.parse::<u64>().ok().map(|p| 2 * p + 1),
@@ -658,6 +889,96 @@ mod tests {
         send_two(producer, [position; 2], [999; 2], |p, rows| {
             p.send_closing(rows, position).unwrap();
         });
+    }
+
+    fn open_stateful(log: &Arc<Holding>, state: &SharedState) -> (Producer, u64) {
+        let target = Target {
+            topic: "out".into(),
+            partitions: 2,
+        };
+        let store = StateStore {
+            state: state.clone(),
+            changelog: Some(Changelog {
+                topic: "changelog".into(),
+                partition: 1,
+            }),
+        };
+        Producer::open(
+            log.clone(),
+            "s".into(),
+            "s".into(),
+            vec![target],
+            true,
+            Duration::from_secs(3600),
+            Some(store),
+            || Ok(0),
+        )
+        .unwrap()
+    }
+
+    fn entries(state: &SharedState) -> Vec<(Vec<u8>, Vec<u8>)> {
+        state.lock().scan(b"", None, usize::MAX)
+    }
+
+    /// With a changelog, a checkpoint appends the entries changed since the last one (a
+    /// tombstone for a deleted key), not the whole state; a producer opened anew (the process
+    /// the partition moved to) reads the changelog back to the same state, and resumes from
+    /// the changelog's position when a crash came between its append and the checkpoint.
+    #[test]
+    fn keyed_state_moves_through_its_changelog() {
+        let log = two_partitions();
+        let changelog = TopicConfig {
+            partitions: 2,
+            compacted: true,
+            ..TopicConfig::default()
+        };
+        log.create_topic("changelog", changelog).unwrap();
+        let state = SharedState::new(1 << 20);
+        let (mut producer, from) = open_stateful(&log, &state);
+        assert_eq!(from, 0);
+        for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+            state.lock().put(k.into(), v.into()).unwrap();
+        }
+        step(&mut producer, [1, 2]);
+        producer.flush().unwrap();
+        state.lock().delete(b"a");
+        state.lock().put(b"b".to_vec(), b"20".to_vec()).unwrap();
+        step(&mut producer, [3, 4]);
+        producer.flush().unwrap();
+        let rows = |log: &Holding| -> usize {
+            log.read("changelog", 1, 0, 1 << 20)
+                .unwrap()
+                .iter()
+                .map(|b| b.batch.timestamps.len())
+                .sum()
+        };
+        assert_eq!(
+            rows(&log),
+            5,
+            "three entries, then a tombstone and one change"
+        );
+
+        let moved = SharedState::new(1 << 20);
+        let (_, from) = open_stateful(&log, &moved);
+        assert_eq!(from, 4, "resumes where the checkpoint is");
+        assert_eq!(entries(&moved), entries(&state));
+        assert_eq!(
+            entries(&moved),
+            vec![
+                (b"b".to_vec(), b"20".to_vec()),
+                (b"c".to_vec(), b"3".to_vec())
+            ]
+        );
+
+        // A crash after the changelog append and before its checkpoint: the state is the
+        // changelog's, at the changelog's position.
+        let (batch, _) = changes(vec![(b"d".to_vec(), Some(b"4".to_vec()))], None, 9).unwrap();
+        log.append("changelog", 1, batch).unwrap();
+        let after = SharedState::new(1 << 20);
+        let (_, from) = open_stateful(&log, &after);
+        assert_eq!(from, 9);
+        assert_eq!(after.lock().get(b"d"), Some(&b"4"[..]));
+        assert_eq!(after.lock().len(), 3);
     }
 
     /// The closing outputs at the end of the input come after the last input's outputs and

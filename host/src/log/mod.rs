@@ -91,6 +91,10 @@ pub struct TopicConfig {
     pub retention_age: Option<Duration>,
     /// Bytes of log between two offset-index entries.
     pub index_interval_bytes: u64,
+    /// Keep the last record of each key rather than delete by size or age (a changelog); only
+    /// logs several processes share make such topics (Kafka's `cleanup.policy=compact`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compacted: bool,
 }
 
 impl Default for TopicConfig {
@@ -102,6 +106,7 @@ impl Default for TopicConfig {
             retention_bytes: None,
             retention_age: Some(Duration::from_secs(7 * 24 * 3600)),
             index_interval_bytes: 4096,
+            compacted: false,
         }
     }
 }
@@ -270,6 +275,12 @@ pub enum LogError {
         "`{0}` is open read-only here (another process owns the log); write through that process"
     )]
     ReadOnly(String),
+    /// The append was made for a partition this process no longer holds: its group gave the
+    /// partition to another process (after a rebalance, or while this one was cut off). Nothing
+    /// of it was written; the step stops serving the partition and starts again from what was
+    /// committed if the group gives it back.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 impl LogError {
@@ -296,6 +307,7 @@ impl LogError {
                 position: *position,
                 reason: reason.clone(),
             },
+            LogError::Fenced(why) => LogError::Fenced(why.clone()),
             LogError::Remote { what, error } => LogError::Remote {
                 what: what.clone(),
                 error: error.clone(),
@@ -359,6 +371,20 @@ pub trait EventLog: Send + Sync {
     fn describe(&self, topic: &str) -> Result<TopicInfo, LogError>;
     /// Queues an append of `batch` (all its rows, in order) to a partition.
     fn submit(&self, topic: &str, partition: u32, batch: Batch) -> Result<Pending, LogError>;
+    /// Queues an append like [`submit`](EventLog::submit), made by a step of a group for
+    /// what it consumed: on a log several processes share, the append is committed together
+    /// with `consumed` as the group's offset, and only while the group still counts this
+    /// process in; otherwise it fails with [`LogError::Fenced`]. Other logs ignore `consumed`.
+    fn submit_consumed(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: Batch,
+        consumed: &Consumed,
+    ) -> Result<Pending, LogError> {
+        let _ = consumed;
+        self.submit(topic, partition, batch)
+    }
     /// Appends and waits until durable.
     fn append(&self, topic: &str, partition: u32, batch: Batch) -> Result<Ack, LogError> {
         self.submit(topic, partition, batch)?.wait()
@@ -440,6 +466,44 @@ pub trait Membership: Send {
     /// Keeps the membership alive and runs the rebalances due (calling [`Rebalance`]), waiting
     /// up to `timeout`.
     fn poll(&self, timeout: Duration);
+    /// What the appends made for this group's partitions carry ([`Consumed`]), so that they
+    /// are written only while this process is a member.
+    fn fence(&self) -> Fence;
+}
+
+/// A group's proof of membership, as its log keeps it (opaque to the steps).
+#[derive(Clone)]
+pub struct Fence(pub(crate) Arc<dyn FenceToken>);
+
+impl Fence {
+    /// Whether this process is a member of the group now (its appends can be written).
+    pub fn member(&self) -> bool {
+        self.0.member()
+    }
+}
+
+/// What a log keeps in a [`Fence`].
+pub(crate) trait FenceToken: std::any::Any + Send + Sync {
+    /// Whether this process is a member of the group now.
+    fn member(&self) -> bool;
+}
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fence")
+    }
+}
+
+/// What an append made by a step of a group consumed: the group's partition `partition` up to
+/// (not including) `offset` ([`EventLog::submit_consumed`]).
+#[derive(Clone, Debug)]
+pub struct Consumed {
+    /// The group's membership.
+    pub fence: Fence,
+    /// The partition of the group's topic the step reads.
+    pub partition: u32,
+    /// The position the step's inputs reach with this append.
+    pub offset: u64,
 }
 
 /// The topics of a log by name; shared by [`Log`] and [`MemoryLog`].

@@ -10,16 +10,21 @@
 //!   topic `flowgate.leases.<pipeline>` in its own group ([`Lease`]). When that process stops
 //!   or dies the lease, and the step, move to another.
 //!
+//! Every append either makes carries its group's membership ([`Fence`]): an append of a
+//! process that is no longer a member (it was cut off past its session, say) is not written
+//! and fails as fenced; the step then stops (not the pipeline) and starts again from what was
+//! committed, once this process is a member again ([`StageGroup::check`], [`Lease::check`]).
+//!
 //! A bounded run joins no group: it serves every partition itself.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::flow::{Ctl, Stopped};
-use crate::log::{EventLog, LogError, Membership, Rebalance, TopicConfig};
+use crate::log::{EventLog, Fence, LogError, Membership, Rebalance, TopicConfig};
 use crate::stage::{self, StageShared};
 
 /// The one-partition topic whose partition 0 is each leased step's lease.
@@ -38,17 +43,22 @@ pub(super) fn ensure_lease_topic(log: &dyn EventLog, pipeline: &str) -> Result<S
 
 /// How often a group's thread polls (heartbeats go on in the client regardless).
 const POLL: Duration = Duration::from_millis(100);
+/// A step stopped by a fenced append starts again at most this often.
+const RESTART_EVERY: Duration = Duration::from_secs(1);
 
-/// Keeps a membership alive until the step is asked to stop (or the pipeline stops), then
-/// lets go of what it holds (`release`) and leaves the group.
+/// Keeps a membership alive until the step is asked to stop (or the pipeline stops), looking
+/// after each poll whether the step stopped by itself (`check`); then lets go of what it holds
+/// (`release`) and leaves the group.
 pub(super) fn hold(
     member: Box<dyn Membership>,
     stop: &AtomicBool,
     ctl: &Ctl,
+    check: impl Fn(),
     release: impl FnOnce(),
 ) {
     while !stop.load(Ordering::Acquire) && !ctl.stopping() && ctl.failure().is_none() {
         member.poll(POLL);
+        check();
     }
     release();
     drop(member);
@@ -61,12 +71,14 @@ pub(super) struct StageGroup {
     base: Arc<StageShared>,
     parallelism: u32,
     current: Mutex<Generation>,
+    fence: OnceLock<Fence>,
 }
 
 struct Generation {
     parts: BTreeSet<u32>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<Result<(), Stopped>>>,
+    started: Instant,
 }
 
 impl StageGroup {
@@ -82,8 +94,34 @@ impl StageGroup {
                 parts: BTreeSet::new(),
                 stop: Arc::new(AtomicBool::new(false)),
                 threads: Vec::new(),
+                started: Instant::now(),
             }),
+            fence: OnceLock::new(),
         }
+    }
+
+    /// The membership the workers' appends carry (set once, before the first assignment).
+    pub(super) fn set_fence(&self, fence: Fence) {
+        let _ = self.fence.set(fence);
+    }
+
+    /// Starts the workers again if they stopped by themselves (a fenced append set their
+    /// stop) while this process still holds partitions and is a member of the group.
+    pub(super) fn check(&self) {
+        let mut g = self.generation();
+        let halted = self.base.stop.load(Ordering::Acquire) || self.base.ctl.stopping();
+        if halted
+            || g.parts.is_empty()
+            || !g.stop.load(Ordering::Acquire)
+            || g.started.elapsed() < RESTART_EVERY
+            || !g.threads.iter().all(JoinHandle::is_finished)
+            || !self.fence.get().is_some_and(Fence::member)
+        {
+            return;
+        }
+        let parts = g.parts.clone();
+        tracing::info!(stage = %self.base.config.name, partitions = ?parts, "stage starts again from what was committed after a fenced append");
+        self.restart(&mut g, parts);
     }
 
     fn generation(&self) -> std::sync::MutexGuard<'_, Generation> {
@@ -109,6 +147,7 @@ impl StageGroup {
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(StageShared {
             stop: stop.clone(),
+            fence: self.fence.get().cloned(),
             ..(*self.base).clone()
         });
         let list: Vec<u32> = g.parts.iter().copied().collect();
@@ -140,6 +179,7 @@ impl StageGroup {
             }
         }
         g.stop = stop;
+        g.started = Instant::now();
         tracing::info!(stage = %self.base.config.name, partitions = ?list, "stage serves its partitions held by this process");
     }
 
@@ -175,12 +215,20 @@ pub(super) struct Lease {
     what: String,
     ctl: Arc<Ctl>,
     start: StartStep,
-    current: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
+    current: Mutex<Option<Running>>,
+    fence: OnceLock<Fence>,
 }
 
-/// Starts the step with this stop flag.
+/// The step as it runs here under the lease.
+struct Running {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+    started: Instant,
+}
+
+/// Starts the step with this stop flag and the lease's membership (for its appends to carry).
 pub(super) type StartStep =
-    Box<dyn Fn(Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> + Send + Sync>;
+    Box<dyn Fn(Arc<AtomicBool>, Option<Fence>) -> std::io::Result<JoinHandle<()>> + Send + Sync>;
 
 impl Lease {
     pub(super) fn new(what: String, ctl: Arc<Ctl>, start: StartStep) -> Lease {
@@ -189,20 +237,62 @@ impl Lease {
             ctl,
             start,
             current: Mutex::new(None),
+            fence: OnceLock::new(),
+        }
+    }
+
+    /// The membership the step's appends carry (set once, before the first assignment).
+    pub(super) fn set_fence(&self, fence: Fence) {
+        let _ = self.fence.set(fence);
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the step here (the caller holds `current`, which is empty).
+    fn start(&self, current: &mut Option<Running>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        match (self.start)(stop.clone(), self.fence.get().cloned()) {
+            Ok(thread) => {
+                tracing::info!(step = %self.what, "runs in this process (it holds the lease)");
+                *current = Some(Running {
+                    stop,
+                    thread,
+                    started: Instant::now(),
+                });
+            }
+            Err(e) => {
+                self.ctl
+                    .fail(format!("{}: cannot start its thread: {e}", self.what));
+            }
+        }
+    }
+
+    /// Starts the step again if it stopped by itself after a fenced append while this process
+    /// still holds the lease.
+    pub(super) fn check(&self) {
+        let mut current = self.current();
+        let again = current.as_ref().is_some_and(|r| {
+            r.stop.load(Ordering::Acquire)
+                && r.thread.is_finished()
+                && r.started.elapsed() >= RESTART_EVERY
+        }) && !self.ctl.stopping()
+            && self.fence.get().is_some_and(Fence::member);
+        if again {
+            *current = None;
+            tracing::info!(step = %self.what, "starts again from what was committed after a fenced append");
+            self.start(&mut current);
         }
     }
 
     /// Stops the step if it runs here: it finishes its batch and commits.
     pub(super) fn release(&self) {
-        let taken = self
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some((stop, thread)) = taken {
-            stop.store(true, Ordering::Release);
+        let taken = self.current().take();
+        if let Some(r) = taken {
+            r.stop.store(true, Ordering::Release);
             self.ctl.wake_sleepers();
-            let _ = thread.join();
+            let _ = r.thread.join();
             tracing::info!(step = %self.what, "stopped here: its lease goes to another process");
         }
     }
@@ -213,20 +303,9 @@ impl Rebalance for Lease {
         if !partitions.contains(&0) {
             return;
         }
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if current.is_some() {
-            return;
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        match (self.start)(stop.clone()) {
-            Ok(t) => {
-                tracing::info!(step = %self.what, "runs in this process (it holds the lease)");
-                *current = Some((stop, t));
-            }
-            Err(e) => {
-                self.ctl
-                    .fail(format!("{}: cannot start its thread: {e}", self.what));
-            }
+        let mut current = self.current();
+        if current.is_none() {
+            self.start(&mut current);
         }
     }
 

@@ -440,7 +440,42 @@ fn ensure_topics(
         };
         out.insert(name.clone(), partitions);
     }
+    if log.shared() {
+        // A stage's keyed state (and windows) moves with its partitions through a compacted
+        // changelog, a partition per input partition.
+        for s in config.stages.iter().filter(|s| s.state) {
+            let Some(&partitions) = out.get(&s.input) else {
+                continue;
+            };
+            let name = changelog_topic(&config.name, &s.name);
+            let topic = crate::log::TopicConfig {
+                partitions,
+                compacted: true,
+                ..crate::log::TopicConfig::default()
+            };
+            match log.create_topic(&name, topic) {
+                Ok(()) => {}
+                Err(LogError::TopicExists(_)) => {
+                    let have = log.describe(&name)?.partitions.len() as u32;
+                    if have != partitions {
+                        tracing::warn!(topic = %name, changelog = have, input = partitions, "the stage's changelog has another partition count than its input; the state of the partitions beyond it is lost");
+                    }
+                }
+                Err(source) => {
+                    return Err(TopicError::Create {
+                        topic: name,
+                        source,
+                    });
+                }
+            }
+        }
+    }
     Ok(out)
+}
+
+/// The changelog topic of a stage with state on a log several processes share.
+fn changelog_topic(pipeline: &str, stage: &str) -> String {
+    crate::log::safe_name(&format!("{pipeline}.{stage}.changelog"), 200)
 }
 
 /// The topics a source or sink writes, done (for bounded runs) once it ended well.
@@ -602,10 +637,11 @@ impl Running {
         else {
             return Ok(None);
         };
+        lease.set_fence(member.fence());
         let (ctl, held) = (self.ctl.clone(), stop.clone());
         let name = format!("lease {group}");
         Ok(Some(spawn(name, move || {
-            group::hold(member, &held, &ctl, || lease.release());
+            group::hold(member, &held, &ctl, || lease.check(), || lease.release());
         })?))
     }
 
@@ -753,6 +789,9 @@ impl Running {
                 targets,
                 dead_letters,
                 late,
+                fence: None,
+                changelog: (s.state && self.log.shared())
+                    .then(|| changelog_topic(&new.name, &s.name)),
             });
             let workers = s.parallelism.unwrap_or(n).clamp(1, n);
             if !self.ctl.bounded() && self.log.shared() {
@@ -767,9 +806,10 @@ impl Running {
                         source,
                     })?;
                 if let Some(member) = member {
+                    group.set_fence(member.fence());
                     let (ctl, held) = (self.ctl.clone(), stop.clone());
                     let threads = vec![spawn(format!("stage {}", s.name), move || {
-                        group::hold(member, &held, &ctl, || group.release());
+                        group::hold(member, &held, &ctl, || group.check(), || group.release());
                     })?];
                     applied.steps.insert(key, Step { stop, threads });
                     done.push(format!("started stage `{}` (in its group)", s.name));
@@ -815,6 +855,7 @@ impl Running {
                     target: target(&s.topic),
                     exactly_once,
                     commit_interval: new.commit_interval,
+                    fence: None,
                 };
                 let thread = format!("source {}", s.name);
                 let leased = ctx.clone();
@@ -823,9 +864,10 @@ impl Running {
                     format!("source `{}`", s.name),
                     &format!("source.{}", s.name),
                     &stop,
-                    Box::new(move |stop| {
+                    Box::new(move |stop, fence| {
                         let ctx = crate::connect::SourceCtx {
                             stop,
+                            fence,
                             ..leased.clone()
                         };
                         thread_named(&thread, move || {
@@ -870,7 +912,7 @@ impl Running {
                 format!("sink `{}`", s.name),
                 &format!("sink.{}", s.name),
                 &stop,
-                Box::new(move |stop| {
+                Box::new(move |stop, _| {
                     let ctx = crate::connect::SinkCtx {
                         stop,
                         ..leased.clone()

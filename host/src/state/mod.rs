@@ -12,7 +12,7 @@
 
 pub mod window;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -83,6 +83,8 @@ pub struct KeyedState {
     bytes: usize,
     max_bytes: usize,
     undo: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Keys written since [`take_changes`](Self::take_changes), once tracking is on.
+    changed: Option<BTreeSet<Vec<u8>>>,
     /// Windows of an aggregator stage (empty otherwise).
     pub windows: WindowState,
 }
@@ -139,6 +141,9 @@ impl KeyedState {
             });
         }
         self.bytes = would;
+        if let Some(changed) = &mut self.changed {
+            changed.insert(key.clone());
+        }
         let previous = self.map.insert(key.clone(), value);
         self.undo.push((key, previous));
         Ok(())
@@ -148,7 +153,49 @@ impl KeyedState {
     pub fn delete(&mut self, key: &[u8]) {
         if let Some((k, v)) = self.map.remove_entry(key) {
             self.bytes -= entry_bytes(&k, &v);
+            if let Some(changed) = &mut self.changed {
+                changed.insert(k.clone());
+            }
             self.undo.push((k, Some(v)));
+        }
+    }
+
+    /// Keeps the keys written from now on, for [`take_changes`](Self::take_changes) (a
+    /// changelog of the state).
+    pub fn track_changes(&mut self) {
+        self.changed.get_or_insert_with(BTreeSet::new);
+    }
+
+    /// Counts every entry as written (for a changelog that does not hold them yet).
+    pub fn mark_all_changed(&mut self) {
+        if let Some(changed) = &mut self.changed {
+            changed.extend(self.map.keys().cloned());
+        }
+    }
+
+    /// The entries written since the last call, in key order: each key with its value now, or
+    /// `None` if it is gone.
+    pub fn take_changes(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let Some(changed) = &mut self.changed else {
+            return Vec::new();
+        };
+        std::mem::take(changed)
+            .into_iter()
+            .map(|k| {
+                let v = self.map.get(&k).cloned();
+                (k, v)
+            })
+            .collect()
+    }
+
+    /// Sets one entry as a changelog holds it (no cap, no journal); `None` removes it.
+    pub fn restore_entry(&mut self, key: &[u8], value: Option<&[u8]>) {
+        if let Some(old) = self.map.remove(key) {
+            self.bytes -= entry_bytes(key, &old);
+        }
+        if let Some(v) = value {
+            self.bytes += entry_bytes(key, v);
+            self.map.insert(key.to_vec(), v.to_vec());
         }
     }
 
@@ -244,8 +291,10 @@ impl KeyedState {
     /// Replaces this state's contents (entries and windows) with `other`'s, keeping the cap.
     pub fn replace_with(&mut self, other: KeyedState) {
         let max = self.max_bytes;
+        let tracking = self.changed.is_some();
         *self = other;
         self.max_bytes = max;
+        self.changed = tracking.then(BTreeSet::new);
     }
 }
 

@@ -331,7 +331,7 @@ fn refresh(
             KafkaStart::Latest => high,
             KafkaStart::Time(t) => offset_at(consumer, &topic, p, *t)?.unwrap_or(high),
         };
-        let (producer, position) = Producer::open(
+        let (mut producer, position) = Producer::open(
             ctx.log.clone(),
             format!("{}/source/{}/{topic}/{p}", ctx.pipeline, ctx.config.name),
             format!("{}.source.{}.{topic}.{p}", ctx.pipeline, ctx.config.name),
@@ -341,6 +341,10 @@ fn refresh(
             None,
             || Ok(first),
         )?;
+        if let Some(fence) = &ctx.fence {
+            // The source's lease is partition 0 of the lease topic.
+            producer.fence(fence.clone(), 0);
+        }
         tracing::info!(source = %ctx.config.name, topic = %topic, partition = p, offset = position, "reading a Kafka partition");
         parts.insert(
             topic,

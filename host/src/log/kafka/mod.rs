@@ -38,8 +38,8 @@ use rdkafka::types::RDKafkaErrorCode as Code;
 pub(crate) use client::{Context, WARN_EVERY, client_config};
 
 use super::{
-    Ack, EventLog, LogError, Membership, PartitionInfo, Pending, ReadBatch, Rebalance, TopicConfig,
-    TopicInfo,
+    Ack, Consumed, EventLog, LogError, Membership, PartitionInfo, Pending, ReadBatch, Rebalance,
+    TopicConfig, TopicInfo,
 };
 use crate::event::{self, Batch};
 
@@ -167,7 +167,14 @@ pub struct KafkaLog {
     writer: writer::Writer,
     readers: reader::Readers,
     checkpoints: Mutex<Checkpoints>,
+    /// Since when reads fail for want of the brokers (see [`READ_OUTAGE`]), and when that was
+    /// last said.
+    unreachable: Mutex<Option<(Instant, Option<Instant>)>>,
 }
+
+/// Reads the brokers fail (they are away, or this process is cut off from them) answer
+/// "nothing yet" for this long, as long as appends are tried again, before they fail.
+const READ_OUTAGE: Duration = Duration::from_secs(120);
 
 impl std::fmt::Debug for KafkaLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -276,6 +283,7 @@ impl KafkaLog {
                 consumer,
                 producer,
             }),
+            unreachable: Mutex::new(None),
             cfg,
         })
     }
@@ -313,6 +321,60 @@ impl KafkaLog {
             });
         }
         Ok(())
+    }
+
+    /// A read's result, with a failure to reach the brokers answered by `nothing` until it has
+    /// lasted [`READ_OUTAGE`] (after a pause, so a caller that reads again at once does not
+    /// spin).
+    fn outlast<T>(&self, result: Result<T, LogError>, nothing: T) -> Result<T, LogError> {
+        let mut since = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(v) => {
+                if since.take().is_some() {
+                    tracing::info!("the Kafka log's brokers answer reads again");
+                }
+                Ok(v)
+            }
+            Err(e @ LogError::Remote { .. }) => {
+                let now = Instant::now();
+                let (first, said) = since.get_or_insert((now, None));
+                if now.duration_since(*first) >= READ_OUTAGE {
+                    return Err(e);
+                }
+                if said.is_none_or(|t| now.duration_since(t) >= WARN_EVERY) {
+                    *said = Some(now);
+                    tracing::warn!(
+                        "{e}; reading again while the brokers are away (for up to {READ_OUTAGE:?})"
+                    );
+                }
+                drop(since);
+                std::thread::sleep(Duration::from_millis(200));
+                Ok(nothing)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Queues an append to the writer (an empty one is answered at once).
+    fn queue(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: Batch,
+        offsets: Option<writer::Offsets>,
+    ) -> Result<Pending, LogError> {
+        let rows = event::columns(&batch)
+            .map_err(|e| LogError::Invalid(format!("bad batch: {e}")))?
+            .len();
+        if rows == 0 {
+            return Ok(Pending::ready(Ok(Ack {
+                base_offset: 0,
+                count: 0,
+            })));
+        }
+        Ok(self
+            .writer
+            .submit(self.cfg.topic(topic), partition, batch, offsets))
     }
 
     /// Reads the checkpoint topic to its end into `values`.
@@ -411,25 +473,35 @@ impl EventLog for KafkaLog {
             config.partitions as i32,
             replication(self.cfg.replication_factor),
         )
+        .set(
+            "cleanup.policy",
+            if config.compacted {
+                "compact"
+            } else {
+                "delete"
+            },
+        )
         .set("retention.bytes", &retention_bytes)
         .set("retention.ms", retention_ms)
         .set("segment.bytes", &segment_bytes)
         // An event may be up to `[limits] max-value-bytes` and more (a plugin in the control
         // topic: megabytes); Kafka's default is 1 MB.
         .set("max.message.bytes", "104857600");
-        if create(&self.admin, &topic)? {
-            // The metadata of a new topic reaches every broker a moment later: wait for it, so
-            // the appends that follow find their partitions.
-            let deadline = Instant::now() + REQUEST_TIMEOUT;
-            while self.partitions(name).is_err() {
-                if Instant::now() >= deadline {
-                    return Err(LogError::Remote {
-                        what: format!("creating the Kafka topic {full}"),
-                        error: "the brokers do not show it 10 s after creating it".into(),
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(50));
+        let created = create(&self.admin, &topic)?;
+        // The metadata of a new topic reaches every broker a moment later (also when another
+        // process of the pipeline created it just now): wait for it, so the appends and reads
+        // that follow find their partitions.
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        while self.partitions(name).is_err() {
+            if Instant::now() >= deadline {
+                return Err(LogError::Remote {
+                    what: format!("creating the Kafka topic {full}"),
+                    error: "the brokers do not show it 10 s after it was created".into(),
+                });
             }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if created {
             Ok(())
         } else {
             Err(LogError::TopicExists(name.to_owned()))
@@ -489,16 +561,26 @@ impl EventLog for KafkaLog {
     }
 
     fn submit(&self, topic: &str, partition: u32, batch: Batch) -> Result<Pending, LogError> {
-        let rows = event::columns(&batch)
-            .map_err(|e| LogError::Invalid(format!("bad batch: {e}")))?
-            .len();
-        if rows == 0 {
-            return Ok(Pending::ready(Ok(Ack {
-                base_offset: 0,
-                count: 0,
-            })));
-        }
-        Ok(self.writer.submit(self.cfg.topic(topic), partition, batch))
+        self.queue(topic, partition, batch, None)
+    }
+
+    fn submit_consumed(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: Batch,
+        consumed: &Consumed,
+    ) -> Result<Pending, LogError> {
+        let token: Arc<dyn std::any::Any + Send + Sync> = consumed.fence.0.clone();
+        let offsets = token
+            .downcast::<group::GroupFence>()
+            .ok()
+            .map(|fence| writer::Offsets {
+                fence,
+                partition: consumed.partition,
+                offset: consumed.offset,
+            });
+        self.queue(topic, partition, batch, offsets)
     }
 
     fn read(
@@ -508,14 +590,15 @@ impl EventLog for KafkaLog {
         from: u64,
         max_bytes: usize,
     ) -> Result<Vec<ReadBatch>, LogError> {
-        self.readers.read(
+        let read = self.readers.read(
             &self.meta,
             &self.cfg.topic(topic),
             topic,
             partition,
             from,
             max_bytes,
-        )
+        );
+        self.outlast(read, Vec::new())
     }
 
     fn offset_for_time(&self, topic: &str, partition: u32, ts: i64) -> Result<u64, LogError> {
@@ -544,14 +627,15 @@ impl EventLog for KafkaLog {
         offset: u64,
         timeout: Duration,
     ) -> Result<bool, LogError> {
-        self.readers.wait_for(
+        let waited = self.readers.wait_for(
             &self.meta,
             &self.cfg.topic(topic),
             topic,
             partition,
             offset,
             timeout,
-        )
+        );
+        self.outlast(waited, false)
     }
 
     fn roll(&self, topic: &str, partition: u32) -> Result<(), LogError> {
