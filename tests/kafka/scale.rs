@@ -509,7 +509,7 @@ output = "out"
         let complete = procs.len() == 3
             && procs
                 .iter()
-                .all(|p| p["stages"][0]["hash"] == hash.as_str())
+                .all(|p| p["stages"][0]["hash"] == hash.as_str() && p["stages"][0]["lag"].is_u64())
             && served == (0..u64::from(PARTITIONS)).collect::<Vec<_>>()
             && admins == want_admins;
         if complete {
@@ -699,4 +699,172 @@ fn a_process_cut_off_from_the_network_is_fenced_rejoins_and_writes_nothing_twice
         Ok(())
     });
     stop_all(&f, children);
+}
+
+/// Process `n` over the pipeline file `file` of its own (in the fixture's directory).
+fn start_with(f: &Fixture, file: &str, n: usize) -> Child {
+    let dir = f.path(&format!("data-{n}"));
+    let log = std::fs::File::create(f.path(&format!("run-{n}.log"))).unwrap();
+    f.command_for(
+        &f.path(file),
+        &["run", "--no-watch", "--data-dir", dir.to_str().unwrap()],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(log)
+    .spawn()
+    .unwrap()
+}
+
+/// The stage names `/admin/status` at `addr` lists.
+fn stages_at(addr: &str) -> Vec<String> {
+    let (code, _, body) = http(addr, "GET", "/admin/status", &[], b"");
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    status["stages"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .filter_map(|s| s["stage"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_pipeline_edit_made_at_one_process_runs_at_every_process() {
+    let _t = Timer::start("scale_edit");
+    const RECORDS: u64 = 10_000;
+    let kafka = Broker::shared();
+    let prefix = "scale-edit.";
+    kafka.create_topic(&format!("{prefix}in"), PARTITIONS);
+    let before = format!(
+        r#"name = "scale-edit"
+delivery = "exactly-once"
+commit-interval = "200ms"
+
+[log]
+backend = "kafka"
+brokers = "{brokers}"
+topic-prefix = "{prefix}"
+session-timeout = "3s"
+
+[http]
+listen = "127.0.0.1:0"
+
+[topics.in]
+partitions = {PARTITIONS}
+external = true
+
+[topics.out]
+partitions = {PARTITIONS}
+
+[stages.mark]
+plugin = "{MARK_A}"
+input = "in"
+output = "out"
+"#,
+        brokers = kafka.bootstrap()
+    );
+    let f = Fixture::new(&before);
+    // Each process has a pipeline file of its own (as on hosts of their own); only process 0's
+    // is edited.
+    for n in 0..4 {
+        std::fs::write(f.path(&format!("p-{n}.toml")), &before).unwrap();
+    }
+    let mut children: Vec<Child> = (0..3)
+        .map(|n| start_with(&f, &format!("p-{n}.toml"), n))
+        .collect();
+    {
+        let mut refs: Vec<&mut Child> = children.iter_mut().collect();
+        wait_serving(&f, &[0, 1, 2], &mut refs);
+    }
+    let addrs: Vec<String> = children
+        .iter_mut()
+        .enumerate()
+        .map(|(n, c)| flowgate_tests::fixture::listen_addr(&f, n, c))
+        .collect();
+
+    // A stage added to process 0's file, applied there by a reload.
+    let after = format!(
+        r#"{before}
+[topics.marked]
+partitions = {PARTITIONS}
+
+[stages.again]
+plugin = "{MARK_B}"
+input = "out"
+output = "marked"
+"#
+    );
+    std::fs::write(f.path("p-0.toml"), &after).unwrap();
+    let (code, _, body) = http(&addrs[0], "POST", "/admin/reload", &[], b"");
+    assert_eq!(code, 200, "{body}");
+    let until = Instant::now() + Duration::from_secs(60);
+    while !addrs
+        .iter()
+        .all(|a| stages_at(a).contains(&"again".to_owned()))
+    {
+        assert!(
+            Instant::now() < until,
+            "the edit does not run at every process after 60 s: {:?}",
+            addrs.iter().map(|a| stages_at(a)).collect::<Vec<_>>()
+        );
+        watch(
+            &f,
+            children.iter_mut().enumerate(),
+            Duration::from_millis(50),
+        );
+    }
+    for n in 1..3 {
+        assert!(
+            f.stderr(n)
+                .contains("pipeline edit made at another process applied here"),
+            "run {n}: {}",
+            f.stderr(n)
+        );
+    }
+    // A process started later, with the file as it was, runs the newest edit too.
+    let mut late = start_with(&f, "p-3.toml", 3);
+    let late_addr = flowgate_tests::fixture::listen_addr(&f, 3, &mut late);
+    let until = Instant::now() + Duration::from_secs(60);
+    while !stages_at(&late_addr).contains(&"again".to_owned()) {
+        assert!(
+            Instant::now() < until,
+            "a process started after the edit does not run it: {}",
+            f.stderr(3)
+        );
+        watch(&f, [(3, &mut late)], Duration::from_millis(50));
+    }
+    children.push(late);
+
+    // Every event goes through both stages once, whichever process serves its partitions.
+    kafka.produce_generated(&format!("{prefix}in"), 0, RECORDS);
+    let read = read_until(
+        kafka,
+        &format!("{prefix}marked"),
+        RECORDS as usize,
+        Duration::from_secs(120),
+        || Ok(()),
+        |read| {
+            let mut seen = std::collections::BTreeSet::new();
+            for r in read {
+                let v = r.value.as_deref().unwrap_or_default();
+                if !v.ends_with(b"|a|b") {
+                    return Err(format!("not marked by both stages: {r:?}"));
+                }
+                let seq = flowgate_tests::payload_seq(&v[..v.len() - 4])
+                    .ok_or_else(|| format!("not a test record: {r:?}"))?;
+                if !seen.insert(seq) {
+                    return Err(format!("record {seq} twice"));
+                }
+            }
+            if seen.len() as u64 == RECORDS {
+                Ok(())
+            } else {
+                Err(format!("{} of {RECORDS} records", seen.len()))
+            }
+        },
+    );
+    assert_eq!(read.len() as u64, RECORDS);
+    stop_all(&f, children.into_iter().enumerate().collect());
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -69,9 +69,14 @@ impl Fixture {
 
     /// `flowgate <args> pipeline.toml` with the directory's data dir and the tests' plugin cache.
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_for(&self.path("pipeline.toml"), args)
+    }
+
+    /// Like [`command`](Self::command), over the pipeline file `pipeline` instead.
+    pub fn command_for(&self, pipeline: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(flowgate_bin());
         c.args(args)
-            .arg(self.path("pipeline.toml"))
+            .arg(pipeline)
             .env(
                 "FLOWGATE_CACHE_DIR",
                 crate::target_dir().join("flowgate-test-cache"),

@@ -15,6 +15,7 @@
 //! shows every process.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Running;
@@ -31,6 +32,21 @@ const GONE_AFTER: Duration = Duration::from_secs(10);
 
 /// The header naming where a deploy came from.
 const SOURCE_HEADER: &str = "flowgate-deploy-source";
+/// The header of a pipeline edit (its value: the process that made it); the record's value is
+/// the pipeline file's text.
+const PIPELINE_HEADER: &str = "flowgate-pipeline-edit";
+
+/// What the control topic carries.
+enum Control {
+    /// A plugin deployed to `stage`.
+    Deploy {
+        stage: String,
+        source: String,
+        bytes: Vec<u8>,
+    },
+    /// A pipeline edit, made at the process `from`.
+    Pipeline { from: String, text: Vec<u8> },
+}
 
 /// The control topic of `pipeline`.
 pub(super) fn topic(pipeline: &str) -> String {
@@ -77,7 +93,39 @@ fn publish(
     log.append(topic, 0, event::finish(b)).map(|_| ())
 }
 
+/// Appends a pipeline edit (the file's `text`) made at this process for the other processes.
+fn publish_pipeline(
+    log: &dyn EventLog,
+    topic: &str,
+    from: &str,
+    text: &[u8],
+) -> Result<(), LogError> {
+    let mut b = BatchBuilder::with_capacity(1, text.len());
+    b.push(
+        None,
+        text,
+        event::ndjson::now_ms(),
+        [(PIPELINE_HEADER.as_bytes(), from.as_bytes())],
+    );
+    log.append(topic, 0, event::finish(b)).map(|_| ())
+}
+
 impl Running {
+    /// After this process applied an edit of its pipeline file (`text`), on a log several
+    /// processes share: sends it to the others, which apply it as their own edit.
+    pub(super) fn edited(&self, text: &[u8]) {
+        let Some(topic) = self.control.get() else {
+            return;
+        };
+        let from = self.instance.get().cloned().unwrap_or_default();
+        match publish_pipeline(&*self.log, topic, &from, text) {
+            Ok(()) => tracing::info!("pipeline edit sent to the pipeline's other processes"),
+            Err(e) => tracing::warn!(
+                "the pipeline edit is applied here but could not be sent to the other processes: {e}"
+            ),
+        }
+    }
+
     /// Where this process's admin API listens (said in its reports to the other processes).
     pub fn set_admin_addr(&self, addr: String) {
         let _ = self.admin.set(addr);
@@ -102,18 +150,36 @@ impl Running {
 
     /// This process, as it reports itself.
     fn report(&self) -> serde_json::Value {
+        let config = self.config();
         let stages: Vec<serde_json::Value> = self
             .slots()
             .iter()
             .map(|slot| {
                 let live = slot.current();
-                let partitions = self
-                    .stage_stats(&slot.stage)
-                    .map(|s| s.served())
+                let stats = self.stage_stats(&slot.stage);
+                let partitions = stats.as_ref().map(|s| s.served()).unwrap_or_default();
+                // The events of its input this process has yet to process, over the partitions
+                // it serves.
+                let ends: Vec<u64> = config
+                    .stages
+                    .iter()
+                    .find(|s| s.name == slot.stage)
+                    .and_then(|s| self.log.describe(&s.input).ok())
+                    .map(|i| i.partitions.iter().map(|p| p.end_offset).collect())
                     .unwrap_or_default();
+                let lag: u64 = stats.as_ref().map_or(0, |st| {
+                    partitions
+                        .iter()
+                        .map(|&p| {
+                            let pos = st.positions[p as usize].load(Ordering::Relaxed);
+                            ends.get(p as usize).map_or(0, |e| e.saturating_sub(pos))
+                        })
+                        .sum()
+                });
                 serde_json::json!({
                     "stage": slot.stage,
                     "partitions": partitions,
+                    "lag": lag,
                     "version": live.id,
                     "hash": live.plugin.info().hash,
                 })
@@ -166,12 +232,29 @@ pub(super) fn follow(running: &Running, topic: &str, members_topic: &str) {
         }
     };
     let mut cursor = Cursor::new(log, topic, 0, 0);
-    // What came before this process started: the newest deploy of each stage.
+    // What came before this process started: the newest pipeline edit, then the newest deploy
+    // of each stage made after it.
+    let mut pipeline: Option<(String, Vec<u8>)> = None;
     let mut newest: BTreeMap<String, (String, Vec<u8>)> = BTreeMap::new();
     while cursor.position < end && !running.ctl.stopping() {
-        for (stage, source, bytes) in read(running, &mut cursor) {
-            newest.insert(stage, (source, bytes));
+        for c in read(running, &mut cursor) {
+            match c {
+                Control::Deploy {
+                    stage,
+                    source,
+                    bytes,
+                } => {
+                    newest.insert(stage, (source, bytes));
+                }
+                Control::Pipeline { from, text } => {
+                    newest.clear();
+                    pipeline = Some((from, text));
+                }
+            }
         }
+    }
+    if let Some((from, text)) = pipeline {
+        apply_pipeline(running, &from, &text);
     }
     for (stage, (source, bytes)) in newest {
         apply(running, &stage, &source, &bytes);
@@ -209,14 +292,21 @@ pub(super) fn follow(running: &Running, topic: &str, members_topic: &str) {
                 m.insert(instance, (r.timestamp, report));
             }
         }
-        for (stage, source, bytes) in read(running, &mut cursor) {
-            apply(running, &stage, &source, &bytes);
+        for c in read(running, &mut cursor) {
+            match c {
+                Control::Deploy {
+                    stage,
+                    source,
+                    bytes,
+                } => apply(running, &stage, &source, &bytes),
+                Control::Pipeline { from, text } => apply_pipeline(running, &from, &text),
+            }
         }
     }
 }
 
-/// The deploys the control topic holds next (stage, source, plugin), waiting up to 200 ms.
-fn read(running: &Running, cursor: &mut Cursor) -> Vec<(String, String, Vec<u8>)> {
+/// What the control topic holds next, waiting up to 200 ms.
+fn read(running: &Running, cursor: &mut Cursor) -> Vec<Control> {
     match cursor.next(16, Duration::ZERO, Duration::from_millis(200)) {
         Ok(Some(input)) => {
             let Ok(cols) = event::columns(&input.batch) else {
@@ -224,14 +314,23 @@ fn read(running: &Running, cursor: &mut Cursor) -> Vec<(String, String, Vec<u8>)
             };
             cols.rows()
                 .map(|r| {
-                    let stage = String::from_utf8_lossy(r.key.unwrap_or_default()).into_owned();
-                    let source = r
-                        .headers
-                        .iter()
-                        .find(|(n, _)| *n == SOURCE_HEADER.as_bytes())
-                        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-                        .unwrap_or_default();
-                    (stage, source, r.value.to_vec())
+                    let header = |name: &str| {
+                        r.headers
+                            .iter()
+                            .find(|(n, _)| *n == name.as_bytes())
+                            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                    };
+                    match header(PIPELINE_HEADER) {
+                        Some(from) => Control::Pipeline {
+                            from,
+                            text: r.value.to_vec(),
+                        },
+                        None => Control::Deploy {
+                            stage: String::from_utf8_lossy(r.key.unwrap_or_default()).into_owned(),
+                            source: header(SOURCE_HEADER).unwrap_or_default(),
+                            bytes: r.value.to_vec(),
+                        },
+                    }
                 })
                 .collect()
         }
@@ -244,6 +343,38 @@ fn read(running: &Running, cursor: &mut Cursor) -> Vec<(String, String, Vec<u8>)
             );
             Vec::new()
         }
+    }
+}
+
+/// Applies a pipeline edit made at another process (`from`), read as if it were this process's
+/// pipeline file (relative plugin paths from its directory), unless it is this process's own.
+fn apply_pipeline(running: &Running, from: &str, text: &[u8]) {
+    if running.instance.get().is_some_and(|me| me == from) {
+        return;
+    }
+    let path = running.config().path;
+    let config = match std::str::from_utf8(text)
+        .map_err(|e| e.to_string())
+        .and_then(|t| crate::config::PipelineConfig::parse(&path, t).map_err(|p| p.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(
+                from,
+                "a pipeline edit made at another process is refused here: {e}; the pipeline runs on as it is"
+            );
+            return;
+        }
+    };
+    match running.apply(config) {
+        Ok(done) if done.is_empty() => {}
+        Ok(done) => {
+            tracing::info!(from, changes = ?done, "pipeline edit made at another process applied here")
+        }
+        Err(e) => tracing::warn!(
+            from,
+            "a pipeline edit made at another process is not applied here (in whole or in part): {e}"
+        ),
     }
 }
 

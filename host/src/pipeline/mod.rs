@@ -340,13 +340,23 @@ pub enum ReloadError {
 
 /// Re-reads the pipeline file (and the plugin files it names) and applies it. What the
 /// watcher, `POST /admin/reload` and `flowgate reload` do.
+///
+/// On a log several processes share, an edit that changed something here is sent to the other
+/// processes of the pipeline, which apply it as their own (the newest edit, from any process,
+/// is the pipeline; a process started later applies the newest).
 pub fn reload(running: &Running) -> Result<Vec<String>, ReloadError> {
     let path = running.config().path;
     let config = PipelineConfig::load(&path)?;
-    running.apply(config).map_err(|e| {
+    let done = running.apply(config).map_err(|e| {
         metrics::counter!("flowgate_reload_failures_total", "stage" => "").increment(1);
         ReloadError::Apply(e)
-    })
+    })?;
+    if !done.is_empty()
+        && let Ok(text) = std::fs::read(&path)
+    {
+        running.edited(&text);
+    }
+    Ok(done)
 }
 
 /// Loads each stage's plugin and starts an instance with its config (calling `init`), so a
