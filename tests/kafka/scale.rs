@@ -35,6 +35,44 @@ path = "counts.ndjson"
         ""
     };
     format!(
+        r#"{head}
+[topics.counts]
+partitions = {PARTITIONS}
+
+[stages.count]
+plugin = "{STATE_COUNT}"
+input = "in"
+output = "counts"
+state = true
+{sink}"#,
+        head = head(name, kafka, prefix)
+    )
+}
+
+/// External topic `in` → mark-a → `out`, exactly-once, on the Kafka log with `prefix`, with an
+/// admin API on a port of its own.
+fn marking(name: &str, kafka: &Broker, prefix: &str) -> String {
+    format!(
+        r#"{head}
+[http]
+listen = "127.0.0.1:0"
+
+[topics.out]
+partitions = {PARTITIONS}
+
+[stages.mark]
+plugin = "{MARK_A}"
+input = "in"
+output = "out"
+"#,
+        head = head(name, kafka, prefix)
+    )
+}
+
+/// The start of the tests' pipelines: `name`, exactly-once, the Kafka log with `prefix` (a short
+/// session), and the external input topic `in`.
+fn head(name: &str, kafka: &Broker, prefix: &str) -> String {
+    format!(
         r#"name = "{name}"
 delivery = "exactly-once"
 commit-interval = "200ms"
@@ -48,16 +86,7 @@ session-timeout = "3s"
 [topics.in]
 partitions = {PARTITIONS}
 external = true
-
-[topics.counts]
-partitions = {PARTITIONS}
-
-[stages.count]
-plugin = "{STATE_COUNT}"
-input = "in"
-output = "counts"
-state = true
-{sink}"#,
+"#,
         brokers = kafka.bootstrap()
     )
 }
@@ -409,34 +438,7 @@ fn a_deploy_made_at_one_process_is_live_at_all_three() {
     let kafka = Broker::shared();
     let prefix = "scale-deploy.";
     kafka.create_topic(&format!("{prefix}in"), PARTITIONS);
-    let f = Fixture::new(&format!(
-        r#"name = "scale-deploy"
-delivery = "exactly-once"
-commit-interval = "200ms"
-
-[log]
-backend = "kafka"
-brokers = "{brokers}"
-topic-prefix = "{prefix}"
-session-timeout = "3s"
-
-[http]
-listen = "127.0.0.1:0"
-
-[topics.in]
-partitions = {PARTITIONS}
-external = true
-
-[topics.out]
-partitions = {PARTITIONS}
-
-[stages.mark]
-plugin = "{MARK_A}"
-input = "in"
-output = "out"
-"#,
-        brokers = kafka.bootstrap()
-    ));
+    let f = Fixture::new(&marking("scale-deploy", kafka, prefix));
     let mut children: Vec<Child> = (0..3).map(|n| start(&f, n, n)).collect();
     {
         let mut refs: Vec<&mut Child> = children.iter_mut().collect();
@@ -535,29 +537,14 @@ output = "out"
         Duration::from_secs(120),
         || Ok(()),
         |read| {
-            let mut seen = std::collections::BTreeSet::new();
-            for r in read {
-                let v = r.value.as_deref().unwrap_or_default();
-                let seq = flowgate_tests::payload_seq(&v[..v.len().saturating_sub(2)])
-                    .ok_or_else(|| format!("not a marked test record: {r:?}"))?;
-                let mark = &v[v.len() - 2..];
-                if mark != b"|a" && mark != b"|b" {
-                    return Err(format!("record {seq} marked {mark:?}"));
-                }
-                if seq >= RECORDS / 2 && mark != b"|b" {
-                    return Err(format!(
-                        "record {seq}, written after the deploy was live everywhere, met mark-a"
-                    ));
-                }
-                if !seen.insert(seq) {
-                    return Err(format!("record {seq} twice"));
-                }
-            }
-            if seen.len() as u64 == RECORDS {
-                Ok(())
-            } else {
-                Err(format!("{} of {RECORDS} records", seen.len()))
-            }
+            each_once(read, RECORDS, 2, |seq, mark| match mark {
+                b"|b" => Ok(()),
+                b"|a" if seq < RECORDS / 2 => Ok(()),
+                b"|a" => Err(format!(
+                    "record {seq}, written after the deploy was live everywhere, met mark-a"
+                )),
+                _ => Err(format!("record {seq} marked {mark:?}")),
+            })
         },
     );
     assert_eq!(read.len() as u64, RECORDS);
@@ -701,6 +688,32 @@ fn a_process_cut_off_from_the_network_is_fenced_rejoins_and_writes_nothing_twice
     stop_all(&f, children);
 }
 
+/// Whether `read` holds each of the test records `0..records` once, marked: its value is a
+/// test record's with `mark_len` bytes after it, which `check` is given with the record's number.
+fn each_once(
+    read: &[Record],
+    records: u64,
+    mark_len: usize,
+    check: impl Fn(u64, &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for r in read {
+        let v = r.value.as_deref().unwrap_or_default();
+        let (payload, mark) = v.split_at(v.len().saturating_sub(mark_len));
+        let seq = flowgate_tests::payload_seq(payload)
+            .ok_or_else(|| format!("not a marked test record: {r:?}"))?;
+        check(seq, mark)?;
+        if !seen.insert(seq) {
+            return Err(format!("record {seq} twice"));
+        }
+    }
+    if seen.len() as u64 == records {
+        Ok(())
+    } else {
+        Err(format!("{} of {records} records", seen.len()))
+    }
+}
+
 /// Process `n` over the pipeline file `file` of its own (in the fixture's directory).
 fn start_with(f: &Fixture, file: &str, n: usize) -> Child {
     let dir = f.path(&format!("data-{n}"));
@@ -737,34 +750,7 @@ fn a_pipeline_edit_made_at_one_process_runs_at_every_process() {
     let kafka = Broker::shared();
     let prefix = "scale-edit.";
     kafka.create_topic(&format!("{prefix}in"), PARTITIONS);
-    let before = format!(
-        r#"name = "scale-edit"
-delivery = "exactly-once"
-commit-interval = "200ms"
-
-[log]
-backend = "kafka"
-brokers = "{brokers}"
-topic-prefix = "{prefix}"
-session-timeout = "3s"
-
-[http]
-listen = "127.0.0.1:0"
-
-[topics.in]
-partitions = {PARTITIONS}
-external = true
-
-[topics.out]
-partitions = {PARTITIONS}
-
-[stages.mark]
-plugin = "{MARK_A}"
-input = "in"
-output = "out"
-"#,
-        brokers = kafka.bootstrap()
-    );
+    let before = marking("scale-edit", kafka, prefix);
     let f = Fixture::new(&before);
     // Each process has a pipeline file of its own (as on hosts of their own); only process 0's
     // is edited.
@@ -846,23 +832,13 @@ output = "marked"
         Duration::from_secs(120),
         || Ok(()),
         |read| {
-            let mut seen = std::collections::BTreeSet::new();
-            for r in read {
-                let v = r.value.as_deref().unwrap_or_default();
-                if !v.ends_with(b"|a|b") {
-                    return Err(format!("not marked by both stages: {r:?}"));
+            each_once(read, RECORDS, 4, |seq, mark| {
+                if mark == b"|a|b" {
+                    Ok(())
+                } else {
+                    Err(format!("record {seq} not marked by both stages: {mark:?}"))
                 }
-                let seq = flowgate_tests::payload_seq(&v[..v.len() - 4])
-                    .ok_or_else(|| format!("not a test record: {r:?}"))?;
-                if !seen.insert(seq) {
-                    return Err(format!("record {seq} twice"));
-                }
-            }
-            if seen.len() as u64 == RECORDS {
-                Ok(())
-            } else {
-                Err(format!("{} of {RECORDS} records", seen.len()))
-            }
+            })
         },
     );
     assert_eq!(read.len() as u64, RECORDS);

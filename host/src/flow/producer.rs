@@ -314,38 +314,31 @@ impl Producer {
     /// Finds this producer's markers written after the checkpoint.
     fn scan(&mut self) -> Result<(), LogError> {
         let prefix = format!("{}@", self.id);
+        let mut done = std::mem::take(&mut self.done);
         for (&(t, p), &from) in &self.ends {
-            let topic = &self.targets[t].topic;
-            let mut at = from;
-            loop {
-                let batches = self.log.read(topic, p, at, 4 << 20)?;
-                if batches.is_empty() {
-                    break;
-                }
-                for rb in &batches {
-                    let cols = event::columns(&rb.batch)
-                        .map_err(|e| LogError::Invalid(format!("{topic}/{p}: {e}")))?;
-                    for (i, row) in cols.rows().enumerate() {
-                        let offset = rb.base_offset + i as u64;
-                        if offset < at {
-                            continue;
-                        }
-                        for (name, value) in row.headers.iter() {
-                            if name == EOS_HEADER.as_bytes()
-                                && let Some(pos) = std::str::from_utf8(value)
-                                    .ok()
-                                    .and_then(|v| v.strip_prefix(&prefix))
-                                    .and_then(half_steps)
-                            {
-                                let d = self.done.entry((t, p)).or_insert(0);
-                                *d = (*d).max(pos);
-                            }
+            rows_from(
+                &*self.log,
+                &self.targets[t].topic,
+                p,
+                from,
+                None,
+                |_, row| {
+                    for (name, value) in row.headers.iter() {
+                        if name == EOS_HEADER.as_bytes()
+                            && let Some(pos) = std::str::from_utf8(value)
+                                .ok()
+                                .and_then(|v| v.strip_prefix(&prefix))
+                                .and_then(half_steps)
+                        {
+                            let d = done.entry((t, p)).or_insert(0);
+                            *d = (*d).max(pos);
                         }
                     }
-                    at = at.max(rb.base_offset + rb.batch.timestamps.len() as u64);
-                }
-            }
+                    Ok(())
+                },
+            )?;
         }
+        self.done = done;
         if !self.done.is_empty() {
             tracing::info!(producer = %self.id, from = self.position, covered = ?self.done.values().max().map(|d| d / 2), "exactly-once: replaying; outputs already written will not be written again");
         }
@@ -663,8 +656,49 @@ fn restore(
     };
     let mut position = None;
     let mut bytes = 0u64;
-    let mut at = part.start_offset;
-    while at < part.end_offset {
+    let (from, to) = (part.start_offset, part.end_offset);
+    rows_from(log, topic, p, from, Some(to), |offset, row| {
+        bytes += (row.key.map_or(0, <[u8]>::len) + row.value.len()) as u64;
+        let mut deleted = false;
+        for (name, value) in row.headers.iter() {
+            if name == TOMBSTONE_HEADER.as_bytes() {
+                deleted = true;
+            } else if name == STATE_POSITION_HEADER.as_bytes() {
+                let at: u64 = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| bad(offset, "a position that is no number"))?;
+                position = Some(position.map_or(at, |p: u64| p.max(at)));
+            }
+        }
+        match row.key {
+            Some([b'e', key @ ..]) => {
+                state.restore_entry(key, (!deleted).then_some(row.value));
+            }
+            Some(b"w") => {
+                let mut r = Reader(row.value);
+                state.windows = WindowState::decode(&mut r)
+                    .map_err(|e| bad(offset, &format!("windows that do not decode ({e})")))?;
+            }
+            _ => return Err(bad(offset, "a record of no known kind")),
+        }
+        Ok(())
+    })?;
+    Ok((position, bytes))
+}
+
+/// Calls `each` with every row of `topic`/`p` from offset `from` on (to `to`, or to the end),
+/// with its offset.
+fn rows_from(
+    log: &dyn EventLog,
+    topic: &str,
+    p: u32,
+    from: u64,
+    to: Option<u64>,
+    mut each: impl FnMut(u64, EventRef<'_>) -> Result<(), LogError>,
+) -> Result<(), LogError> {
+    let mut at = from;
+    while to.is_none_or(|to| at < to) {
         let batches = log.read(topic, p, at, 4 << 20)?;
         if batches.is_empty() {
             break;
@@ -674,39 +708,14 @@ fn restore(
                 .map_err(|e| LogError::Invalid(format!("{topic}/{p}: {e}")))?;
             for (i, row) in cols.rows().enumerate() {
                 let offset = rb.base_offset + i as u64;
-                if offset < at {
-                    continue;
-                }
-                bytes += (row.key.map_or(0, <[u8]>::len) + row.value.len()) as u64;
-                let mut deleted = false;
-                for (name, value) in row.headers.iter() {
-                    if name == TOMBSTONE_HEADER.as_bytes() {
-                        deleted = true;
-                    } else if name == STATE_POSITION_HEADER.as_bytes() {
-                        let at: u64 = std::str::from_utf8(value)
-                            .ok()
-                            .and_then(|v| v.parse().ok())
-                            .ok_or_else(|| bad(offset, "a position that is no number"))?;
-                        position = Some(position.map_or(at, |p: u64| p.max(at)));
-                    }
-                }
-                match row.key {
-                    Some([b'e', key @ ..]) => {
-                        state.restore_entry(key, (!deleted).then_some(row.value));
-                    }
-                    Some(b"w") => {
-                        let mut r = Reader(row.value);
-                        state.windows = WindowState::decode(&mut r).map_err(|e| {
-                            bad(offset, &format!("windows that do not decode ({e})"))
-                        })?;
-                    }
-                    _ => return Err(bad(offset, "a record of no known kind")),
+                if offset >= at {
+                    each(offset, row)?;
                 }
             }
             at = at.max(rb.base_offset + rb.batch.timestamps.len() as u64);
         }
     }
-    Ok((position, bytes))
+    Ok(())
 }
 
 fn half_steps(v: &str) -> Option<u64> {

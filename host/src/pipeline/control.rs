@@ -75,37 +75,20 @@ pub(super) fn ensure_members(log: &dyn EventLog, pipeline: &str) -> Result<Strin
     }
 }
 
-/// Appends a deploy of `bytes` to `stage` for the other processes.
+/// Appends one record for the other processes.
 fn publish(
     log: &dyn EventLog,
     topic: &str,
-    stage: &str,
-    source: &str,
-    bytes: &[u8],
+    key: Option<&str>,
+    value: &[u8],
+    header: (&str, &str),
 ) -> Result<(), LogError> {
-    let mut b = BatchBuilder::with_capacity(1, bytes.len());
+    let mut b = BatchBuilder::with_capacity(1, value.len());
     b.push(
-        Some(stage.as_bytes()),
-        bytes,
+        key.map(str::as_bytes),
+        value,
         event::ndjson::now_ms(),
-        [(SOURCE_HEADER.as_bytes(), source.as_bytes())],
-    );
-    log.append(topic, 0, event::finish(b)).map(|_| ())
-}
-
-/// Appends a pipeline edit (the file's `text`) made at this process for the other processes.
-fn publish_pipeline(
-    log: &dyn EventLog,
-    topic: &str,
-    from: &str,
-    text: &[u8],
-) -> Result<(), LogError> {
-    let mut b = BatchBuilder::with_capacity(1, text.len());
-    b.push(
-        None,
-        text,
-        event::ndjson::now_ms(),
-        [(PIPELINE_HEADER.as_bytes(), from.as_bytes())],
+        [(header.0.as_bytes(), header.1.as_bytes())],
     );
     log.append(topic, 0, event::finish(b)).map(|_| ())
 }
@@ -118,7 +101,7 @@ impl Running {
             return;
         };
         let from = self.instance.get().cloned().unwrap_or_default();
-        match publish_pipeline(&*self.log, topic, &from, text) {
+        match publish(&*self.log, topic, None, text, (PIPELINE_HEADER, &from)) {
             Ok(()) => tracing::info!("pipeline edit sent to the pipeline's other processes"),
             Err(e) => tracing::warn!(
                 "the pipeline edit is applied here but could not be sent to the other processes: {e}"
@@ -205,7 +188,8 @@ impl Running {
         if let Some(topic) = self.control.get()
             && d.changed
         {
-            match publish(&*self.log, topic, &slot.stage, &source, bytes) {
+            let header = (SOURCE_HEADER, source.as_str());
+            match publish(&*self.log, topic, Some(&slot.stage), bytes, header) {
                 Ok(()) => {
                     tracing::info!(stage = %slot.stage, hash = %d.hash, "deploy sent to the pipeline's other processes");
                 }

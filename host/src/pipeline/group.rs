@@ -54,13 +54,25 @@ pub(super) fn hold(
     stop: &AtomicBool,
     ctl: &Ctl,
     check: impl Fn(),
-    release: impl FnOnce(),
+    release: impl FnOnce() + Send,
 ) {
     while !stop.load(Ordering::Acquire) && !ctl.stopping() && ctl.failure().is_none() {
         member.poll(POLL);
         check();
     }
-    release();
+    // Let go while the membership is still served: the last commits may need the generation a
+    // rebalance (the other processes stopping too) is forming, which reaches this process in a
+    // poll.
+    let released = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            release();
+            released.store(true, Ordering::Release);
+        });
+        while !released.load(Ordering::Acquire) {
+            member.poll(Duration::from_millis(10));
+        }
+    });
     drop(member);
 }
 
