@@ -11,7 +11,7 @@ use flowgate_tests::Rng;
 use flowgate_tests::fixture::{Fixture, http, sigterm, wait_exit};
 use flowgate_tests::kafka::{Broker, Record};
 use flowgate_tests::netns::Namespace;
-use flowgate_tests::plugins::{MARK_A, MARK_B, STATE_COUNT};
+use flowgate_tests::plugins::{MARK_A, MARK_B, STATE_COUNT, WINDOW_STATS};
 
 use crate::{Timer, read_until};
 
@@ -21,7 +21,8 @@ const KEYS: u64 = 50;
 const PARTITIONS: u32 = 6;
 
 /// External topic `in` (6 partitions) → state-count (keyed state) → `counts`, exactly-once, on
-/// the Kafka log with `prefix`; with `sink`, `counts` also goes to a file.
+/// the Kafka log with `prefix`; with `sink`, `counts` also goes to a file, and `in` to a
+/// window stage too (counts per key and second, to `windows`).
 fn pipeline(name: &str, kafka: &Broker, prefix: &str, sink: bool) -> String {
     let sink = if sink {
         r#"
@@ -30,9 +31,19 @@ fn pipeline(name: &str, kafka: &Broker, prefix: &str, sink: bool) -> String {
 type = "file"
 input = "counts"
 path = "counts.ndjson"
+
+[topics.windows]
+partitions = 6
+
+[stages.per-second]
+plugin = "{WINDOW_STATS}"
+input = "in"
+output = "windows"
+window = { kind = "tumbling", size = "1s" }
 "#
+        .replace("{WINDOW_STATS}", WINDOW_STATS)
     } else {
-        ""
+        String::new()
     };
     format!(
         r#"{head}
@@ -306,6 +317,48 @@ fn three_processes_share_a_stage_and_a_kill_9_loses_and_repeats_no_count() {
         panic!("the file sink's counts: {e}");
     }
     stop_all(&f, children);
+    // The windows are those of a run without a kill: record `seq` has time 1000 + 10 * seq ms
+    // and key `key-<seq mod 50>`, so each full second holds 2 records of each key. Each window
+    // fires once its partition's events pass its end: every window of every key up to the last
+    // seconds is there, once, counting 2.
+    let windows = read_until(
+        kafka,
+        &format!("{prefix}windows"),
+        (KEYS * 990) as usize,
+        Duration::from_secs(120),
+        || Ok(()),
+        |read| {
+            let mut seen = std::collections::BTreeSet::new();
+            for r in read {
+                let w: serde_json::Value =
+                    serde_json::from_slice(r.value.as_deref().unwrap_or_default())
+                        .map_err(|e| format!("a window result that is no JSON ({e}): {r:?}"))?;
+                let (key, start) = (
+                    w["key"].as_str().unwrap_or_default().to_owned(),
+                    w["start"].as_i64().unwrap_or(-1),
+                );
+                if w["count"] != 2 || w["end"].as_i64() != Some(start + 1000) {
+                    return Err(format!("window {w} is not a second of 2 events"));
+                }
+                if !seen.insert((key.clone(), start)) {
+                    return Err(format!("window {key} at {start} fired twice"));
+                }
+            }
+            let missing = (0..KEYS)
+                .flat_map(|k| (0..989).map(move |s| (format!("key-{k}"), 1000 + s * 1000)))
+                .filter(|w| !seen.contains(w))
+                .count();
+            if missing == 0 {
+                Ok(())
+            } else {
+                Err(format!("{missing} windows missing"))
+            }
+        },
+    );
+    eprintln!(
+        "kafka scale kill: {} windows, each once and exact",
+        windows.len()
+    );
     // The counts are in the stage's changelog, read back with the independent client: per key
     // the last record holds its final count.
     let changelog = kafka.consume(
