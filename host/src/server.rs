@@ -240,6 +240,8 @@ pub fn router(state: Arc<HttpState>) -> Router {
         router
             .route("/admin/stages/{stage}/plugin", post(admin_deploy))
             .route("/admin/reload", post(admin_reload))
+            .route("/admin/dlq/{topic}", get(admin_dlq_list))
+            .route("/admin/dlq/{topic}/replay", post(admin_dlq_redrive))
             .route("/admin/status", get(admin_status))
     } else {
         router.route("/admin/{*rest}", axum::routing::any(admin_off))
@@ -552,6 +554,139 @@ async fn admin_reload(
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// The dead-letter filter of a query string: `stage`, `since` (ms since the epoch), `kind`;
+/// and `limit`. An unknown parameter or a bad value is an error naming it.
+fn dlq_query(uri: &axum::http::Uri) -> Result<(crate::pipeline::dlq::Filter, usize), String> {
+    let mut filter = crate::pipeline::dlq::Filter::default();
+    let mut limit = 1_000;
+    for pair in uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        match k {
+            "stage" => filter.stage = Some(v),
+            "kind" => filter.kind = Some(v),
+            "since" => {
+                filter.since = Some(
+                    v.parse()
+                        .map_err(|_| format!("since={v} is not a time in ms since the epoch"))?,
+                )
+            }
+            "limit" => {
+                limit = v
+                    .parse()
+                    .map_err(|_| format!("limit={v} is not a number"))?
+            }
+            _ => {
+                return Err(format!(
+                    "unknown parameter `{k}` (known: stage, since, kind, limit)"
+                ));
+            }
+        }
+    }
+    Ok((filter, limit))
+}
+
+/// `%XX` and `+` of a query value decoded (bad escapes are kept as they are).
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = (b[i] == b'%')
+            .then(|| b.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (_, Some(c)) => {
+                out.push(c);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, None) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Runs `f` (a dead-letter call) on the filter of the query, answering with its JSON.
+async fn dlq_call(
+    state: Arc<HttpState>,
+    headers: HeaderMap,
+    peer: SocketAddr,
+    uri: axum::http::Uri,
+    what: &str,
+    f: impl FnOnce(&Running, crate::pipeline::dlq::Filter, usize) -> Result<Value, crate::log::LogError>
+    + Send
+    + 'static,
+) -> Response {
+    if let Some(r) = admin_refusal(&state, &headers, peer, what) {
+        return r;
+    }
+    let (filter, limit) = match dlq_query(&uri) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let running = state.running.clone();
+    match tokio::task::spawn_blocking(move || f(&running, filter, limit)).await {
+        Ok(Ok(done)) => (StatusCode::OK, axum::Json(done)).into_response(),
+        Ok(Err(e @ crate::log::LogError::NoSuchTopic { .. })) => {
+            error(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `GET /admin/dlq/<topic>`: the dead letters the query's filter takes.
+async fn admin_dlq_list(
+    State(state): State<Arc<HttpState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(topic): Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
+    dlq_call(
+        state,
+        headers,
+        peer,
+        uri,
+        "dlq list",
+        move |r, filter, limit| {
+            Ok(json!({ "dead_letters": r.dead_letters(&topic, &filter, limit)? }))
+        },
+    )
+    .await
+}
+
+/// `POST /admin/dlq/<topic>/replay`: sends the dead letters the filter takes back to the
+/// stages that failed them.
+async fn admin_dlq_redrive(
+    State(state): State<Arc<HttpState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(topic): Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
+    dlq_call(state, headers, peer, uri, "dlq redrive", move |r, filter, _| {
+        let done = r.redrive(&topic, &filter)?;
+        tracing::info!(from = %peer, result = %done, "dead letters redriven through the admin API");
+        Ok(done)
+    })
+    .await
 }
 
 /// Percentile of durations, in ms.

@@ -195,6 +195,9 @@ pub(crate) fn run(shared: Arc<StageShared>, partitions: Vec<u32>) -> Result<(), 
                 .map_err(|e| s.ctl.fail(format!("stage `{name}` reading: {e}")))?;
             match input {
                 Some(input) => {
+                    // A version that went live while this worker waited for the batch takes it:
+                    // every batch read after a deploy (or a reload) returned meets the new one.
+                    follow_slot(s, part)?;
                     process(s, part, &input, &mut traps)?;
                 }
                 None => {

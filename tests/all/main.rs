@@ -2,6 +2,7 @@
 //! `flowgate` command. One test binary, one module per area.
 
 mod cli;
+mod dlq;
 mod governance;
 mod hostile;
 mod log;

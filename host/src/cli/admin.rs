@@ -52,6 +52,114 @@ pub(crate) struct DeployArgs {
     target: Target,
 }
 
+/// `flowgate dlq`: the dead letters of a running pipeline.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum DlqCommand {
+    /// List the dead letters of a dead-letter topic, oldest first, one JSON object a line: time,
+    /// stage, plugin and hash, error kind and message, input coordinates, times redriven, key
+    /// and value.
+    List(DlqArgs),
+    /// Send dead letters back to the input of the stage that failed them (once the plugin is
+    /// fixed), each once: asked again with the same filters, only dead letters not sent yet
+    /// go.
+    Replay(DlqArgs),
+}
+
+/// Which dead letters `flowgate dlq` takes.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DlqArgs {
+    /// The dead-letter topic (a stage's `dead-letter-topic`, by default `dead-letters`).
+    topic: String,
+    /// Only those the stage S failed.
+    #[arg(long, value_name = "S")]
+    stage: Option<String>,
+    /// Only those dead-lettered at or after T: an RFC 3339 time (2026-12-01T10:00:00Z) or a
+    /// duration ago (15m).
+    #[arg(long, value_name = "T")]
+    since: Option<String>,
+    /// Only those that match: `error-kind=<kind>` (invalid-input, timeout, trap, …).
+    #[arg(long = "where", value_name = "error-kind=K")]
+    filter: Option<String>,
+    /// With `list`: at most this many.
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+    #[command(flatten)]
+    target: Target,
+}
+
+impl DlqArgs {
+    /// The query string of the admin API's dead-letter calls.
+    fn query(&self) -> anyhow::Result<String> {
+        let mut q = vec![format!("limit={}", self.limit)];
+        if let Some(s) = &self.stage {
+            q.push(format!("stage={}", encode(s)));
+        }
+        if let Some(t) = &self.since {
+            let at = match humantime::parse_rfc3339_weak(t) {
+                Ok(at) => at,
+                Err(_) => {
+                    let ago = humantime::parse_duration(t).map_err(|_| {
+                        anyhow::anyhow!("--since {t}: neither an RFC 3339 time (2026-12-01T10:00:00Z) nor a duration ago (15m)")
+                    })?;
+                    std::time::SystemTime::now() - ago
+                }
+            };
+            let ms = at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            q.push(format!("since={ms}"));
+        }
+        if let Some(w) = &self.filter {
+            match w.split_once('=') {
+                Some(("error-kind", k)) => q.push(format!("kind={}", encode(k))),
+                _ => anyhow::bail!(
+                    "--where {w}: the filter is error-kind=<kind> (invalid-input, timeout, trap, …)"
+                ),
+            }
+        }
+        Ok(q.join("&"))
+    }
+}
+
+/// `s` with what a query value cannot hold percent-encoded.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub(crate) fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DlqCommand::List(args) => {
+            let path = format!("/admin/dlq/{}?{}", encode(&args.topic), args.query()?);
+            let (status, body) = call(&args.target.addr()?, "GET", &path, b"")?;
+            if status != 200 {
+                return finish(status, &body);
+            }
+            let v: serde_json::Value = serde_json::from_str(&body).context("not a JSON answer")?;
+            let mut out = std::io::stdout().lock();
+            for d in v["dead_letters"].as_array().into_iter().flatten() {
+                writeln!(out, "{d}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Replay(args) => {
+            let path = format!(
+                "/admin/dlq/{}/replay?{}",
+                encode(&args.topic),
+                args.query()?
+            );
+            let (status, body) = call(&args.target.addr()?, "POST", &path, b"")?;
+            finish(status, &body)
+        }
+    }
+}
+
 /// Arguments of `flowgate reload` and `flowgate status`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {

@@ -53,6 +53,9 @@ enum Command {
     /// Show a running pipeline's sources (a Kafka source's lag per partition), its stages and their
     /// plugin versions (live, rolled back, failed).
     Status(admin::Args),
+    /// List a running pipeline's dead letters, or send them back to the stages that failed them.
+    #[command(subcommand)]
+    Dlq(admin::DlqCommand),
 }
 
 /// Where the log is, and how it syncs. Every command that touches the log takes these.
@@ -175,6 +178,7 @@ pub fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Build(args)) => plugin_project::build(args),
         Command::Reload(args) => admin::reload(args),
         Command::Status(args) => admin::status(args),
+        Command::Dlq(command) => admin::dlq(command),
         Command::Topic(cmd) => topic::run(cmd),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),

@@ -689,7 +689,7 @@ fn restore(
 
 /// Calls `each` with every row of `topic`/`p` from offset `from` on (to `to`, or to the end),
 /// with its offset.
-fn rows_from(
+pub(crate) fn rows_from(
     log: &dyn EventLog,
     topic: &str,
     p: u32,

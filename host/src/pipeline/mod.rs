@@ -28,6 +28,7 @@ pub use crate::flow::{StageStats, StepStats, total_syncs};
 use crate::stage;
 
 mod control;
+pub mod dlq;
 mod group;
 mod plan;
 pub use plan::{Plan, PlanError, StepId, plan};
