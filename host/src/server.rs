@@ -240,6 +240,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         router
             .route("/admin/stages/{stage}/plugin", post(admin_deploy))
             .route("/admin/reload", post(admin_reload))
+            .route("/admin/tap/{topic}", get(admin_tap))
             .route("/admin/dlq/{topic}", get(admin_dlq_list))
             .route("/admin/dlq/{topic}/replay", post(admin_dlq_redrive))
             .route("/admin/status", get(admin_status))
@@ -620,6 +621,70 @@ fn percent_decode(v: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET /admin/tap/<topic>?sample=N&limit=M`: the events appended to the topic from now on, as
+/// NDJSON while they come ([`crate::pipeline::tap`]).
+async fn admin_tap(
+    State(state): State<Arc<HttpState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(topic): Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
+    if let Some(r) = admin_refusal(&state, &headers, peer, "tap") {
+        return r;
+    }
+    let mut options = crate::pipeline::tap::TapOptions {
+        sample: 1,
+        limit: None,
+    };
+    for pair in uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let n = v.parse::<u64>();
+        match (k, n) {
+            ("sample", Ok(n)) if n >= 1 => options.sample = n,
+            ("limit", Ok(n)) => options.limit = Some(n),
+            ("sample" | "limit", _) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("{k}={v} is not a number (sample: 1 or more)"),
+                );
+            }
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown parameter `{k}` (known: sample, limit)"),
+                );
+            }
+        }
+    }
+    let rx = match state.running.tap(&topic, options) {
+        Ok(rx) => rx,
+        Err(e @ crate::log::LogError::NoSuchTopic { .. }) => {
+            return error(StatusCode::NOT_FOUND, e.to_string());
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    tracing::info!(from = %peer, topic = %topic, sample = options.sample, "tap started");
+    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|line| (Ok::<_, std::convert::Infallible>(line), rx))
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        )],
+        Body::from_stream(lines),
+    )
+        .into_response()
 }
 
 /// Runs `f` (a dead-letter call) on the filter of the query, answering with its JSON.

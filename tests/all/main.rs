@@ -12,3 +12,4 @@ mod reload;
 mod runtime;
 mod soak;
 mod state;
+mod tap;

@@ -160,6 +160,95 @@ pub(crate) fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Arguments of `flowgate tap`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TapArgs {
+    /// The topic.
+    topic: String,
+    /// Print one of every N events.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    sample: u64,
+    /// Stop after this many events.
+    #[arg(long, value_name = "M")]
+    limit: Option<u64>,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// `flowgate tap`: the events appended to a topic of the running pipeline from now on, one
+/// NDJSON line each on stdout while they come; what the tap says of itself (where it starts,
+/// events it left out for a slow reader) goes to stderr.
+pub(crate) fn tap(args: TapArgs) -> anyhow::Result<ExitCode> {
+    if args.sample == 0 {
+        anyhow::bail!("--sample 0: print one of every N events, N of 1 or more");
+    }
+    let addr = args.target.addr()?;
+    let mut path = format!("/admin/tap/{}?sample={}", encode(&args.topic), args.sample);
+    if let Some(l) = args.limit {
+        path.push_str(&format!("&limit={l}"));
+    }
+    let mut s = TcpStream::connect(&addr).with_context(|| {
+        format!("cannot reach the running pipeline at {addr}; is `flowgate run` still running?")
+    })?;
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Ok(token) = std::env::var("FLOWGATE_TOKEN") {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    let mut r = std::io::BufReader::new(s);
+    let mut status_line = String::new();
+    std::io::BufRead::read_line(&mut r, &mut status_line)?;
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("not an HTTP answer")?;
+    let mut chunked = false;
+    loop {
+        let mut h = String::new();
+        std::io::BufRead::read_line(&mut r, &mut h)?;
+        if h.trim().is_empty() {
+            break;
+        }
+        if h.to_ascii_lowercase().starts_with("transfer-encoding:") && h.contains("chunked") {
+            chunked = true;
+        }
+    }
+    if status != 200 || !chunked {
+        let mut body = String::new();
+        r.read_to_string(&mut body)?;
+        return finish(status, &body);
+    }
+    // The chunks, as they come, cut into lines.
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+    let mut pending = Vec::new();
+    loop {
+        let mut size = String::new();
+        if std::io::BufRead::read_line(&mut r, &mut size)? == 0 {
+            break;
+        }
+        let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
+            .context("a malformed chunk from the running pipeline")?;
+        if n == 0 {
+            break;
+        }
+        let mut chunk = vec![0; n + 2];
+        r.read_exact(&mut chunk)?;
+        pending.extend_from_slice(&chunk[..n]);
+        while let Some(at) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=at).collect();
+            if line.starts_with(b"{\"tap\":") {
+                err.write_all(&line)?;
+            } else {
+                out.write_all(&line)?;
+                out.flush()?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Arguments of `flowgate reload` and `flowgate status`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {

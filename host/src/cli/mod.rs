@@ -53,6 +53,8 @@ enum Command {
     /// Show a running pipeline's sources (a Kafka source's lag per partition), its stages and their
     /// plugin versions (live, rolled back, failed).
     Status(admin::Args),
+    /// Print the events appended to a topic of a running pipeline, as NDJSON, while they come.
+    Tap(admin::TapArgs),
     /// List a running pipeline's dead letters, or send them back to the stages that failed them.
     #[command(subcommand)]
     Dlq(admin::DlqCommand),
@@ -179,6 +181,7 @@ pub fn main() -> ExitCode {
         Command::Reload(args) => admin::reload(args),
         Command::Status(args) => admin::status(args),
         Command::Dlq(command) => admin::dlq(command),
+        Command::Tap(args) => admin::tap(args),
         Command::Topic(cmd) => topic::run(cmd),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),

@@ -31,6 +31,7 @@ mod control;
 pub mod dlq;
 mod group;
 mod plan;
+pub mod tap;
 pub use plan::{Plan, PlanError, StepId, plan};
 #[cfg(test)]
 mod tests;
