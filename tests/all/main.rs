@@ -4,6 +4,7 @@
 mod cli;
 mod dlq;
 mod governance;
+mod grafana;
 mod hostile;
 mod log;
 mod parity;
