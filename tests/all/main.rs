@@ -14,3 +14,4 @@ mod runtime;
 mod soak;
 mod state;
 mod tap;
+mod top;

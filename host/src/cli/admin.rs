@@ -21,7 +21,7 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    fn addr(&self) -> anyhow::Result<String> {
+    pub(super) fn addr(&self) -> anyhow::Result<String> {
         if let Some(a) = &self.admin {
             return Ok(a
                 .trim_start_matches("http://")
@@ -257,7 +257,12 @@ pub(crate) struct Args {
 }
 
 /// One request; returns status and body. Sends `$FLOWGATE_TOKEN` as the bearer token if set.
-fn call(addr: &str, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
+pub(super) fn call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr).with_context(|| {
         format!("cannot reach the running pipeline at {addr}; is `flowgate run` still running?")
     })?;

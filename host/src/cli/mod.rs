@@ -7,6 +7,7 @@ mod plugin_project;
 mod plugin_test;
 mod produce;
 mod run;
+mod top;
 mod topic;
 mod validate;
 
@@ -53,6 +54,9 @@ enum Command {
     /// Show a running pipeline's sources (a Kafka source's lag per partition), its stages and their
     /// plugin versions (live, rolled back, failed).
     Status(admin::Args),
+    /// A live table of a running pipeline's stages, sources and sinks (rates, errors, lag, p99
+    /// call time, version); q quits.
+    Top(top::TopArgs),
     /// Print the events appended to a topic of a running pipeline, as NDJSON, while they come.
     Tap(admin::TapArgs),
     /// List a running pipeline's dead letters, or send them back to the stages that failed them.
@@ -182,6 +186,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => admin::status(args),
         Command::Dlq(command) => admin::dlq(command),
         Command::Tap(args) => admin::tap(args),
+        Command::Top(args) => top::top(args),
         Command::Topic(cmd) => topic::run(cmd),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
