@@ -3,12 +3,12 @@
 //!
 //! A dead letter is the failed event (its key, value, time and own headers) with the context
 //! headers a stage adds (`flowgate-stage`, `flowgate-topic`, `flowgate-partition`, …; see
-//! [`crate::flow::failure::DeadLetter`]). A redrive appends the event without the context to
+//! `flow::failure::DeadLetter`). A redrive appends the event without the context to
 //! the partition of the input topic it was read from, with `x-flowgate-redriven: <n>` (one more
 //! than it carried), so a redriven event that fails again is dead-lettered with its count.
 //!
 //! Exactly once: a redrive is a step of its own over the dead-letter topic, with a checkpoint
-//! and the markers of [`crate::flow::producer`], named after the topic and the filters. It
+//! and the markers of the step outputs (`flow::producer`), named after the topic and the filters. It
 //! reads each partition from its checkpoint to the end the partition had when the redrive began,
 //! so a redrive killed in the middle and asked again with the same filters sends each dead
 //! letter once; dead letters that came later (a redriven event that failed again, say) wait for
