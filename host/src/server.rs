@@ -562,15 +562,8 @@ async fn admin_reload(
 fn dlq_query(uri: &axum::http::Uri) -> Result<(crate::pipeline::dlq::Filter, usize), String> {
     let mut filter = crate::pipeline::dlq::Filter::default();
     let mut limit = 1_000;
-    for pair in uri
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v);
-        match k {
+    for (k, v) in query_pairs(uri) {
+        match k.as_str() {
             "stage" => filter.stage = Some(v),
             "kind" => filter.kind = Some(v),
             "since" => {
@@ -592,6 +585,19 @@ fn dlq_query(uri: &axum::http::Uri) -> Result<(crate::pipeline::dlq::Filter, usi
         }
     }
     Ok((filter, limit))
+}
+
+/// The `name=value` pairs of a query string, values decoded.
+fn query_pairs(uri: &axum::http::Uri) -> Vec<(String, String)> {
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k.to_owned(), percent_decode(v))
+        })
+        .collect()
 }
 
 /// `%XX` and `+` of a query value decoded (bad escapes are kept as they are).
@@ -639,15 +645,9 @@ async fn admin_tap(
         sample: 1,
         limit: None,
     };
-    for pair in uri
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+    for (k, v) in query_pairs(&uri) {
         let n = v.parse::<u64>();
-        match (k, n) {
+        match (k.as_str(), n) {
             ("sample", Ok(n)) if n >= 1 => options.sample = n,
             ("limit", Ok(n)) => options.limit = Some(n),
             ("sample" | "limit", _) => {

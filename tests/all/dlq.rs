@@ -7,7 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flowgate_tests::Rng;
-use flowgate_tests::fixture::{Fixture, flowgate_bin, http, listen_addr, sigterm, wait_exit};
+use flowgate_tests::fixture::{
+    Fixture, flowgate_bin, http, listen_addr, post_values, sigterm, start_http, wait_exit,
+};
 use flowgate_tests::plugins::{MARK_A, REJECT_BAD};
 
 const POISON: usize = 1_000;
@@ -40,17 +42,6 @@ input = "clean"
 path = "out.ndjson"
 "#
     )
-}
-
-fn start(f: &Fixture, n: usize) -> (Child, String) {
-    let mut child = f
-        .command(&["run", "--no-watch"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(f.path(&format!("run-{n}.log"))).unwrap())
-        .spawn()
-        .unwrap();
-    let addr = listen_addr(f, n, &mut child);
-    (child, addr)
 }
 
 /// `flowgate dlq <args>` against the run at `addr`: exit status and stdout.
@@ -121,24 +112,12 @@ fn dead_letters_replayed_after_the_fix_reach_the_sink_once_across_a_kill() {
     let seed = flowgate_tests::seed("FLOWGATE_DLQ_SEED");
     let mut rng = Rng(seed);
     let f = Fixture::new(&pipeline(REJECT_BAD));
-    let (mut child, addr) = start(&f, 0);
-    let body: String = (0..POISON)
-        .flat_map(|i| {
-            [
-                format!("{{\"value\":\"bad-{i}\"}}\n"),
-                format!("{{\"value\":\"good-{i}\"}}\n"),
-            ]
-        })
-        .collect();
-    let ndjson = ("Content-Type", "application/x-ndjson");
-    let (code, _, answer) = http(
+    let (mut child, addr) = start_http(&f, 0);
+    post_values(
         &addr,
-        "POST",
-        "/topics/raw/events",
-        &[ndjson],
-        body.as_bytes(),
+        "raw",
+        (0..POISON).flat_map(|i| [format!("bad-{i}"), format!("good-{i}")]),
     );
-    assert_eq!(code, 200, "{answer}");
     until(&f, &mut child, 0, "1,000 dead letters", || {
         listed(&f, &addr, &[]).len() == POISON
     });
@@ -207,7 +186,7 @@ fn dead_letters_replayed_after_the_fix_reach_the_sink_once_across_a_kill() {
     eprintln!(
         "dlq replay: FLOWGATE_DLQ_SEED={seed}: the run killed {kill_after:?} into the replay"
     );
-    let (mut child, addr) = start(&f, 1);
+    let (mut child, addr) = start_http(&f, 1);
     let (ok, out) = dlq(&f, &addr, &replay);
     assert!(ok, "{out}");
     until(&f, &mut child, 1, "every bad event at the sink", || {

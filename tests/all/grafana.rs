@@ -4,10 +4,11 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use flowgate_tests::fixture::{Fixture, eventually, http, listen_addr, sigterm, wait_exit};
+use flowgate_tests::fixture::{
+    Fixture, eventually, http, post_values, sigterm, start_http, wait_exit,
+};
 use flowgate_tests::plugins::REJECT_BAD;
 
 fn root() -> &'static Path {
@@ -128,23 +129,8 @@ input = "clean"
 path = "out.ndjson"
 "#
     ));
-    let mut child = f
-        .command(&["run", "--no-watch"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(f.path("run-0.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let addr = listen_addr(&f, 0, &mut child);
-    let body = "{\"value\":\"ok\"}\n{\"value\":\"bad\"}\n";
-    let ndjson = ("Content-Type", "application/x-ndjson");
-    let (code, _, answer) = http(
-        &addr,
-        "POST",
-        "/topics/raw/events",
-        &[ndjson],
-        body.as_bytes(),
-    );
-    assert_eq!(code, 200, "{answer}");
+    let (mut child, addr) = start_http(&f, 0);
+    post_values(&addr, "raw", ["ok".to_owned(), "bad".to_owned()]);
     let core = [
         "flowgate_ingest_events_total",
         "flowgate_ingest_requests_total",

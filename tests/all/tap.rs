@@ -5,7 +5,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use flowgate_tests::fixture::{Fixture, flowgate_bin, http, listen_addr, sigterm, wait_exit};
+use flowgate_tests::fixture::{
+    Fixture, flowgate_bin, http, post_values, sigterm, start_http, wait_exit,
+};
 use flowgate_tests::plugins::UPPERCASE;
 
 fn pipeline() -> String {
@@ -66,34 +68,15 @@ fn placed(err: &mpsc::Receiver<String>) {
     assert!(line.starts_with("{\"tap\":{"), "{line}");
 }
 
-fn post(addr: &str, values: impl Iterator<Item = String>) {
-    let body: String = values.map(|v| format!("{{\"value\":\"{v}\"}}\n")).collect();
-    let ndjson = ("Content-Type", "application/x-ndjson");
-    let (code, _, answer) = http(
-        addr,
-        "POST",
-        "/topics/raw/events",
-        &[ndjson],
-        body.as_bytes(),
-    );
-    assert_eq!(code, 200, "{answer}");
-}
-
 #[test]
 fn tap_prints_what_flows_through_a_topic_and_samples() {
     let f = Fixture::new(&pipeline());
-    let mut run = f
-        .command(&["run", "--no-watch"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(f.path("run-0.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let addr = listen_addr(&f, 0, &mut run);
+    let (mut run, addr) = start_http(&f, 0);
 
     // Every event, while it flows.
     let (mut all, out, err) = tap(&addr, &["upper"]);
     placed(&err);
-    post(&addr, (0..200).map(|i| format!("ev-{i}")));
+    post_values(&addr, "raw", (0..200).map(|i| format!("ev-{i}")));
     let mut seen = std::collections::BTreeSet::new();
     let until = Instant::now() + Duration::from_secs(60);
     while seen.len() < 200 {
@@ -112,7 +95,7 @@ fn tap_prints_what_flows_through_a_topic_and_samples() {
     // One of every 10, and it stops after 5.
     let (mut sampled, out, err) = tap(&addr, &["upper", "--sample", "10", "--limit", "5"]);
     placed(&err);
-    post(&addr, (0..100).map(|i| format!("again-{i}")));
+    post_values(&addr, "raw", (0..100).map(|i| format!("again-{i}")));
     let status =
         wait_exit(&mut sampled, Duration::from_secs(60)).expect("the tap stops at its limit");
     assert!(status.success());

@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flowgate_tests::fixture::{Fixture, flowgate_bin, http, listen_addr, sigterm, wait_exit};
+use flowgate_tests::fixture::{Fixture, flowgate_bin, post_values, sigterm, start_http, wait_exit};
 use flowgate_tests::plugins::UPPERCASE;
 
 /// A tmux session running a command; killed when dropped.
@@ -105,27 +105,8 @@ input = "upper"
 path = "out.ndjson"
 "#
     ));
-    let mut run = f
-        .command(&["run", "--no-watch"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(f.path("run-0.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let addr = listen_addr(&f, 0, &mut run);
-    let post = |n: usize| {
-        let body: String = (0..n)
-            .map(|i| format!("{{\"value\":\"e{i}\"}}\n"))
-            .collect();
-        let ndjson = ("Content-Type", "application/x-ndjson");
-        let (code, _, answer) = http(
-            &addr,
-            "POST",
-            "/topics/raw/events",
-            &[ndjson],
-            body.as_bytes(),
-        );
-        assert_eq!(code, 200, "{answer}");
-    };
+    let (mut run, addr) = start_http(&f, 0);
+    let post = |n: u64| post_values(&addr, "raw", (0..n).map(|i| format!("e{i}")));
     let name = format!("flowgate-top-{}", std::process::id());
     let tmux = Tmux::start(
         &name,

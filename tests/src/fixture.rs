@@ -147,6 +147,27 @@ impl Fixture {
     }
 }
 
+/// `flowgate run --no-watch` of the fixture's pipeline (which has an `[http]` section), its
+/// stderr in `run-<n>.log`: the process and the address its HTTP server listens on.
+pub fn start_http(f: &Fixture, n: usize) -> (Child, String) {
+    let mut child = f.spawn(&["--no-watch"], n);
+    let addr = listen_addr(f, n, &mut child);
+    (child, addr)
+}
+
+/// Posts one event per value (a JSON string each) to `topic` at `addr` as NDJSON; panics unless
+/// the events are acknowledged.
+pub fn post_values(addr: &str, topic: &str, values: impl IntoIterator<Item = String>) {
+    let body: String = values
+        .into_iter()
+        .map(|v| format!("{}\n", serde_json::json!({ "value": v })))
+        .collect();
+    let ndjson = ("Content-Type", "application/x-ndjson");
+    let path = format!("/topics/{topic}/events");
+    let (code, _, answer) = http(addr, "POST", &path, &[ndjson], body.as_bytes());
+    assert_eq!(code, 200, "{answer}");
+}
+
 /// Waits up to `timeout` for `child` to exit.
 pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let until = Instant::now() + timeout;
