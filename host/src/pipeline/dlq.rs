@@ -14,7 +14,7 @@
 //! letter once; dead letters that came later (a redriven event that failed again, say) wait for
 //! the next redrive.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -156,34 +156,24 @@ impl Running {
         let step = filter.step_name(topic);
         let pipeline = self.config().name;
         let (mut sent, mut skipped, mut before) = (0u64, 0u64, 0u64);
+        // A dead letter goes back to the input of a stage; one naming another topic (or one no
+        // longer in the pipeline) is skipped.
+        let inputs: BTreeSet<String> = self
+            .config()
+            .stages
+            .iter()
+            .map(|s| s.input.clone())
+            .collect();
         let mut targets: Vec<Target> = Vec::new();
+        for name in inputs {
+            let info = self.log.describe(&name)?;
+            targets.push(Target {
+                topic: name,
+                partitions: info.partitions.len() as u32,
+            });
+        }
         for pi in &info.partitions {
             let p = pi.partition;
-            // Every input topic a dead letter of this partition names is a target.
-            let mut names = BTreeMap::new();
-            crate::flow::producer::rows_from(
-                &*self.log,
-                topic,
-                p,
-                pi.start_offset,
-                Some(pi.end_offset),
-                |_, row| {
-                    if let Some(c) = context(&row) {
-                        names.entry(c.topic.to_owned()).or_insert(());
-                    }
-                    Ok(())
-                },
-            )?;
-            for name in names.into_keys() {
-                if targets.iter().all(|t| t.topic != name)
-                    && let Ok(i) = self.log.describe(&name)
-                {
-                    targets.push(Target {
-                        topic: name,
-                        partitions: i.partitions.len() as u32,
-                    });
-                }
-            }
             let (mut producer, position) = Producer::open(
                 self.log.clone(),
                 format!("{pipeline}/{step}/{p}"),
@@ -217,7 +207,7 @@ impl Running {
                     match routable {
                         Some((t, part)) if filter.takes(&row, &c) => {
                             meta.push((offset, t, part));
-                            redriven(&mut events, &row, c.redriven + 1);
+                            redriven(&mut events, &row, c.redriven.saturating_add(1));
                             sent += 1;
                         }
                         _ => skipped += 1,

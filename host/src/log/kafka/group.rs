@@ -51,7 +51,7 @@ impl GroupFence {
             .clone()
     }
 
-    /// Losses so far (see [`GroupFence::losses`]).
+    /// How many times this process lost the group's partitions (or left the group) so far.
     pub fn losses(&self) -> u64 {
         self.losses.load(Ordering::Acquire)
     }

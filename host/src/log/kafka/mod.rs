@@ -691,7 +691,6 @@ impl EventLog for KafkaLog {
         let started = Instant::now();
         let waited = started - waited;
         let mut record = BaseRecord::to(&topic).key(name).payload(data).partition(0);
-        let deadline = Instant::now() + REQUEST_TIMEOUT * 3;
         loop {
             match c.producer.send(record) {
                 Ok(()) => break,
@@ -702,16 +701,12 @@ impl EventLog for KafkaLog {
                 Err((e, _)) => return Err(remote(format!("saving checkpoint {name}"), e)),
             }
         }
-        // Delivered means written with acks=all. Served in steps of 1 ms: rdkafka's flush polls
-        // in steps of 100 ms and sleeps the whole step even once the delivery came.
-        while c.producer.in_flight_count() > 0 {
-            if Instant::now() >= deadline {
-                return Err(LogError::Remote {
-                    what: format!("saving checkpoint {name} to {topic}"),
-                    error: "the brokers did not acknowledge it in 30 s".into(),
-                });
-            }
-            c.producer.poll(Duration::from_millis(1));
+        // Delivered means written with acks=all.
+        if !writer::deliveries(&c.producer, REQUEST_TIMEOUT * 3) {
+            return Err(LogError::Remote {
+                what: format!("saving checkpoint {name} to {topic}"),
+                error: "the brokers did not acknowledge it in 30 s".into(),
+            });
         }
         if let Some(e) = c
             .producer

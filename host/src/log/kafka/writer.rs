@@ -431,7 +431,10 @@ fn commit_group(
 /// here in steps of 1 ms: rdkafka's own flush polls in steps of 100 ms and sleeps the whole
 /// step even once the last delivery came; and the transaction calls that flush (commit, abort)
 /// do not serve the reports themselves.
-fn deliveries(producer: &BaseProducer<WriterContext>, timeout: Duration) -> bool {
+pub(super) fn deliveries<C: ProducerContext>(
+    producer: &BaseProducer<C>,
+    timeout: Duration,
+) -> bool {
     let deadline = Instant::now() + timeout;
     while producer.in_flight_count() > 0 {
         if Instant::now() >= deadline {
