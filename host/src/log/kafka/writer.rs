@@ -210,6 +210,25 @@ fn make_producer(c: &ClientConfig) -> Result<BaseProducer<WriterContext>, StartE
     Ok(producer)
 }
 
+/// A new producer in place of one that cannot go on, trying again while the brokers are away
+/// (the fence is often seen as the link to them comes back) for up to [`GIVE_UP_AFTER`].
+fn renew(c: &ClientConfig) -> Result<BaseProducer<WriterContext>, KafkaError> {
+    let started = Instant::now();
+    loop {
+        match make_producer(c) {
+            Ok(p) => return Ok(p),
+            Err(StartError::Config(e)) => return Err(e),
+            Err(StartError::Kafka(e)) if started.elapsed() >= GIVE_UP_AFTER => return Err(e),
+            Err(StartError::Kafka(e)) => {
+                tracing::warn!(
+                    "a new transactional producer for the Kafka log could not start ({e}); trying again"
+                );
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 /// More fences than this within [`FENCES_WITHIN`] mean another process uses the same id.
 const MAX_FENCES: usize = 3;
 const FENCES_WITHIN: Duration = Duration::from_secs(60);
@@ -264,11 +283,14 @@ fn run(
                     let _ = a.answer.send(Err(failed(&a.topic, &why)));
                 }
             }
-            Err(Outcome::Fenced(why)) => {
-                // This process's transaction was aborted by the brokers: it was away (cut off,
-                // or stopped) longer than the transaction timeout, and its partitions have gone
-                // to other processes. Its steps start again from what was committed, with a new
-                // producer; several fences in a row mean another process has the same id.
+            Err(Outcome::Renew(why)) => {
+                // This process's transaction was aborted by the brokers (it was away, cut off or
+                // stopped, longer than the transaction timeout, and its partitions have gone to
+                // other processes), or the producer failed in a way it cannot go on from. The
+                // transaction's outcome is the coordinator's: a new producer of the same id
+                // completes or aborts it before it starts. The steps start again from what was
+                // committed (their offsets are in the transaction, so that is consistent either
+                // way); several renewals in a row mean another process has the same id.
                 fences.retain(|t| t.elapsed() < FENCES_WITHIN);
                 fences.push(Instant::now());
                 let again = if fences.len() > MAX_FENCES {
@@ -277,15 +299,11 @@ fn run(
                         fences.len()
                     ))
                 } else {
-                    make_producer(config).map_err(|e| match e {
-                        StartError::Config(e) | StartError::Kafka(e) => {
-                            format!("{why}; a new producer could not start: {e}")
-                        }
-                    })
+                    renew(config).map_err(|e| format!("{why}; a new producer could not start: {e}"))
                 };
                 for a in group {
                     let _ = a.answer.send(Err(LogError::Fenced(format!(
-                        "{why}: nothing of this append was written"
+                        "{why}: this append was not acknowledged"
                     ))));
                 }
                 match again {
@@ -300,13 +318,6 @@ fn run(
                         dead = Some(e);
                     }
                 }
-            }
-            Err(Outcome::Dead(why)) => {
-                tracing::error!("the Kafka log's writer stops: {why}");
-                for a in group {
-                    let _ = a.answer.send(Err(failed(&a.topic, &why)));
-                }
-                dead = Some(why);
             }
         }
     }
@@ -333,11 +344,10 @@ fn failed(topic: &str, why: &str) -> LogError {
 enum Outcome {
     /// The brokers failed the group for longer than [`GIVE_UP_AFTER`].
     GaveUp(String),
-    /// The producer was fenced: a newer producer of its id (or the coordinator, ending a
-    /// transaction that took too long) bumped its epoch.
-    Fenced(String),
-    /// The producer cannot go on (a fatal error).
-    Dead(String),
+    /// The producer must be made anew: it was fenced (a newer producer of its id, or the
+    /// coordinator ending a transaction that took too long, bumped its epoch), it failed with
+    /// an error librdkafka calls fatal, or it could not abort its transaction.
+    Renew(String),
 }
 
 /// What a failed call means for the producer: `None` if it can abort and go on.
@@ -346,12 +356,12 @@ fn fatal(e: &KafkaError, id: &str) -> Option<Outcome> {
         e.rdkafka_error_code(),
         Some(Code::Fenced | Code::ProducerFenced | Code::InvalidProducerEpoch)
     ) {
-        return Some(Outcome::Fenced(format!(
+        return Some(Outcome::Renew(format!(
             "the brokers fenced the log's transactional producer `{id}` ({e})"
         )));
     }
     matches!(e, KafkaError::Transaction(t) if t.is_fatal()).then(|| {
-        Outcome::Dead(format!(
+        Outcome::Renew(format!(
             "the log's transactional producer `{id}` cannot go on: {e}"
         ))
     })
@@ -458,7 +468,7 @@ fn abort(producer: &BaseProducer<WriterContext>, id: &str) -> Result<(), Outcome
                     return Err(outcome);
                 }
                 if started.elapsed() >= REQUEST_TIMEOUT * 6 {
-                    return Err(Outcome::Dead(format!(
+                    return Err(Outcome::Renew(format!(
                         "the log's transactional producer `{id}` cannot abort its transaction: {e}"
                     )));
                 }
