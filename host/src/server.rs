@@ -1,7 +1,11 @@
 //! The HTTP server: ingest (`POST /topics/{topic}/events`), `GET /metrics` (Prometheus) and
 //! `GET /health`, and the admin endpoints: `POST /admin/stages/{stage}/plugin` (body: the
-//! component) deploys a plugin version, `POST /admin/reload` re-reads the pipeline file and
-//! applies it, `GET /admin/status` shows each stage's versions.
+//! component) deploys a plugin version, `POST /admin/stages/{stage}/rollback` deploys again the
+//! one it replaced, `POST /admin/reload` re-reads the pipeline file and applies it, `GET
+//! /admin/status` shows each stage's counts, lag and versions, `GET /admin/tap/{topic}` streams
+//! events as they are appended, `GET /admin/dlq/{topic}` and `POST /admin/dlq/{topic}/replay`
+//! list and redrive dead letters (docs/admin-api.md has them all); and the dashboard at `/ui`
+//! (`ui`), which reads only those.
 //!
 //! Ingest and admin have tokens of their own (`ingest-token-env`, `admin-token-env`; `token-env`
 //! sets both), compared in constant time. The admin API can replace plugins, so it is never open
@@ -42,6 +46,9 @@ use crate::flow::{StageStats, with_sources};
 use crate::log::EventLog;
 use crate::pipeline::Running;
 
+mod ui;
+use ui::{ui_file, ui_login, ui_page};
+
 /// What the server serves.
 pub struct HttpState {
     log: Arc<dyn EventLog>,
@@ -52,6 +59,9 @@ pub struct HttpState {
     ingest_token: Option<String>,
     /// The bearer token admin requests must send, if any.
     admin_token: Option<String>,
+    /// The dashboard's cookie for the admin token (its SHA-256, in hex): what a browser sends
+    /// once it has signed in at `/ui`, in place of the header.
+    admin_cookie: Option<String>,
     /// Whether the `/admin` routes are served.
     admin: bool,
     max_body: usize,
@@ -195,6 +205,10 @@ impl HttpState {
             log: running.log().clone(),
             running: running.clone(),
             ingest_token: tokens.ingest,
+            admin_cookie: tokens
+                .admin
+                .as_deref()
+                .map(|t| crate::runtime::hash_of(t.as_bytes())),
             admin_token: tokens.admin,
             admin: http.admin,
             max_body: http.max_body,
@@ -239,13 +253,20 @@ pub fn router(state: Arc<HttpState>) -> Router {
     let router = if state.admin {
         router
             .route("/admin/stages/{stage}/plugin", post(admin_deploy))
+            .route("/admin/stages/{stage}/rollback", post(admin_roll_back))
+            .route("/ui", get(ui_page))
+            .route("/ui/{file}", get(ui_file))
+            .route("/ui/login", post(ui_login))
             .route("/admin/reload", post(admin_reload))
             .route("/admin/tap/{topic}", get(admin_tap))
             .route("/admin/dlq/{topic}", get(admin_dlq_list))
             .route("/admin/dlq/{topic}/replay", post(admin_dlq_redrive))
             .route("/admin/status", get(admin_status))
     } else {
-        router.route("/admin/{*rest}", axum::routing::any(admin_off))
+        router
+            .route("/admin/{*rest}", axum::routing::any(admin_off))
+            .route("/ui", axum::routing::any(admin_off))
+            .route("/ui/{*rest}", axum::routing::any(admin_off))
     };
     router.with_state(state)
 }
@@ -287,6 +308,25 @@ fn authorized(token: Option<&String>, headers: &HeaderMap) -> bool {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     given.as_bytes().ct_eq(token.as_bytes()).into()
+}
+
+/// Whether an admin request carries the admin token: in the `Authorization` header, or in the
+/// dashboard's cookie.
+fn admin_authorized(state: &HttpState, headers: &HeaderMap) -> bool {
+    if authorized(state.admin_token.as_ref(), headers) {
+        return true;
+    }
+    let Some(want) = &state.admin_cookie else {
+        return false;
+    };
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .filter(|(name, _)| *name == ui::COOKIE)
+        .any(|(_, given)| bool::from(given.as_bytes().ct_eq(want.as_bytes())))
 }
 
 async fn ingest(
@@ -478,7 +518,7 @@ fn admin_refusal(
     peer: SocketAddr,
     what: &str,
 ) -> Option<Response> {
-    if authorized(state.admin_token.as_ref(), headers) {
+    if admin_authorized(state, headers) {
         None
     } else {
         tracing::warn!(from = %peer, request = what, "admin request refused: missing or wrong admin token");
@@ -534,6 +574,44 @@ async fn admin_deploy(
     }
 }
 
+/// `POST /admin/stages/<stage>/rollback`: deploys again the version the live one replaced.
+async fn admin_roll_back(
+    State(state): State<Arc<HttpState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(stage): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = admin_refusal(&state, &headers, peer, "roll-back") {
+        return r;
+    }
+    let requested_at = std::time::Instant::now();
+    let Some(slot) = state.running.slot(&stage) else {
+        return error(StatusCode::NOT_FOUND, format!("no stage `{stage}`"));
+    };
+    let running = state.running.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        running.roll_back(&slot, format!("roll-back from {peer}"), requested_at)
+    })
+    .await;
+    match result {
+        Ok(Some(Ok(d))) => {
+            tracing::info!(stage = %stage, from = %peer, version = d.version, hash = %d.hash, "plugin rolled back through the admin API");
+            (StatusCode::OK, axum::Json(d)).into_response()
+        }
+        Ok(Some(Err(reason))) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("refused; the live version keeps serving: {reason}"),
+        ),
+        Ok(None) => error(
+            StatusCode::CONFLICT,
+            format!(
+                "stage `{stage}` has run one version only since the start: there is none to roll back to"
+            ),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 async fn admin_reload(
     State(state): State<Arc<HttpState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -566,6 +644,20 @@ fn dlq_query(uri: &axum::http::Uri) -> Result<(crate::pipeline::dlq::Filter, usi
         match k.as_str() {
             "stage" => filter.stage = Some(v),
             "kind" => filter.kind = Some(v),
+            "at" => {
+                let mut set = std::collections::BTreeSet::new();
+                for item in v.split(',').filter(|i| !i.is_empty()) {
+                    let parsed = item
+                        .split_once(':')
+                        .and_then(|(p, o)| Some((p.parse().ok()?, o.parse().ok()?)));
+                    set.insert(
+                        parsed.ok_or_else(|| {
+                            format!("at={v}: `{item}` is not <partition>:<offset>")
+                        })?,
+                    );
+                }
+                filter.at = Some(set);
+            }
             "since" => {
                 filter.since = Some(
                     v.parse()
@@ -579,7 +671,7 @@ fn dlq_query(uri: &axum::http::Uri) -> Result<(crate::pipeline::dlq::Filter, usi
             }
             _ => {
                 return Err(format!(
-                    "unknown parameter `{k}` (known: stage, since, kind, limit)"
+                    "unknown parameter `{k}` (known: stage, since, kind, at, limit)"
                 ));
             }
         }
@@ -671,17 +763,32 @@ async fn admin_tap(
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    tracing::info!(from = %peer, topic = %topic, sample = options.sample, "tap started");
-    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|line| (Ok::<_, std::convert::Infallible>(line), rx))
+    // A browser's EventSource asks for server-sent events: each line is one `data:` message.
+    let events = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    tracing::info!(from = %peer, topic = %topic, sample = options.sample, events, "tap started");
+    let lines = futures_util::stream::unfold(rx, move |mut rx| async move {
+        rx.recv().await.map(|line| {
+            let line = if events {
+                format!("data: {}\n\n", line.trim_end())
+            } else {
+                line
+            };
+            (Ok::<_, std::convert::Infallible>(line), rx)
+        })
     });
+    let kind = if events {
+        "text/event-stream"
+    } else {
+        "application/x-ndjson"
+    };
     (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-ndjson"),
-        )],
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(kind)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
         Body::from_stream(lines),
     )
         .into_response()
@@ -777,12 +884,14 @@ async fn admin_status(
             let live = slot.current();
             let mut pauses = slot.swap_pauses();
             pauses.sort_unstable();
-            let input = config
-                .stages
-                .iter()
-                .find(|s| s.name == slot.stage)
-                .map(|s| s.input.clone())
-                .unwrap_or_default();
+            let settings = config.stages.iter().find(|s| s.name == slot.stage);
+            let input = settings.map(|s| s.input.clone()).unwrap_or_default();
+            // Where its events go: the output topics, and those of failures and late events.
+            let outputs: Vec<&str> = settings.map(|s| s.output.topics()).unwrap_or_default();
+            let dead_letter_topic = settings
+                .filter(|s| matches!(s.on_error, crate::config::OnError::DeadLetter | crate::config::OnError::Retry))
+                .map(|s| s.dead_letter_topic.as_str());
+            let late_topic = settings.and_then(|s| s.late_output.as_deref());
             let ends: Vec<u64> = state
                 .log
                 .describe(&input)
@@ -804,9 +913,12 @@ async fn admin_status(
                             json!({"partition": p, "position": pos, "end": end, "lag": end.saturating_sub(pos)})
                         })
                         .collect();
+                    let by_kind = st.errors_by_kind.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     let counts = json!({
                         "in": get(&st.events_in), "out": get(&st.events_out), "errors": get(&st.errors),
+                        "errors_by_kind": by_kind,
                         "dead_letters": get(&st.dead_letters), "skipped": get(&st.skipped), "pauses": get(&st.pauses),
+                        "retries": get(&st.retries), "windows_fired": get(&st.windows_fired), "late": get(&st.late),
                     });
                     (parts, counts)
                 }
@@ -815,6 +927,9 @@ async fn admin_status(
             json!({
                 "stage": slot.stage,
                 "input": input,
+                "outputs": outputs,
+                "dead_letter_topic": dead_letter_topic,
+                "late_output": late_topic,
                 "partitions": partitions,
                 "events": counts,
                 "live": {"version": live.id, "hash": live.plugin.info().hash, "source": live.source},

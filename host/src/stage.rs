@@ -567,17 +567,13 @@ fn close_windows(s: &StageShared, part: &mut Part) -> Result<(), Stopped> {
     for row in cols.rows() {
         if let Err(e) = s.config.record_limits.check(&row) {
             // Like an unroutable result: no input event to dead-letter, counted and logged.
-            s.stats.errors.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("flowgate_stage_errors_total", "stage" => s.config.name.clone(), "kind" => "record-limit")
-                .increment(1);
+            s.stats.failed(&s.config.name, "record-limit");
             tracing::error!(stage = %s.config.name, limit = e.key(), "a closing window result is dropped: {}", record_limit_message(s, &e));
             continue;
         }
         if let Err(message) = route(s, part.cursor.partition, row, position, &mut routed) {
             // A window result has no input event to dead-letter: counted and logged.
-            s.stats.errors.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("flowgate_stage_errors_total", "stage" => s.config.name.clone(), "kind" => "no-route")
-                .increment(1);
+            s.stats.failed(&s.config.name, "no-route");
             tracing::error!(stage = %s.config.name, "a closing window result is dropped: {message}");
         }
     }
@@ -804,9 +800,7 @@ fn deliver(
     let mut dead_origins = Vec::new();
     for f in &failures {
         let kind = f.error.kind_name();
-        s.stats.errors.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("flowgate_stage_errors_total", "stage" => name.clone(), "kind" => kind)
-            .increment(1);
+        s.stats.failed(name, kind);
         if f.error.is_trap() {
             traps.push_back(Instant::now());
         }

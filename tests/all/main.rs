@@ -15,3 +15,4 @@ mod soak;
 mod state;
 mod tap;
 mod top;
+mod ui;

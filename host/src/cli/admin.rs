@@ -80,6 +80,10 @@ pub(crate) struct DlqArgs {
     /// Only those that match: `error-kind=<kind>` (invalid-input, timeout, trap, …).
     #[arg(long = "where", value_name = "error-kind=K")]
     filter: Option<String>,
+    /// Only these: `<partition>:<offset>` in the dead-letter topic (as `list` prints them),
+    /// separated by commas.
+    #[arg(long, value_name = "P:O,...")]
+    at: Option<String>,
     /// With `list`: at most this many.
     #[arg(long, default_value_t = 1000)]
     limit: usize,
@@ -116,6 +120,9 @@ impl DlqArgs {
                     "--where {w}: the filter is error-kind=<kind> (invalid-input, timeout, trap, …)"
                 ),
             }
+        }
+        if let Some(at) = &self.at {
+            q.push(format!("at={}", encode(at)));
         }
         Ok(q.join("&"))
     }

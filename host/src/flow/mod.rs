@@ -190,6 +190,8 @@ pub struct StageStats {
     pub events_out: AtomicU64,
     /// Failed events (each failure once, whatever the policy did with it).
     pub errors: AtomicU64,
+    /// The failures of `errors` by kind (`invalid-input`, `trap`, `record-limit`, …).
+    pub errors_by_kind: Mutex<BTreeMap<&'static str, u64>>,
     /// Events sent to the dead-letter topic.
     pub dead_letters: AtomicU64,
     /// Events dropped by `on-error = "skip"`.
@@ -217,6 +219,20 @@ impl StageStats {
             served: (0..partitions).map(|_| AtomicBool::new(true)).collect(),
             ..StageStats::default()
         }
+    }
+
+    /// Counts a failure of `kind` of the stage `stage` (here and in
+    /// `flowgate_stage_errors_total`).
+    pub(crate) fn failed(&self, stage: &str, kind: &'static str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *self
+            .errors_by_kind
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(kind)
+            .or_insert(0) += 1;
+        metrics::counter!("flowgate_stage_errors_total", "stage" => stage.to_owned(), "kind" => kind)
+            .increment(1);
     }
 
     /// The partitions served here.

@@ -200,6 +200,20 @@ impl Running {
         }
         Ok(d)
     }
+
+    /// Deploys again the version the live one of `slot` replaced (a roll-back an operator asks
+    /// for), as [`Running::deploy`] does: a new version of the same component, on probation,
+    /// at every process; `None` when there is no earlier version.
+    pub fn roll_back(
+        &self,
+        slot: &StageSlot,
+        source: String,
+        requested_at: Instant,
+    ) -> Option<Result<Deployed, DeployError>> {
+        let previous = slot.previous()?;
+        let source = format!("{source} (roll-back to version {})", previous.id);
+        Some(self.deploy(slot, source, previous.plugin.bytes(), requested_at))
+    }
 }
 
 /// Follows the control topic (and reports this process to, and reads the others from, the

@@ -38,6 +38,9 @@ pub struct Filter {
     pub since: Option<i64>,
     /// Of this error kind only (`invalid-input`, `timeout`, …).
     pub kind: Option<String>,
+    /// These dead letters only (partition and offset in the dead-letter topic): a selection,
+    /// as the dashboard makes.
+    pub at: Option<BTreeSet<(u32, u64)>>,
 }
 
 /// A dead letter's context, from its headers.
@@ -69,8 +72,9 @@ fn context<'a>(row: &EventRef<'a>) -> Option<Context<'a>> {
 }
 
 impl Filter {
-    fn takes(&self, row: &EventRef<'_>, c: &Context<'_>) -> bool {
-        self.stage.as_deref().is_none_or(|s| s == c.stage)
+    fn takes(&self, at: (u32, u64), row: &EventRef<'_>, c: &Context<'_>) -> bool {
+        self.at.as_ref().is_none_or(|set| set.contains(&at))
+            && self.stage.as_deref().is_none_or(|s| s == c.stage)
             && self.kind.as_deref().is_none_or(|k| k == c.kind)
             && self.since.is_none_or(|t| row.timestamp >= t)
     }
@@ -83,6 +87,15 @@ impl Filter {
             self.kind.as_deref().unwrap_or("*"),
             self.since.map_or("*".into(), |t| t.to_string())
         );
+        // A selection is named by its hash: the same selection asked again resumes its step.
+        let name = match &self.at {
+            Some(set) => {
+                let listed: Vec<String> = set.iter().map(|(p, o)| format!("{p}:{o}")).collect();
+                let hash = crate::runtime::hash_of(listed.join(",").as_bytes());
+                format!("{name}.at-{}", &hash[..16])
+            }
+            None => name,
+        };
         crate::log::safe_name(&name, 200)
     }
 }
@@ -125,7 +138,7 @@ impl Running {
                     let Some(c) = context(&row) else {
                         return Ok(());
                     };
-                    if filter.takes(&row, &c) {
+                    if filter.takes((p, offset), &row, &c) {
                         out.push(json!({
                             "partition": p,
                             "offset": offset,
@@ -205,7 +218,7 @@ impl Running {
                         .zip(c.partition)
                         .filter(|(t, part)| *part < targets[*t].partitions);
                     match routable {
-                        Some((t, part)) if filter.takes(&row, &c) => {
+                        Some((t, part)) if filter.takes((p, offset), &row, &c) => {
                             meta.push((offset, t, part));
                             redriven(&mut events, &row, c.redriven.saturating_add(1));
                             sent += 1;

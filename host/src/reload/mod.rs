@@ -261,6 +261,14 @@ impl StageSlot {
         self.set_status(prev.id, "live", None);
     }
 
+    /// The version the live one replaced, if any: what a roll-back goes back to.
+    pub fn previous(&self) -> Option<Arc<Version>> {
+        self.previous
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The history, oldest first (the newest 10,000 records).
     pub fn history(&self) -> Vec<VersionRecord> {
         self.history

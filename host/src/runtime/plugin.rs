@@ -81,6 +81,8 @@ fn reads_values(bytes: &[u8]) -> bool {
 #[derive(Clone)]
 pub struct Plugin {
     info: Arc<PluginInfo>,
+    /// The component as loaded (a roll-back deploys it again, at every process of a shared log).
+    bytes: Arc<[u8]>,
     pre: Pre,
     runtime: Runtime,
 }
@@ -199,6 +201,7 @@ pub(crate) fn load(rt: &Runtime, name: &str, bytes: &[u8]) -> Result<Plugin, Loa
     tracing::debug!(plugin = name, hash = %info.hash, from_cache, load_ms = info.load_time.as_millis() as u64, "plugin loaded");
     Ok(Plugin {
         info: Arc::new(info),
+        bytes: bytes.into(),
         pre,
         runtime: rt.clone(),
     })
@@ -208,6 +211,11 @@ impl Plugin {
     /// What is known about this plugin.
     pub fn info(&self) -> &PluginInfo {
         &self.info
+    }
+
+    /// The component's bytes, as loaded.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     /// A new stage instance: a fresh store under `limits`, instantiated, with `init` called.
