@@ -23,6 +23,7 @@
 //! the request is appended.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -445,22 +446,23 @@ async fn ingest_inner(
         })?;
         offsets.insert(p, ack.base_offset);
     }
-    // Each event's partition and offset, in request order.
+    // Each event's partition and offset, in request order: written as text, not as a JSON tree
+    // (a request of 1,000 events answers 1,000 of them).
     let mut next = offsets.clone();
-    let list: Vec<Value> = events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let p = crate::flow::producer::partition_for(
-                e.key.as_deref(),
-                target.partitions,
-                spread + i as u64,
-            );
-            let o = next.get_mut(&p).expect("partition appended");
-            *o += 1;
-            json!({"partition": p, "offset": *o - 1})
-        })
-        .collect();
+    let mut answer = String::with_capacity(32 + events.len() * 32);
+    let _ = write!(answer, "{{\"count\":{},\"offsets\":[", events.len());
+    for (i, e) in events.iter().enumerate() {
+        let p = crate::flow::producer::partition_for(
+            e.key.as_deref(),
+            target.partitions,
+            spread + i as u64,
+        );
+        let o = next.get_mut(&p).expect("partition appended");
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(answer, "{sep}{{\"partition\":{p},\"offset\":{o}}}");
+        *o += 1;
+    }
+    answer.push_str("]}");
     stats
         .events
         .fetch_add(events.len() as u64, Ordering::Relaxed);
@@ -468,7 +470,11 @@ async fn ingest_inner(
         .increment(events.len() as u64);
     Ok((
         StatusCode::OK,
-        axum::Json(json!({"count": events.len(), "offsets": list})),
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        answer,
     )
         .into_response())
 }

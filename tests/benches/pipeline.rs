@@ -372,6 +372,13 @@ fn main() {
     println!("| measure | result | notes |\n|---|---|---|");
     // `--only-throughput 1`: just the throughput runs (for profiling).
     let only_throughput = flowgate_tests::bench_arg("--only-throughput", 0) == 1;
+    // `--latency-at R`: just the latency at R events/s (the quick ratio report's).
+    let latency_at = flowgate_tests::bench_arg("--latency-at", 0);
+    if latency_at > 0 {
+        latency(&base, latency_at, partitions, "always");
+        let _ = std::fs::remove_dir_all(&base);
+        return;
+    }
     // The peak is the median of three runs (the disk's sync time varies run to run).
     let mut peaks: Vec<f64> = (0..3)
         .map(|_| throughput(&base, n, partitions, batch))

@@ -72,8 +72,216 @@ fn header_value(name: &str, v: &Value) -> Result<Vec<u8>, String> {
 
 /// Parses one event from one line of JSON.
 pub fn parse_event(line: &str, default_ts: i64) -> Result<Event, String> {
+    if let Some(e) = fast::parse(line, default_ts) {
+        return Ok(e);
+    }
+    parse_event_tree(line, default_ts)
+}
+
+/// [`parse_event`] through a JSON tree always: what the fast reading of a line must agree with
+/// (the fuzz target `ndjson_read` and the tests compare the two).
+#[doc(hidden)]
+pub fn parse_event_tree(line: &str, default_ts: i64) -> Result<Event, String> {
     let doc: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e})"))?;
     from_json(doc, default_ts)
+}
+
+/// The common line read without building a JSON tree: its fields are borrowed from the text,
+/// and a `value` that is not a string is kept as its text with the blanks taken out, which is
+/// its compact form when its numbers and escapes are written as `serde_json` writes them.
+/// Anything else (a value of another spelling, a field of the wrong type, an unknown or
+/// repeated field, base64 fields) is left to [`from_json`], which decides and words the error:
+/// both read every line to the same event.
+mod fast {
+    use std::borrow::Cow;
+
+    use serde_json::value::RawValue;
+
+    use super::{EOS_HEADER, Event, Value};
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Line<'a> {
+        #[serde(borrow, default)]
+        key: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        key_b64: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        value: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        value_b64: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        timestamp: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        headers: Option<&'a RawValue>,
+    }
+
+    pub(super) fn parse(line: &str, default_ts: i64) -> Option<Event> {
+        let l: Line<'_> = serde_json::from_str(line).ok()?;
+        if l.key_b64.is_some() || l.value_b64.is_some() {
+            return None;
+        }
+        let raw = l.value?.get();
+        let value = if raw.starts_with('"') {
+            serde_json::from_str::<Cow<'_, str>>(raw)
+                .ok()?
+                .into_owned()
+                .into_bytes()
+        } else {
+            compact(raw)?
+        };
+        let key = match l.key {
+            None => None,
+            Some(k) => Some(
+                serde_json::from_str::<Cow<'_, str>>(k.get())
+                    .ok()?
+                    .into_owned()
+                    .into_bytes(),
+            ),
+        };
+        let timestamp = match l.timestamp {
+            None => default_ts,
+            // As serde_json reads it: `-0` is a float there, and an error here.
+            Some(t) => t
+                .get()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| n.to_string() == t.get())?,
+        };
+        let mut headers = match l.headers {
+            None => Vec::new(),
+            Some(h) => super::headers(Some(&serde_json::from_str::<Value>(h.get()).ok()?)).ok()?,
+        };
+        headers.retain(|h| h.name != EOS_HEADER);
+        Some(Event {
+            key,
+            value,
+            timestamp,
+            headers,
+        })
+    }
+
+    /// `raw` (valid JSON, not a string) without its blanks, if that is what `serde_json` writes
+    /// for it: every number as it writes it back, every escape one it writes, and no object
+    /// with a key twice (the tree keeps the last).
+    fn compact(raw: &str) -> Option<Vec<u8>> {
+        let b = raw.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        // The keys of the open objects, and per open object or list: where its keys start in
+        // `keys` and whether a key comes next (objects).
+        let mut keys: Vec<&[u8]> = Vec::new();
+        let mut open: Vec<Option<(usize, bool)>> = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+                c @ (b'{' | b'[') => {
+                    open.push((c == b'{').then_some((keys.len(), true)));
+                    out.push(c);
+                    i += 1;
+                }
+                c @ (b'}' | b']') => {
+                    if let Some(Some((start, _))) = open.pop() {
+                        let mine = &mut keys[start..];
+                        mine.sort_unstable();
+                        if mine.windows(2).any(|w| w[0] == w[1]) {
+                            return None;
+                        }
+                        keys.truncate(start);
+                    }
+                    out.push(c);
+                    i += 1;
+                }
+                b',' => {
+                    if let Some(Some((_, key_next))) = open.last_mut() {
+                        *key_next = true;
+                    }
+                    out.push(b',');
+                    i += 1;
+                }
+                b'"' => {
+                    let start = i;
+                    i += 1;
+                    while b[i] != b'"' {
+                        if b[i] == b'\\' {
+                            if !canonical_escape(&b[i..]) {
+                                return None;
+                            }
+                            i += if b[i + 1] == b'u' { 6 } else { 2 };
+                        } else {
+                            i += 1;
+                        }
+                    }
+                    i += 1;
+                    if let Some(Some((_, key_next))) = open.last_mut()
+                        && *key_next
+                    {
+                        keys.push(&b[start..i]);
+                        *key_next = false;
+                    }
+                    out.extend_from_slice(&b[start..i]);
+                }
+                b'-' | b'0'..=b'9' => {
+                    let start = i;
+                    while i < b.len()
+                        && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                    {
+                        i += 1;
+                    }
+                    let n = &raw[start..i];
+                    if !canonical_number(n) {
+                        return None;
+                    }
+                    out.extend_from_slice(n.as_bytes());
+                }
+                c => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// Whether the escape at the start of `b` is one `serde_json` writes: `\"`, `\\`, the short
+    /// forms of control characters, or `\u00xx` (lower-case hex) for the other control characters.
+    fn canonical_escape(b: &[u8]) -> bool {
+        match b.get(1) {
+            Some(b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't') => true,
+            Some(b'u') => match b.get(2..6) {
+                Some([b'0', b'0', h, l]) => {
+                    let hex = |c: u8| match c {
+                        b'0'..=b'9' => Some(c - b'0'),
+                        b'a'..=b'f' => Some(c - b'a' + 10),
+                        _ => None,
+                    };
+                    match (hex(*h), hex(*l)) {
+                        (Some(h), Some(l)) => {
+                            let c = h * 16 + l;
+                            c < 0x20 && !matches!(c, 0x08 | 0x0c | 0x0a | 0x0d | 0x09)
+                        }
+                        _ => false,
+                    }
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// Whether `serde_json` writes the number `n` back as `n`.
+    fn canonical_number(n: &str) -> bool {
+        if let Ok(i) = n.parse::<i64>() {
+            return i.to_string() == n;
+        }
+        if let Ok(u) = n.parse::<u64>() {
+            return u.to_string() == n;
+        }
+        match n.parse::<f64>() {
+            Ok(f) if f.is_finite() => ryu::Buffer::new().format_finite(f) == n,
+            _ => false,
+        }
+    }
 }
 
 /// An event from its parsed JSON form (the same form as one NDJSON line).
@@ -119,7 +327,21 @@ pub fn from_json(doc: Value, default_ts: i64) -> Result<Event, String> {
             format!("`timestamp` must be an integer of milliseconds since the Unix epoch, not {t}")
         })?,
     };
-    let headers = match obj.get("headers") {
+    // The exactly-once marker is the log's own, meaningful only where its producer wrote it:
+    // one read from outside (a copy of another topic, or forged) is dropped, never trusted.
+    let mut headers = headers(obj.get("headers"))?;
+    headers.retain(|h| h.name != EOS_HEADER);
+    Ok(Event {
+        key,
+        value,
+        timestamp,
+        headers,
+    })
+}
+
+/// The headers of an event's `headers` field.
+fn headers(field: Option<&Value>) -> Result<Vec<Header>, String> {
+    Ok(match field {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Object(h)) => h
             .iter()
@@ -148,16 +370,6 @@ pub fn from_json(doc: Value, default_ts: i64) -> Result<Event, String> {
                 kind(h)
             ));
         }
-    };
-    // The exactly-once marker is the log's own, meaningful only where its producer wrote it:
-    // one read from outside (a copy of another topic, or forged) is dropped, never trusted.
-    let mut headers: Vec<Header> = headers;
-    headers.retain(|h| h.name != EOS_HEADER);
-    Ok(Event {
-        key,
-        value,
-        timestamp,
-        headers,
     })
 }
 
@@ -279,6 +491,7 @@ impl fmt::Display for Line<'_> {
 mod tests {
     use super::*;
     use crate::event::view;
+    use proptest::prelude::*;
 
     fn round_trip(line: &str) -> String {
         let e = parse_event(line, 5).unwrap();
@@ -333,5 +546,92 @@ mod tests {
         assert!(err("not json").contains("not valid JSON"));
         let e = read_all(&b"{\"value\":1}\n\n{\"value\":}\n"[..]).unwrap_err();
         assert!(e.to_string().starts_with("line 3:"), "{e}");
+    }
+
+    /// A JSON number in one of its many spellings.
+    fn number() -> impl Strategy<Value = String> {
+        "-?(0|[1-9][0-9]{0,21})(\\.[0-9]{1,4})?([eE][+-]?[0-9]{1,3})?"
+    }
+
+    /// A JSON string, with escapes of every kind.
+    fn string() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                "[a-z é/]{0,3}",
+                Just("\\\"".to_owned()),
+                Just("\\\\".to_owned()),
+                Just("\\/".to_owned()),
+                Just("\\n".to_owned()),
+                Just("\\u0001".to_owned()),
+                Just("\\u001F".to_owned()),
+                Just("\\u000a".to_owned()),
+                Just("\\u00e9".to_owned()),
+                Just("\\ud83d\\ude00".to_owned()),
+            ],
+            0..4,
+        )
+        .prop_map(|parts| format!("\"{}\"", parts.concat()))
+    }
+
+    /// JSON text of any kind, with blanks here and there.
+    fn json() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            number(),
+            string(),
+            Just("true".to_owned()),
+            Just("null".to_owned())
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|items| format!("[{}]", items.join(" , "))),
+                proptest::collection::vec((string(), inner), 0..4).prop_map(|fields| {
+                    let f: Vec<String> = fields.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                    format!("{{ {} }}", f.join(","))
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The fast reading of a line and the reading through a JSON tree give the same event,
+        /// or the same error, for any value, key, timestamp and headers.
+        #[test]
+        fn the_fast_reading_agrees_with_the_tree(
+            value in json(),
+            key in proptest::option::of(prop_oneof![string(), number()]),
+            ts in proptest::option::of(prop_oneof![number(), Just("null".to_owned())]),
+            headers in proptest::option::of(prop_oneof![json(), Just(r#"{"h": "v", "flowgate-eos": "1"}"#.to_owned())]),
+            extra in proptest::option::of(Just(r#""valu": 1"#.to_owned())),
+        ) {
+            let mut fields = vec![format!(r#""value" : {value}"#)];
+            if let Some(k) = key { fields.push(format!(r#""key":{k}"#)); }
+            if let Some(t) = ts { fields.push(format!(r#""timestamp":{t}"#)); }
+            if let Some(h) = headers { fields.push(format!(r#""headers":{h}"#)); }
+            if let Some(x) = extra { fields.push(x); }
+            let line = format!("{{{}}}", fields.join(", "));
+            prop_assert_eq!(parse_event(&line, 7), parse_event_tree(&line, 7), "{}", line);
+        }
+    }
+
+    #[test]
+    fn values_in_their_compact_spelling_are_read_without_a_tree() {
+        let line = r#"{"key":"k","value": {"id": 12, "f": 1.5, "s": "a\"b\n", "l": [true, null]}}"#;
+        assert_eq!(
+            parse_event(line, 0).unwrap().value,
+            br#"{"id":12,"f":1.5,"s":"a\"b\n","l":[true,null]}"#
+        );
+        assert!(fast::parse(line, 0).is_some(), "read without a tree");
+        // Spellings serde_json writes otherwise fall back to the tree, which rewrites them.
+        assert!(fast::parse(r#"{"value":[1E2]}"#, 0).is_none());
+        assert!(fast::parse(r#"{"value":"x","valu":1}"#, 0).is_none());
+        assert_eq!(
+            parse_event(r#"{"value":[1E2, 1.50]}"#, 0).unwrap().value,
+            b"[100.0,1.5]"
+        );
+        assert_eq!(
+            parse_event(r#"{"value":["\u00e9\/"]}"#, 0).unwrap().value,
+            "[\"é/\"]".as_bytes()
+        );
     }
 }

@@ -109,6 +109,9 @@ pub(crate) struct Shared {
 
 /// Bytes (keys, values, headers) of recent appends kept in memory per partition.
 const TAIL_BYTES: usize = 8 << 20;
+/// And at most this many appends (each has a fixed cost beside its bytes: many appends of one
+/// small event each would otherwise be hundreds of thousands).
+const TAIL_BATCHES: usize = 16 << 10;
 
 /// Recent acknowledged appends: consecutive, the last one ending at the partition's end.
 #[derive(Default)]
@@ -125,7 +128,9 @@ impl Tail {
     fn push(&mut self, rb: ReadBatch) {
         self.bytes += batch_bytes(&rb.batch);
         self.batches.push_back(rb);
-        while self.bytes > TAIL_BYTES && self.batches.len() > 1 {
+        while (self.bytes > TAIL_BYTES || self.batches.len() > TAIL_BATCHES)
+            && self.batches.len() > 1
+        {
             let old = self.batches.pop_front().expect("more than one");
             self.bytes -= batch_bytes(&old.batch);
         }
@@ -140,11 +145,12 @@ impl Tail {
         }
         let mut out = Vec::new();
         let mut budget = max_bytes;
-        for rb in &self.batches {
-            let rb_end = rb.base_offset + rb.batch.timestamps.len() as u64;
-            if rb_end <= from {
-                continue;
-            }
+        // The batches are consecutive: the first one holding `from` is found by bisection, not
+        // by a walk from the oldest (a reader at the end reads after every append).
+        let first = self
+            .batches
+            .partition_point(|rb| rb.base_offset + rb.batch.timestamps.len() as u64 <= from);
+        for rb in self.batches.range(first..) {
             if rb.base_offset >= end || (!out.is_empty() && budget == 0) {
                 break;
             }

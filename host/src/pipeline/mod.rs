@@ -1086,7 +1086,16 @@ impl Running {
         let mut deadline: Option<Instant> = None;
         let wind_up = (grace / 4).min(Duration::from_secs(1));
         loop {
-            let finished = self.applied().steps.values().all(Step::finished);
+            // An unbounded run with HTTP ingest serves until it is stopped, even when no step
+            // runs (its topics are read by other processes, or by `flowgate consume`).
+            let serving = !self.ctl.bounded()
+                && !self.ctl.stopping()
+                && self
+                    .config()
+                    .sources
+                    .values()
+                    .any(|s| matches!(s.kind, SourceKind::Http));
+            let finished = !serving && self.applied().steps.values().all(Step::finished);
             if finished {
                 break;
             }
