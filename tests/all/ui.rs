@@ -6,7 +6,7 @@
 //! `target/ui-screenshots/`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use flowgate_tests::fixture::{Fixture, http, listen_addr, sigterm, wait_exit};
@@ -51,6 +51,21 @@ path = "out.ndjson"
     )
 }
 
+/// `flowgate run` of the pipeline with its admin token set: the fixture, the process and the
+/// address it serves on.
+fn start() -> (Fixture, Child, String) {
+    let f = Fixture::new(&pipeline());
+    let mut child = f
+        .command(&["run", "--no-watch"])
+        .env("UI_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(f.path("run-0.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let addr = listen_addr(&f, 0, &mut child);
+    (f, child, addr)
+}
+
 fn ui_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/ui")
 }
@@ -78,15 +93,7 @@ fn browser_tools() -> PathBuf {
 
 #[test]
 fn the_dashboard_needs_the_admin_token_and_its_cookie_opens_the_admin_api() {
-    let f = Fixture::new(&pipeline());
-    let mut child = f
-        .command(&["run", "--no-watch"])
-        .env("UI_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(f.path("run-0.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let addr = listen_addr(&f, 0, &mut child);
+    let (f, mut child, addr) = start();
     for path in ["/ui", "/ui/app.js", "/ui/app.css", "/admin/status"] {
         let (code, headers, body) = http(&addr, "GET", path, &[], b"");
         assert_eq!(code, 401, "GET {path} without the token: {body}");
@@ -172,15 +179,7 @@ fn the_dashboard_needs_the_admin_token_and_its_cookie_opens_the_admin_api() {
 )]
 fn the_dashboard_in_chromium_shows_the_pipeline_taps_deploys_and_redrives() {
     let chromium = browser_tools();
-    let f = Fixture::new(&pipeline());
-    let mut child = f
-        .command(&["run", "--no-watch"])
-        .env("UI_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(f.path("run-0.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let addr = listen_addr(&f, 0, &mut child);
+    let (f, mut child, addr) = start();
     let shots = flowgate_tests::target_dir().join("ui-screenshots");
     let out = Command::new("node")
         .arg("test/dashboard.mjs")
