@@ -93,7 +93,7 @@ fn browser_tools() -> PathBuf {
 
 #[test]
 fn the_dashboard_needs_the_admin_token_and_its_cookie_opens_the_admin_api() {
-    let (f, mut child, addr) = start();
+    let (_f, mut child, addr) = start();
     for path in ["/ui", "/ui/app.js", "/ui/app.css", "/admin/status"] {
         let (code, headers, body) = http(&addr, "GET", path, &[], b"");
         assert_eq!(code, 401, "GET {path} without the token: {body}");
