@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub(crate) use flowgate_tests::fixture::{
-    Fixture, eventually, http, listen_addr, sigterm, wait_exit,
+    Fixture, eventually, http, listen_addr, post_values, sigterm, start_http, wait_exit,
 };
 use flowgate_tests::plugins::{
     FILTER_JSON, FLAKY, HOSTILE_TRAP_ON, HUGE_KEY, JSON_PROJECT, UPPERCASE, WINDOW_STATS,
@@ -17,6 +17,40 @@ use serde_json::Value;
 
 /// A bad request: headers, path, body, the status it gets, and what the answer says.
 type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a [u8], u16, &'a str);
+
+/// A run with HTTP ingest and no step (its topic is read elsewhere) serves until it is stopped,
+/// and says what it took.
+#[test]
+fn a_run_with_only_http_ingest_serves_until_stopped() {
+    let f = Fixture::new(
+        r#"
+name = "ingest-only"
+
+[http]
+listen = "127.0.0.1:0"
+
+[sources.api]
+type = "http"
+topic = "in"
+"#,
+    );
+    let (mut child, addr) = start_http(&f, 0);
+    post_values(&addr, "in", (0..3).map(|i| format!("e{i}")));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run still serves: {}",
+        f.stderr(0)
+    );
+    post_values(&addr, "in", ["e3".to_owned()]);
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(60)).expect("stops after SIGTERM");
+    assert!(status.success(), "{}", f.stderr(0));
+    assert!(
+        f.stderr(0).contains("source api: 4 events appended"),
+        "{}",
+        f.stderr(0)
+    );
+}
 
 #[test]
 fn http_events_pass_three_stages_to_a_file_sink() {
