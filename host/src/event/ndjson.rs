@@ -161,6 +161,10 @@ mod fast {
         })
     }
 
+    /// Nesting deeper than this is left to the tree, whose reader has a depth limit (128) that
+    /// the borrowed reading does not.
+    const MAX_DEPTH: usize = 100;
+
     /// `raw` (valid JSON, not a string) without its blanks, if that is what `serde_json` writes
     /// for it: every number as it writes it back, every escape one it writes, and no object
     /// with a key twice (the tree keeps the last).
@@ -176,6 +180,10 @@ mod fast {
             match b[i] {
                 b' ' | b'\t' | b'\n' | b'\r' => i += 1,
                 c @ (b'{' | b'[') => {
+                    // Deep nesting is the tree's to judge (serde_json refuses past 128 levels).
+                    if open.len() >= MAX_DEPTH {
+                        return None;
+                    }
                     open.push((c == b'{').then_some((keys.len(), true)));
                     out.push(c);
                     i += 1;
@@ -611,6 +619,48 @@ mod tests {
             if let Some(x) = extra { fields.push(x); }
             let line = format!("{{{}}}", fields.join(", "));
             prop_assert_eq!(parse_event(&line, 7), parse_event_tree(&line, 7), "{}", line);
+        }
+    }
+
+    #[test]
+    fn hostile_lines_are_refused_or_read_alike_without_a_crash() {
+        // Nesting past serde_json's depth limit: an error, from both readings.
+        let deep = format!(
+            r#"{{"value":{}1{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(
+            fast::parse(&deep, 0).is_none(),
+            "deep nesting goes to the tree"
+        );
+        match parse_event(&deep, 0) {
+            Err(e) => assert!(e.contains("recursion limit"), "{e}"),
+            Ok(_) => panic!("100,000 levels of nesting were read"),
+        }
+        // Around both limits, the two readings agree level by level.
+        for depth in 95..135 {
+            let line = format!(r#"{{"value":{}1{}}}"#, "[".repeat(depth), "]".repeat(depth));
+            assert_eq!(
+                parse_event(&line, 0),
+                parse_event_tree(&line, 0),
+                "depth {depth}"
+            );
+        }
+        // 50,000 keys, one of them twice at the two ends: the tree keeps the last value.
+        let mut fields: Vec<String> = (0..50_000).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        fields.push(r#""k0":"last""#.into());
+        let wide = format!(r#"{{"value":{{{}}}}}"#, fields.join(","));
+        assert!(
+            fast::parse(&wide, 0).is_none(),
+            "a repeated key goes to the tree"
+        );
+        let e = parse_event(&wide, 0).unwrap();
+        assert!(e.value.starts_with(br#"{"k0":"last","k1":1"#));
+        // A truncated line, and a string cut inside an escape.
+        for bad in [r#"{"value":{"a":"#, r#"{"value":"\"#, r#"{"value":"\u12"}"#] {
+            assert_eq!(parse_event(bad, 0), parse_event_tree(bad, 0), "{bad}");
+            assert!(parse_event(bad, 0).is_err(), "{bad}");
         }
     }
 

@@ -147,10 +147,10 @@ impl Tail {
         let mut budget = max_bytes;
         // The batches are consecutive: the first one holding `from` is found by bisection, not
         // by a walk from the oldest (a reader at the end reads after every append).
-        let first = self
+        let start = self
             .batches
             .partition_point(|rb| rb.base_offset + rb.batch.timestamps.len() as u64 <= from);
-        for rb in self.batches.range(first..) {
+        for rb in self.batches.range(start..) {
             if rb.base_offset >= end || (!out.is_empty() && budget == 0) {
                 break;
             }

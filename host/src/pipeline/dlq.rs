@@ -167,16 +167,12 @@ impl Running {
     pub fn redrive(&self, topic: &str, filter: &Filter) -> Result<Value, LogError> {
         let info = self.log.describe(topic)?;
         let step = filter.step_name(topic);
-        let pipeline = self.config().name;
+        let config = self.config();
+        let pipeline = &config.name;
         let (mut sent, mut skipped, mut before) = (0u64, 0u64, 0u64);
         // A dead letter goes back to the input of a stage; one naming another topic (or one no
         // longer in the pipeline) is skipped.
-        let inputs: BTreeSet<String> = self
-            .config()
-            .stages
-            .iter()
-            .map(|s| s.input.clone())
-            .collect();
+        let inputs: BTreeSet<String> = config.stages.iter().map(|s| s.input.clone()).collect();
         let mut targets: Vec<Target> = Vec::new();
         for name in inputs {
             let info = self.log.describe(&name)?;

@@ -1090,11 +1090,11 @@ impl Running {
             // runs (its topics are read by other processes, or by `flowgate consume`).
             let serving = !self.ctl.bounded()
                 && !self.ctl.stopping()
-                && self
-                    .config()
-                    .sources
-                    .values()
-                    .any(|s| matches!(s.kind, SourceKind::Http));
+                && self.view.load().config.as_ref().is_some_and(|c| {
+                    c.sources
+                        .values()
+                        .any(|s| matches!(s.kind, SourceKind::Http))
+                });
             let finished = !serving && self.applied().steps.values().all(Step::finished);
             if finished {
                 break;

@@ -33,7 +33,8 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'u
      img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
      base-uri 'none'";
 
-fn page(status: StatusCode, kind: &'static str, body: String) -> Response {
+/// A page or file of the dashboard (the embedded ones are served without a copy).
+fn page(status: StatusCode, kind: &'static str, body: impl Into<axum::body::Body>) -> Response {
     (
         status,
         [
@@ -48,7 +49,7 @@ fn page(status: StatusCode, kind: &'static str, body: String) -> Response {
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
-        body,
+        body.into(),
     )
         .into_response()
 }
@@ -74,7 +75,7 @@ pub(super) async fn ui_page(State(state): State<Arc<HttpState>>, headers: Header
     if !admin_authorized(&state, &headers) {
         return sign_in("");
     }
-    page(StatusCode::OK, "text/html; charset=utf-8", INDEX.to_owned())
+    page(StatusCode::OK, "text/html; charset=utf-8", INDEX)
 }
 
 /// `GET /ui/<file>`: the bundle's script and style sheet.
@@ -87,16 +88,8 @@ pub(super) async fn ui_file(
         return super::unauthorized();
     }
     match file.as_str() {
-        "app.js" => page(
-            StatusCode::OK,
-            "text/javascript; charset=utf-8",
-            APP_JS.to_owned(),
-        ),
-        "app.css" => page(
-            StatusCode::OK,
-            "text/css; charset=utf-8",
-            APP_CSS.to_owned(),
-        ),
+        "app.js" => page(StatusCode::OK, "text/javascript; charset=utf-8", APP_JS),
+        "app.css" => page(StatusCode::OK, "text/css; charset=utf-8", APP_CSS),
         _ => error(
             StatusCode::NOT_FOUND,
             format!("no file `{file}` in the dashboard (it has app.js and app.css)"),
