@@ -4,24 +4,37 @@
 //   export { init, on_event, on_batch, cabi_realloc } from "./flowgate";
 //
 //   function process(e: Event, out: Emitter): Failure | null {
-//     out.emit(e.value);                 // zero, one or more outputs
-//     return null;                       // or invalidInput("why")
+//     out.emit(e.value);                        // zero or more outputs: key, time, headers kept
+//     out.emitEvent(null, v, e.timestamp, []);  // or whole events: here no key, no headers
+//     return null;                              // or invalidInput("why")
 //   }
 //   stage(process);
 //
+// An aggregator over windows registers four functions with `aggregator(create, add, merge,
+// finish)` and exports `cabi_realloc, init, create, add, merge, finish` instead.
+//
 // `flowgate plugin build` puts this file next to your plugin.ts and compiles it with asc.
-// It implements the `flowgate:plugin/stage` world's canonical ABI by hand (`on_event` and
-// `on_batch` become `on-event` and `on-batch` when Flowgate makes the component). Argument
-// memory the host allocates is freed after each call; results are freed at the next call.
+// It implements the `flowgate:plugin` worlds' canonical ABI by hand (`on_event` and `on_batch`
+// become `on-event` and `on-batch` when Flowgate makes the component). Argument memory the
+// host allocates is freed after each call; results are freed at the next call.
 
 export class Header {
   constructor(public name: string, public value: Uint8Array) {}
 }
 
+const EMPTY = new Uint8Array(0);
+
+/**
+ * One event: the input of a plugin function. The helper reuses the object (and its `headers`
+ * array) for the next event: keep its fields, not the object.
+ */
 export class Event {
+  /** null: no key, which differs from an empty key. */
   key: Uint8Array | null = null;
-  value: Uint8Array = new Uint8Array(0);
+  value: Uint8Array = EMPTY;
+  /** Milliseconds since the Unix epoch. */
   timestamp: i64 = 0;
+  /** In order; names may repeat. */
   headers: Header[] = [];
 }
 
@@ -44,23 +57,17 @@ export function fatal(message: string): Failure {
   return new Failure(2, message);
 }
 
-/** Where outputs go. */
-export class Emitter {
-  values: Uint8Array[] = [];
-  /** Outputs the event with a new value (key, time and headers kept). */
-  emit(value: Uint8Array): void {
-    this.values.push(value);
-  }
-}
-
 /** The stage's config. */
 export const config = new Map<string, string>();
 
-let processFn: ((e: Event, out: Emitter) => Failure | null) | null = null;
+let initFn: (() => Failure | null) | null = null;
 
-/** Makes `p` the plugin. */
-export function stage(p: (e: Event, out: Emitter) => Failure | null): void {
-  processFn = p;
+/**
+ * Makes `check` run once the config is set, before any event; a failure it returns keeps the
+ * plugin from loading.
+ */
+export function onInit(check: () => Failure | null): void {
+  initFn = check;
 }
 
 // --- keyed state (stages with `state = true`) ------------------------------------------------
@@ -70,6 +77,9 @@ declare function stateGet(keyPtr: usize, keyLen: usize, ret: usize): void;
 
 @external("flowgate:plugin/state@0.1.0", "put")
 declare function statePut(keyPtr: usize, keyLen: usize, valPtr: usize, valLen: usize): void;
+
+@external("flowgate:plugin/state@0.1.0", "delete")
+declare function stateDelete(keyPtr: usize, keyLen: usize): void;
 
 /** The value stored under `key`, or null. */
 export function getState(key: Uint8Array): Uint8Array | null {
@@ -86,6 +96,24 @@ export function getState(key: Uint8Array): Uint8Array | null {
 /** Stores `value` under `key`. */
 export function putState(key: Uint8Array, value: Uint8Array): void {
   statePut(key.dataStart, key.length, value.dataStart, value.length);
+}
+
+/** Removes `key`. */
+export function deleteState(key: Uint8Array): void {
+  stateDelete(key.dataStart, key.length);
+}
+
+// --- logging --------------------------------------------------------------------------------
+
+export enum LogLevel { Trace, Debug, Info, Warn, Error }
+
+@external("flowgate:plugin/log@0.1.0", "log")
+declare function logLine(level: i32, msgPtr: usize, msgLen: usize): void;
+
+/** Writes one line into the host's logs, tagged with the plugin's name. */
+export function log(level: LogLevel, message: string): void {
+  const b = String.UTF8.encode(message);
+  logLine(level, changetype<usize>(b), b.byteLength);
 }
 
 // --- memory ---------------------------------------------------------------------------------
@@ -128,38 +156,57 @@ function startCall(events: i32): void {
   }
 }
 
-/** Memory for a result, kept until the next call. */
+/** Memory for a result, zeroed, 8-aligned, kept until the next call. */
 function alloc(size: usize): usize {
-  const p = heap.alloc(size > 0 ? size : 1);
-  memory.fill(p, 0, size);
+  const p = heap.alloc(size + 8);
   resultBlocks.push(p);
-  return p;
-}
-
-function copyIn(ptr: usize, len: usize): Uint8Array {
-  const a = new Uint8Array(<i32>len);
-  if (len > 0) memory.copy(a.dataStart, ptr, len);
+  const a = (p + 7) & ~(<usize>7);
+  memory.fill(a, 0, size);
   return a;
 }
 
-/** A result copy of `bytes`; its address. */
-function copyOut(bytes: Uint8Array): usize {
-  const p = alloc(bytes.length);
-  if (bytes.length > 0) memory.copy(p, bytes.dataStart, bytes.length);
-  return p;
+function copyIn(ptr: usize, len: usize): Uint8Array {
+  if (len == 0) return EMPTY;
+  const a = new Uint8Array(<i32>len);
+  memory.copy(a.dataStart, ptr, len);
+  return a;
 }
 
+function putList(at: usize, ptr: usize, len: usize): void {
+  store<u32>(at, <u32>ptr);
+  store<u32>(at, <u32>len, 4);
+}
+
+/** A result copy of `bytes` as a list at `at`. */
 function putBytes(at: usize, bytes: Uint8Array): void {
-  store<u32>(at, <u32>copyOut(bytes));
-  store<u32>(at, bytes.length, 4);
+  const p = alloc(bytes.length);
+  memory.copy(p, bytes.dataStart, bytes.length);
+  putList(at, p, bytes.length);
 }
 
+/** An `error` variant at `at`. */
 function putFailure(at: usize, f: Failure): void {
   store<u8>(at, f.kind);
   putBytes(at + 4, Uint8Array.wrap(String.UTF8.encode(f.message)));
 }
 
-// --- init -----------------------------------------------------------------------------------
+/** list<list<u8>> as a result: one buffer and the records into it. */
+function putBytesList(at: usize, items: Uint8Array[]): void {
+  let total = 0;
+  for (let i = 0; i < items.length; i++) total += items[i].length;
+  const data = alloc(total);
+  const records = alloc(8 * items.length);
+  let n: usize = 0;
+  for (let i = 0; i < items.length; i++) {
+    const b = items[i];
+    memory.copy(data + n, b.dataStart, b.length);
+    putList(records + 8 * i, data + n, b.length);
+    n += b.length;
+  }
+  putList(at, records, items.length);
+}
+
+// --- init (both worlds) ---------------------------------------------------------------------
 
 export function init(ptr: usize, n: u32): usize {
   startCall(0);
@@ -170,70 +217,59 @@ export function init(ptr: usize, n: u32): usize {
     config.set(k, v);
   }
   endCall();
-  return alloc(16);
-}
-
-// --- on-event -------------------------------------------------------------------------------
-
-export function on_event(
-  keyTag: i32, keyPtr: usize, keyLen: u32, valPtr: usize, valLen: u32, ts: i64, hPtr: usize, hLen: u32,
-): usize {
-  startCall(1);
-  const e = new Event();
-  if (keyTag != 0) e.key = copyIn(keyPtr, keyLen);
-  e.value = copyIn(valPtr, valLen);
-  e.timestamp = ts;
-  for (let i: u32 = 0; i < hLen; i++) {
-    const h = hPtr + 16 * i;
-    e.headers.push(new Header(String.UTF8.decodeUnsafe(load<u32>(h), load<u32>(h, 4)), copyIn(load<u32>(h, 8), load<u32>(h, 12))));
-  }
-  endCall();
-  const out = new Emitter();
-  const failure = processFn!(e, out);
   const area = alloc(16);
-  if (failure != null) {
-    store<u8>(area, 1);
-    putFailure(area + 4, failure);
-    return area;
-  }
-  const headers = alloc(16 * e.headers.length);
-  for (let i = 0; i < e.headers.length; i++) {
-    putBytes(headers + 16 * i, Uint8Array.wrap(String.UTF8.encode(e.headers[i].name)));
-    putBytes(headers + 16 * i + 8, e.headers[i].value);
-  }
-  const n = out.values.length;
-  const events = alloc(40 * n + 8);
-  const list = (events + 7) & ~(<usize>7);
-  for (let i = 0; i < n; i++) {
-    const o = list + 40 * i;
-    if (e.key != null) {
-      store<u8>(o, 1);
-      putBytes(o + 4, e.key!);
+  if (initFn != null) {
+    const f = initFn!();
+    if (f != null) {
+      store<u8>(area, 1);
+      putFailure(area + 4, f);
     }
-    putBytes(o + 12, out.values[i]);
-    store<i64>(o, e.timestamp, 24);
-    store<u32>(o, <u32>headers, 32);
-    store<u32>(o, e.headers.length, 36);
   }
-  store<u32>(area, <u32>list, 4);
-  store<u32>(area, n, 8);
   return area;
 }
 
-// --- on-batch -------------------------------------------------------------------------------
+// --- batches in -----------------------------------------------------------------------------
 
-function cell(data: usize, ends: usize, i: u32): Uint8Array {
+/** Bytes `i` of a `bytes-column` record at `col`, copied. */
+function cell(col: usize, i: u32): Uint8Array {
+  const ends = load<u32>(col, 8);
   const start = i > 0 ? load<u32>(ends + 4 * (i - 1)) : 0;
-  return copyIn(data + start, load<u32>(ends + 4 * i) - start);
+  return copyIn(load<u32>(col) + start, load<u32>(ends + 4 * i) - start);
 }
 
-/** Output bytes of a column: data (grown by doubling, copied in blocks) and ends. */
+function cellString(col: usize, i: u32): string {
+  const ends = load<u32>(col, 8);
+  const start = i > 0 ? load<u32>(ends + 4 * (i - 1)) : 0;
+  return String.UTF8.decodeUnsafe(load<u32>(col) + start, load<u32>(ends + 4 * i) - start);
+}
+
+const inEvent = new Event();
+let nextHeader: u32 = 0;
+
+/** Row `row` of the `batch` record at `b` into the reused input event; rows in order. */
+function readRow(b: usize, row: u32): Event {
+  const e = inEvent;
+  e.value = cell(b, row);
+  e.key = load<u8>(load<u32>(b, 32) + row) != 0 ? cell(b + 16, row) : null;
+  e.timestamp = load<i64>(load<u32>(b, 40) + 8 * row);
+  e.headers.length = 0;
+  const end = load<u32>(load<u32>(b, 48) + 4 * row);
+  for (; nextHeader < end; nextHeader++) {
+    e.headers.push(new Header(cellString(b + 56, nextHeader), cell(b + 72, nextHeader)));
+  }
+  return e;
+}
+
+// --- stage: outputs -------------------------------------------------------------------------
+
+/** Output bytes of a column, reused from call to call: data (grown by doubling) and ends. */
 class Column {
   data: Uint8Array = new Uint8Array(1024);
   len: i32 = 0;
   ends: u32[] = [];
-  push(b: Uint8Array): void {
-    const need = this.len + b.length;
+  /** Room for n more bytes; where they go. */
+  grow(n: i32): usize {
+    const need = this.len + n;
     if (need > this.data.length) {
       let cap = this.data.length * 2;
       while (cap < need) cap *= 2;
@@ -241,46 +277,165 @@ class Column {
       memory.copy(grown.dataStart, this.data.dataStart, this.len);
       this.data = grown;
     }
-    memory.copy(this.data.dataStart + this.len, b.dataStart, b.length);
+    const at = this.data.dataStart + this.len;
     this.len = need;
     this.ends.push(need);
+    return at;
   }
+  push(b: Uint8Array): void {
+    memory.copy(this.grow(b.length), b.dataStart, b.length);
+  }
+  pushString(s: string): void {
+    String.UTF8.encodeUnsafe(changetype<usize>(s), s.length, this.grow(String.UTF8.byteLength(s)));
+  }
+  /** Keeps the first n entries. */
+  truncate(n: i32): void {
+    this.len = n > 0 ? this.ends[n - 1] : 0;
+    this.ends.length = n;
+  }
+  /** Where entry i starts. */
+  start(i: i32): u32 {
+    return i > 0 ? this.ends[i - 1] : 0;
+  }
+  /** Writes the column as a `bytes-column` record at `at` (in place: kept until the next call). */
   put(at: usize): void {
-    const d = alloc(this.len);
-    memory.copy(d, this.data.dataStart, this.len);
-    store<u32>(at, <u32>d);
-    store<u32>(at, this.len, 4);
-    putU32s(at + 8, this.ends);
+    putList(at, this.data.dataStart, this.len);
+    putList(at + 8, this.ends.dataStart, this.ends.length);
   }
 }
 
-function putU32s(at: usize, v: u32[]): void {
-  const p = alloc(4 * v.length);
-  for (let i = 0; i < v.length; i++) store<u32>(p + 4 * i, v[i]);
-  store<u32>(at, <u32>p);
-  store<u32>(at, v.length, 4);
+/** A call's output events in columns. */
+class Outputs {
+  values: Column = new Column();
+  keys: Column = new Column();
+  names: Column = new Column();
+  hvalues: Column = new Column();
+  hasKey: u8[] = [];
+  stamps: i64[] = [];
+  headerEnds: u32[] = [];
+  origins: u32[] = [];
+
+  reset(): void {
+    this.truncate(0);
+  }
+  add(key: Uint8Array | null, value: Uint8Array, timestamp: i64, headers: Header[], origin: u32): void {
+    this.values.push(value);
+    this.keys.push(key != null ? key : EMPTY);
+    this.hasKey.push(key != null ? 1 : 0);
+    this.stamps.push(timestamp);
+    for (let i = 0; i < headers.length; i++) {
+      this.names.pushString(headers[i].name);
+      this.hvalues.push(headers[i].value);
+    }
+    this.headerEnds.push(this.names.ends.length);
+    this.origins.push(origin);
+  }
+  /** Keeps the first n outputs (and their headers): drops a failing row's. */
+  truncate(n: i32): void {
+    const h = n > 0 ? <i32>this.headerEnds[n - 1] : 0;
+    this.values.truncate(n);
+    this.keys.truncate(n);
+    this.names.truncate(h);
+    this.hvalues.truncate(h);
+    this.hasKey.length = n;
+    this.stamps.length = n;
+    this.headerEnds.length = n;
+    this.origins.length = n;
+  }
 }
+
+const outs = new Outputs();
+
+/** Where outputs go. */
+export class Emitter {
+  input: Event = inEvent;
+  row: u32 = 0;
+  /** Outputs the event with a new value (key, time and headers kept). */
+  emit(value: Uint8Array): void {
+    const e = this.input;
+    outs.add(e.key, value, e.timestamp, e.headers, this.row);
+  }
+  /** Outputs a whole event: key (null: none), value, time (ms) and headers, copied as they are. */
+  emitEvent(key: Uint8Array | null, value: Uint8Array, timestamp: i64, headers: Header[]): void {
+    outs.add(key, value, timestamp, headers, this.row);
+  }
+}
+
+const emitter = new Emitter();
+
+let processFn: ((e: Event, out: Emitter) => Failure | null) | null = null;
+
+/** Makes `p` the plugin. */
+export function stage(p: (e: Event, out: Emitter) => Failure | null): void {
+  processFn = p;
+}
+
+// --- stage: on-event ------------------------------------------------------------------------
+
+export function on_event(
+  keyTag: i32, keyPtr: usize, keyLen: u32, valPtr: usize, valLen: u32, ts: i64, hPtr: usize, hLen: u32,
+): usize {
+  startCall(1);
+  outs.reset();
+  const e = inEvent;
+  e.key = keyTag != 0 ? copyIn(keyPtr, keyLen) : null;
+  e.value = copyIn(valPtr, valLen);
+  e.timestamp = ts;
+  e.headers.length = 0;
+  for (let i: u32 = 0; i < hLen; i++) {
+    const h = hPtr + 16 * i;
+    e.headers.push(new Header(String.UTF8.decodeUnsafe(load<u32>(h), load<u32>(h, 4)), copyIn(load<u32>(h, 8), load<u32>(h, 12))));
+  }
+  endCall();
+  emitter.row = 0;
+  const failure = processFn!(e, emitter);
+  const area = alloc(16);
+  if (failure != null) {
+    store<u8>(area, 1);
+    putFailure(area + 4, failure);
+    return area;
+  }
+  // The output events, pointing into the columns.
+  const o = outs;
+  const nh = o.names.ends.length;
+  const headers = alloc(16 * nh);
+  for (let i = 0; i < nh; i++) {
+    const s = o.names.start(i), t = o.hvalues.start(i);
+    putList(headers + 16 * i, o.names.data.dataStart + s, o.names.ends[i] - s);
+    putList(headers + 16 * i + 8, o.hvalues.data.dataStart + t, o.hvalues.ends[i] - t);
+  }
+  const n = o.origins.length;
+  const list = alloc(40 * n);
+  let h: u32 = 0;
+  for (let i = 0; i < n; i++) {
+    const r = list + 40 * i;
+    store<u8>(r, o.hasKey[i]);
+    const k = o.keys.start(i), v = o.values.start(i);
+    putList(r + 4, o.keys.data.dataStart + k, o.keys.ends[i] - k);
+    putList(r + 12, o.values.data.dataStart + v, o.values.ends[i] - v);
+    store<i64>(r, o.stamps[i], 24);
+    const end = o.headerEnds[i];
+    putList(r + 32, headers + 16 * h, end - h);
+    h = end;
+  }
+  putList(area + 4, list, n);
+  return area;
+}
+
+// --- stage: on-batch ------------------------------------------------------------------------
 
 export function on_batch(ptr: usize): usize {
   startCall(1024);
+  outs.reset();
   const rows = load<u32>(ptr, 44);
-  const values = new Column(), keys = new Column(), names = new Column(), hvalues = new Column();
-  const hasKey: u8[] = [], stamps: i64[] = [], headerEnds: u32[] = [], origins: u32[] = [];
   const failRows: u32[] = [];
   const failures: Failure[] = [];
-  let h: u32 = 0;
+  nextHeader = 0;
   for (let row: u32 = 0; row < rows; row++) {
-    const e = new Event();
-    e.value = cell(load<u32>(ptr), load<u32>(ptr, 8), row);
-    if (load<u8>(load<u32>(ptr, 32) + row) != 0) e.key = cell(load<u32>(ptr, 16), load<u32>(ptr, 24), row);
-    e.timestamp = load<i64>(load<u32>(ptr, 40) + 8 * row);
-    const end = load<u32>(load<u32>(ptr, 48) + 4 * row);
-    for (; h < end; h++) {
-      const name = cell(load<u32>(ptr, 56), load<u32>(ptr, 64), h);
-      e.headers.push(new Header(String.UTF8.decode(name.buffer), cell(load<u32>(ptr, 72), load<u32>(ptr, 80), h)));
-    }
-    const out = new Emitter();
-    const failure = processFn!(e, out);
+    const e = readRow(ptr, row);
+    const mark = outs.origins.length;
+    emitter.row = row;
+    const failure = processFn!(e, emitter);
     if (failure != null) {
       if (failure.kind == 2) {
         endCall();
@@ -289,46 +444,171 @@ export function on_batch(ptr: usize): usize {
         putFailure(area + 4, failure);
         return area;
       }
+      outs.truncate(mark);
       failRows.push(row);
       failures.push(failure);
-      continue;
-    }
-    for (let i = 0; i < out.values.length; i++) {
-      values.push(out.values[i]);
-      keys.push(e.key != null ? e.key! : new Uint8Array(0));
-      hasKey.push(e.key != null ? 1 : 0);
-      stamps.push(e.timestamp);
-      for (let j = 0; j < e.headers.length; j++) {
-        names.push(Uint8Array.wrap(String.UTF8.encode(e.headers[j].name)));
-        hvalues.push(e.headers[j].value);
-      }
-      headerEnds.push(names.ends.length);
-      origins.push(row);
     }
   }
   endCall();
+  const o = outs;
   const area = alloc(108);
-  values.put(area + 4);
-  keys.put(area + 20);
-  const hk = alloc(hasKey.length);
-  for (let i = 0; i < hasKey.length; i++) store<u8>(hk + i, hasKey[i]);
-  store<u32>(area, <u32>hk, 36);
-  store<u32>(area, hasKey.length, 40);
-  const ts = alloc(8 * stamps.length + 8);
-  const tsAligned = (ts + 7) & ~(<usize>7);
-  for (let i = 0; i < stamps.length; i++) store<i64>(tsAligned + 8 * i, stamps[i]);
-  store<u32>(area, <u32>tsAligned, 44);
-  store<u32>(area, stamps.length, 48);
-  putU32s(area + 52, headerEnds);
-  names.put(area + 60);
-  hvalues.put(area + 76);
-  putU32s(area + 92, origins);
+  o.values.put(area + 4);
+  o.keys.put(area + 20);
+  putList(area + 36, o.hasKey.dataStart, o.hasKey.length);
+  putList(area + 44, o.stamps.dataStart, o.stamps.length);
+  putList(area + 52, o.headerEnds.dataStart, o.headerEnds.length);
+  o.names.put(area + 60);
+  o.hvalues.put(area + 76);
+  putList(area + 92, o.origins.dataStart, o.origins.length);
   const f = alloc(16 * failures.length);
   for (let i = 0; i < failures.length; i++) {
     store<u32>(f + 16 * i, failRows[i]);
     putFailure(f + 16 * i + 4, failures[i]);
   }
-  store<u32>(area, <u32>f, 100);
-  store<u32>(area, failures.length, 104);
+  putList(area + 100, f, failures.length);
+  return area;
+}
+
+// --- aggregator -----------------------------------------------------------------------------
+
+/** A window whose result is due: the key it groups and its bounds. */
+export class Pane {
+  /** null: the events have no key, which differs from an empty key. */
+  key: Uint8Array | null = null;
+  /** First millisecond in the window. */
+  start: i64 = 0;
+  /** First millisecond after the window. */
+  end: i64 = 0;
+}
+
+let aggCreate: (() => Uint8Array) | null = null;
+let aggAdd: ((acc: Uint8Array, e: Event) => Uint8Array) | null = null;
+let aggMerge: ((a: Uint8Array, b: Uint8Array) => Uint8Array | null) | null = null;
+let aggFinish: ((acc: Uint8Array, p: Pane) => Uint8Array) | null = null;
+
+let failed: Failure | null = null;
+
+/** From `add` or `finish`: fails the row (or, fatal or from finish, the call) with `f`. */
+export function fail(f: Failure): Uint8Array {
+  failed = f;
+  return EMPTY;
+}
+
+/**
+ * Makes the plugin an aggregation over windows, on accumulators in an encoding of your own:
+ * `create` returns the accumulator of an empty window; `add` folds one event into `acc` (a
+ * copy) and returns the accumulator (`acc` changed in place, or new bytes), or
+ * `fail(invalidInput("why"))`: the accumulator then stays as it was; `merge` returns one
+ * accumulator holding what `a` and `b` hold, or null when they cannot merge (pass null for
+ * no merge: then session windows cannot run); `finish` returns the output value of a window,
+ * or `fail(..)` to fail the call.
+ */
+export function aggregator(
+  create: () => Uint8Array,
+  add: (acc: Uint8Array, e: Event) => Uint8Array,
+  merge: ((a: Uint8Array, b: Uint8Array) => Uint8Array | null) | null,
+  finish: (acc: Uint8Array, p: Pane) => Uint8Array,
+): void {
+  aggCreate = create;
+  aggAdd = add;
+  aggMerge = merge;
+  aggFinish = finish;
+}
+
+export function create(): usize {
+  startCall(0);
+  const area = alloc(8);
+  putBytes(area, aggCreate!());
+  return area;
+}
+
+function failCall(area: usize, f: Failure): usize {
+  endCall();
+  store<u8>(area, 1);
+  putFailure(area + 4, f);
+  return area;
+}
+
+export function add(ptr: usize): usize {
+  startCall(1024);
+  const area = alloc(20);
+  const n = load<u32>(ptr, 4);
+  const b = ptr + 8;
+  const rows = load<u32>(b, 44);
+  const slots = load<u32>(ptr, 96);
+  const mismatch = "host sent slots that do not match the batch";
+  if (load<u32>(ptr, 100) != rows) return failCall(area, fatal(mismatch));
+  const accs = new Array<Uint8Array>(n);
+  for (let i: u32 = 0; i < n; i++) {
+    const a = load<u32>(ptr) + 8 * i;
+    accs[i] = copyIn(load<u32>(a), load<u32>(a, 4));
+  }
+  const failRows: u32[] = [];
+  const failures: Failure[] = [];
+  let spare = EMPTY;
+  nextHeader = 0;
+  for (let row: u32 = 0; row < rows; row++) {
+    const s = load<u32>(slots + 4 * row);
+    if (s >= n) return failCall(area, fatal(mismatch));
+    const e = readRow(b, row);
+    // add gets a copy; the old accumulator becomes the next copy's buffer.
+    const old = accs[s];
+    if (spare.length != old.length) spare = new Uint8Array(old.length);
+    memory.copy(spare.dataStart, old.dataStart, old.length);
+    failed = null;
+    const got = aggAdd!(spare, e);
+    if (failed != null) {
+      const f = failed!;
+      if (f.kind == 2) return failCall(area, f);
+      failRows.push(row);
+      failures.push(f);
+      continue;
+    }
+    accs[s] = got;
+    if (got.buffer == spare.buffer) spare = old;
+  }
+  endCall();
+  putBytesList(area + 4, accs);
+  const f = alloc(16 * failures.length);
+  for (let i = 0; i < failures.length; i++) {
+    store<u32>(f + 16 * i, failRows[i]);
+    putFailure(f + 16 * i + 4, failures[i]);
+  }
+  putList(area + 12, f, failures.length);
+  return area;
+}
+
+export function merge(aPtr: usize, aLen: u32, bPtr: usize, bLen: u32): usize {
+  startCall(0);
+  const area = alloc(12);
+  const a = copyIn(aPtr, aLen), b = copyIn(bPtr, bLen);
+  endCall();
+  if (aggMerge != null) {
+    const m = aggMerge!(a, b);
+    if (m != null) {
+      store<u8>(area, 1);
+      putBytes(area + 4, m);
+    }
+  }
+  return area;
+}
+
+export function finish(ptr: usize, n: u32): usize {
+  startCall(0);
+  const area = alloc(16);
+  const values = new Array<Uint8Array>(n);
+  const p = new Pane();
+  for (let i: u32 = 0; i < n; i++) {
+    const r = ptr + 40 * i;
+    p.key = load<u8>(r) != 0 ? copyIn(load<u32>(r, 4), load<u32>(r, 8)) : null;
+    p.start = load<i64>(r, 16);
+    p.end = load<i64>(r, 24);
+    failed = null;
+    const v = aggFinish!(copyIn(load<u32>(r, 32), load<u32>(r, 36)), p);
+    if (failed != null) return failCall(area, failed!);
+    values[i] = v;
+  }
+  endCall();
+  putBytesList(area + 4, values);
   return area;
 }

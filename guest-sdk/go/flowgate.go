@@ -1,19 +1,25 @@
 // Flowgate plugins in Go: write one function over an event, get both entry points.
 //
 //	func process(e *Event, emit func(value []byte)) error {
-//		emit(e.Value)              // zero, one or more outputs
+//		emit(e.Value)              // zero, one or more outputs (key, time, headers kept)
+//		EmitEvent(Event{Value: v}) // or whole events: here without a key or headers
 //		return nil                 // or InvalidInput("why")
 //	}
 //
 //	func init() { Stage(process) }
 //	func main() {}
 //
-// `flowgate plugin build` puts this file next to your plugin.go (one `main` package) and
-// builds it with GOOS=wasip1 GOARCH=wasm -buildmode=c-shared. This file implements the
-// `flowgate:plugin/stage` world's canonical ABI by hand (the Go module proxy, and with it the
-// generated bindings, is not needed): `init`, `on-event` and `on-batch` run `process`; the
-// batch path reads the flat buffers in place. Memory the host writes arguments into comes from
-// an arena that is reused after each call, results are kept until the next call.
+// An aggregator over windows registers four functions instead (see flowgate_aggregator.go):
+//
+//	func init() { Aggregator(create, add, merge, finish) }
+//
+// `flowgate plugin build` puts this file next to your plugin.go (one `main` package), with
+// flowgate_stage.go or flowgate_aggregator.go for the world in flowgate.toml, and builds it
+// with GOOS=wasip1 GOARCH=wasm -buildmode=c-shared. These files implement the
+// `flowgate:plugin` worlds' canonical ABI by hand (the Go module proxy, and with it the
+// generated bindings, is not needed); batches are read in place. Memory the host writes
+// arguments into comes from an arena that is reused after each call; results are kept until
+// the next call.
 package main
 
 import (
@@ -21,22 +27,25 @@ import (
 	"unsafe"
 )
 
-// Header is one event header.
+// Header is one event header. Names may repeat within an event.
 type Header struct {
 	Name  string
 	Value []byte
 }
 
-// Event is one input event.
+// Event is one event: the input of a process function, and what EmitEvent outputs.
+//
+// An input Event and the slices in it are valid until the function returns (batches are read
+// in place): copy what you keep.
 type Event struct {
-	Key       []byte // nil when the event has no key
-	HasKey    bool
+	Key       []byte // the key, read only when HasKey
+	HasKey    bool   // false: the event has no key, which differs from an empty key
 	Value     []byte
-	Timestamp int64
+	Timestamp int64 // milliseconds since the Unix epoch
 	Headers   []Header
 }
 
-// Failure is the error a process function returns to fail one event.
+// Failure is the error a plugin function returns to fail one event.
 type Failure struct {
 	kind    uint8
 	message string
@@ -53,13 +62,27 @@ func Retryable(message string) error { return &Failure{0, message} }
 // Fatal stops the stage.
 func Fatal(message string) error { return &Failure{2, message} }
 
+// Any other error counts as invalid input, with its text as the message.
+func failureOf(err error) *Failure {
+	if f, ok := err.(*Failure); ok {
+		return f
+	}
+	return &Failure{1, err.Error()}
+}
+
+func isFatal(err error) bool {
+	f, ok := err.(*Failure)
+	return ok && f.kind == 2
+}
+
 // Config is the stage's config, set before the first event.
 var Config = map[string]string{}
 
-var stageProcess func(e *Event, emit func(value []byte)) error
+var configCheck func() error
 
-// Stage makes `p` the plugin.
-func Stage(p func(e *Event, emit func(value []byte)) error) { stageProcess = p }
+// OnInit makes `check` run once the config is set, before any event; an error keeps the plugin
+// from being loaded (return Fatal("why") for a bad config).
+func OnInit(check func() error) { configCheck = check }
 
 // --- memory ---------------------------------------------------------------------------------
 
@@ -75,18 +98,30 @@ var (
 	le        = binary.LittleEndian
 )
 
-func addr(b []byte) int32 {
-	if len(b) == 0 {
+// addrOf is the address of v's first element, as the canonical ABI passes it (an aligned
+// address also when v is empty).
+func addrOf[T any](v []T) int32 {
+	if len(v) == 0 {
 		return int32(uintptr(unsafe.Pointer(&zeroes[0])))
 	}
-	return int32(uintptr(unsafe.Pointer(&b[0])))
+	return int32(uintptr(unsafe.Pointer(unsafe.SliceData(v))))
 }
+
+func addr(b []byte) int32 { return addrOf(b) }
 
 func mem(p, n int32) []byte {
 	if n == 0 {
 		return nil
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(uintptr(uint32(p)))), int(uint32(n)))
+}
+
+// memOf is n values of T at p, in place.
+func memOf[T any](p, n uint32) []T {
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(uintptr(p))), int(n))
 }
 
 // The host allocates arguments (and import results) through these. They are not
@@ -118,27 +153,42 @@ func cabiRealloc(old, oldSize, align, size int32) int32 {
 	return addr(out)
 }
 
+// startCall drops the last call's results (the host has read them by now).
+func startCall() {
+	clear(keep)
+	keep = keep[:0]
+}
+
 // endCall frees the arguments' memory for the next call.
 func endCall() {
 	arenaUsed = 0
 }
 
-// result keeps `b` alive until the next call and returns its address.
-func result(b []byte) int32 {
-	keep = append(keep, b)
-	return addr(b)
+// bytesOf is the first n bytes of v's backing array (at most its capacity).
+func bytesOf[T any](v []T, n int) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v[:cap(v)]))), n)
 }
 
+// area is n bytes for a result, 8-aligned, kept until the next call.
+func area(n int) []byte {
+	b := bytesOf(make([]uint64, (n+7)/8), n)
+	keep = append(keep, b)
+	return b
+}
+
+// putList writes a list's (address, length) at `at`.
+func putList(area []byte, at int, ptr int32, n int) {
+	le.PutUint32(area[at:], uint32(ptr))
+	le.PutUint32(area[at+4:], uint32(n))
+}
+
+// failure writes an `error` variant at `at`.
 func failure(area []byte, at int, err error) {
-	f, ok := err.(*Failure)
-	if !ok {
-		f = &Failure{1, err.Error()}
-	}
+	f := failureOf(err)
 	msg := []byte(f.message)
 	keep = append(keep, msg)
 	area[at] = f.kind
-	le.PutUint32(area[at+4:], uint32(addr(msg)))
-	le.PutUint32(area[at+8:], uint32(len(msg)))
+	putList(area, at+4, addr(msg), len(msg))
 }
 
 // --- keyed state (stages with `state = true`) ------------------------------------------------
@@ -159,7 +209,7 @@ func StateGet(key []byte) ([]byte, bool) {
 	if ret[0]&0xff == 0 {
 		return nil, false
 	}
-	return append([]byte(nil), mem(int32(ret[1]), int32(ret[2]))...), true
+	return append([]byte{}, mem(int32(ret[1]), int32(ret[2]))...), true
 }
 
 // StatePut stores value under key.
@@ -170,12 +220,33 @@ func StatePut(key, value []byte) {
 // StateDelete removes key.
 func StateDelete(key []byte) { stateDelete(addr(key), int32(len(key))) }
 
-// --- init -----------------------------------------------------------------------------------
+// --- logging --------------------------------------------------------------------------------
+
+// LogLevel is the severity of a log line.
+type LogLevel int32
+
+const (
+	LogTrace LogLevel = iota
+	LogDebug
+	LogInfo
+	LogWarn
+	LogError
+)
+
+//go:wasmimport flowgate:plugin/log@0.1.0 log
+func logLine(level, msgPtr, msgLen int32)
+
+// Log writes one line into the host's logs, tagged with the plugin's name.
+func Log(level LogLevel, message string) {
+	b := unsafe.Slice(unsafe.StringData(message), len(message))
+	logLine(int32(level), addr(b), int32(len(b)))
+}
+
+// --- init (both worlds) ---------------------------------------------------------------------
 
 //go:wasmexport init
 func wasmInit(ptr, n int32) int32 {
-	keep = keep[:0]
-	area := make([]byte, 16)
+	startCall()
 	list := mem(ptr, n*16)
 	for i := 0; i < int(n); i++ {
 		e := list[i*16:]
@@ -184,92 +255,81 @@ func wasmInit(ptr, n int32) int32 {
 		Config[k] = v
 	}
 	endCall()
-	return result(area)
-}
-
-// --- on-event -------------------------------------------------------------------------------
-
-//go:wasmexport on-event
-func wasmOnEvent(keyTag, keyPtr, keyLen, valPtr, valLen int32, ts int64, hPtr, hLen int32) int32 {
-	keep = keep[:0]
-	e := Event{Value: append([]byte(nil), mem(valPtr, valLen)...), Timestamp: ts}
-	if keyTag != 0 {
-		e.HasKey = true
-		e.Key = append([]byte{}, mem(keyPtr, keyLen)...)
-	}
-	hs := mem(hPtr, hLen*16)
-	for i := 0; i < int(hLen); i++ {
-		h := hs[i*16:]
-		e.Headers = append(e.Headers, Header{
-			string(mem(int32(le.Uint32(h)), int32(le.Uint32(h[4:])))),
-			append([]byte(nil), mem(int32(le.Uint32(h[8:])), int32(le.Uint32(h[12:])))...),
-		})
-	}
-	endCall()
-	var outs [][]byte
-	err := stageProcess(&e, func(v []byte) { outs = append(outs, append([]byte(nil), v...)) })
-	area := make([]byte, 16)
-	if err != nil {
-		area[0] = 1
-		failure(area, 4, err)
-		return result(area)
-	}
-	// The headers, once, shared by every output.
-	hdrs := make([]byte, 16*len(e.Headers))
-	for i, h := range e.Headers {
-		name := []byte(h.Name)
-		keep = append(keep, name, h.Value)
-		le.PutUint32(hdrs[i*16:], uint32(addr(name)))
-		le.PutUint32(hdrs[i*16+4:], uint32(len(name)))
-		le.PutUint32(hdrs[i*16+8:], uint32(addr(h.Value)))
-		le.PutUint32(hdrs[i*16+12:], uint32(len(h.Value)))
-	}
-	keep = append(keep, hdrs, e.Key)
-	events := make([]byte, 40*len(outs)+8)
-	base := (8 - int(uintptr(unsafe.Pointer(&events[0])))%8) % 8
-	list := events[base:]
-	for i, v := range outs {
-		o := list[i*40:]
-		if e.HasKey {
-			o[0] = 1
-			le.PutUint32(o[4:], uint32(addr(e.Key)))
-			le.PutUint32(o[8:], uint32(len(e.Key)))
+	out := area(16)
+	if configCheck != nil {
+		if err := configCheck(); err != nil {
+			out[0] = 1
+			failure(out, 4, err)
 		}
-		keep = append(keep, v)
-		le.PutUint32(o[12:], uint32(addr(v)))
-		le.PutUint32(o[16:], uint32(len(v)))
-		le.PutUint64(o[24:], uint64(e.Timestamp))
-		le.PutUint32(o[32:], uint32(addr(hdrs)))
-		le.PutUint32(o[36:], uint32(len(e.Headers)))
 	}
-	keep = append(keep, events)
-	le.PutUint32(area[4:], uint32(addr(list)))
-	le.PutUint32(area[8:], uint32(len(outs)))
-	return result(area)
+	return addr(out)
 }
 
-// --- on-batch -------------------------------------------------------------------------------
+// --- batches in -----------------------------------------------------------------------------
 
+// batchIn is a `batch` record read in place.
+type batchIn struct {
+	values, keys, names, hvalues column
+	hasKey                       []byte
+	stamps                       []int64
+	headerEnds                   []uint32
+	rows                         int
+	h                            int // the next row's first header
+}
+
+func readColumn(b []byte) column {
+	return column{
+		mem(int32(le.Uint32(b)), int32(le.Uint32(b[4:]))),
+		memOf[uint32](le.Uint32(b[8:]), le.Uint32(b[12:])),
+	}
+}
+
+func readBatch(in []byte) batchIn {
+	rows := le.Uint32(in[44:])
+	return batchIn{
+		values:     readColumn(in[0:]),
+		keys:       readColumn(in[16:]),
+		names:      readColumn(in[56:]),
+		hvalues:    readColumn(in[72:]),
+		hasKey:     mem(int32(le.Uint32(in[32:])), int32(le.Uint32(in[36:]))),
+		stamps:     memOf[int64](le.Uint32(in[40:]), rows),
+		headerEnds: memOf[uint32](le.Uint32(in[48:]), le.Uint32(in[52:])),
+		rows:       int(rows),
+	}
+}
+
+// Reused for every row's headers: an input Event is valid until its function returns.
+var inHeaders []Header
+
+// next fills e with row `row`; rows are read in order.
+func (b *batchIn) next(row int, e *Event) {
+	*e = Event{Value: b.values.cell(row), Timestamp: b.stamps[row], HasKey: b.hasKey[row] != 0}
+	if e.HasKey {
+		e.Key = b.keys.cell(row)
+	}
+	inHeaders = inHeaders[:0]
+	for end := int(b.headerEnds[row]); b.h < end; b.h++ {
+		inHeaders = append(inHeaders, Header{string(b.names.cell(b.h)), b.hvalues.cell(b.h)})
+	}
+	if len(inHeaders) > 0 {
+		e.Headers = inHeaders
+	}
+}
+
+// --- byte columns ---------------------------------------------------------------------------
+
+// column is a `bytes-column`: strings back to back and the end of each.
 type column struct {
 	data []byte
 	ends []uint32
 }
 
-func readColumn(b []byte) (data []byte, ends []uint32) {
-	data = mem(int32(le.Uint32(b)), int32(le.Uint32(b[4:])))
-	n := int(le.Uint32(b[12:]))
-	if n > 0 {
-		ends = unsafe.Slice((*uint32)(unsafe.Pointer(uintptr(le.Uint32(b[8:])))), n)
-	}
-	return
-}
-
-func cell(data []byte, ends []uint32, i int) []byte {
+func (c *column) cell(i int) []byte {
 	start := uint32(0)
 	if i > 0 {
-		start = ends[i-1]
+		start = c.ends[i-1]
 	}
-	return data[start:ends[i]]
+	return c.data[start:c.ends[i]:c.ends[i]]
 }
 
 func (c *column) push(b []byte) {
@@ -277,117 +337,22 @@ func (c *column) push(b []byte) {
 	c.ends = append(c.ends, uint32(len(c.data)))
 }
 
-func u32s(v []uint32) []byte {
-	b := make([]byte, 4*len(v))
-	for i, x := range v {
-		le.PutUint32(b[i*4:], x)
-	}
-	return b
+func (c *column) pushString(s string) {
+	c.data = append(c.data, s...)
+	c.ends = append(c.ends, uint32(len(c.data)))
 }
 
-func putList(area []byte, at int, b []byte, n int) {
-	keep = append(keep, b)
-	le.PutUint32(area[at:], uint32(addr(b)))
-	le.PutUint32(area[at+4:], uint32(n))
+// truncate keeps the first n strings.
+func (c *column) truncate(n int) {
+	end := uint32(0)
+	if n > 0 {
+		end = c.ends[n-1]
+	}
+	c.data, c.ends = c.data[:end], c.ends[:n]
 }
 
-func putColumn(area []byte, at int, c *column) {
-	putList(area, at, c.data, len(c.data))
-	putList(area, at+8, u32s(c.ends), len(c.ends))
-}
-
-//go:wasmexport on-batch
-func wasmOnBatch(ptr int32) int32 {
-	keep = keep[:0]
-	in := mem(ptr, 88)
-	values, valueEnds := readColumn(in[0:])
-	keys, keyEnds := readColumn(in[16:])
-	hasKey := mem(int32(le.Uint32(in[32:])), int32(le.Uint32(in[36:])))
-	rows := int(le.Uint32(in[44:]))
-	var stamps []int64
-	var headerEnds []uint32
-	if rows > 0 {
-		stamps = unsafe.Slice((*int64)(unsafe.Pointer(uintptr(le.Uint32(in[40:])))), rows)
-		headerEnds = unsafe.Slice((*uint32)(unsafe.Pointer(uintptr(le.Uint32(in[48:])))), rows)
-	}
-	names, nameEnds := readColumn(in[56:])
-	hvalues, hvalueEnds := readColumn(in[72:])
-
-	var outValues, outKeys, outNames, outHValues column
-	var outHasKey []byte
-	var outStamps []byte
-	var outHeaderEnds, origins []uint32
-	type rowFailure struct {
-		row uint32
-		err error
-	}
-	var fails []rowFailure
-	h := 0
-	for row := 0; row < rows; row++ {
-		e := Event{Value: cell(values, valueEnds, row), Timestamp: stamps[row]}
-		if hasKey[row] != 0 {
-			e.HasKey = true
-			e.Key = cell(keys, keyEnds, row)
-		}
-		for ; h < int(headerEnds[row]); h++ {
-			e.Headers = append(e.Headers, Header{string(cell(names, nameEnds, h)), cell(hvalues, hvalueEnds, h)})
-		}
-		mark := [...]int{len(outValues.data), len(outValues.ends), len(outKeys.data), len(outNames.data), len(outNames.ends), len(outHValues.data)}
-		err := stageProcess(&e, func(v []byte) {
-			outValues.push(v)
-			outKeys.push(e.Key)
-			if e.HasKey {
-				outHasKey = append(outHasKey, 1)
-			} else {
-				outHasKey = append(outHasKey, 0)
-			}
-			outStamps = le.AppendUint64(outStamps, uint64(e.Timestamp))
-			for _, hd := range e.Headers {
-				outNames.push([]byte(hd.Name))
-				outHValues.push(hd.Value)
-			}
-			outHeaderEnds = append(outHeaderEnds, uint32(len(outNames.ends)))
-			origins = append(origins, uint32(row))
-		})
-		if err != nil {
-			if f, ok := err.(*Failure); ok && f.kind == 2 {
-				endCall()
-				area := make([]byte, 108)
-				area[0] = 1
-				failure(area, 4, err)
-				return result(area)
-			}
-			n := mark[1]
-			outValues.data, outValues.ends = outValues.data[:mark[0]], outValues.ends[:n]
-			outKeys.data, outKeys.ends = outKeys.data[:mark[2]], outKeys.ends[:n]
-			outNames.data, outNames.ends = outNames.data[:mark[3]], outNames.ends[:mark[4]]
-			outHValues.data, outHValues.ends = outHValues.data[:mark[5]], outHValues.ends[:mark[4]]
-			outHasKey, outStamps = outHasKey[:n], outStamps[:8*n]
-			outHeaderEnds, origins = outHeaderEnds[:n], origins[:n]
-			fails = append(fails, rowFailure{uint32(row), err})
-		}
-	}
-	// Everything read from the arguments is copied into the outputs by now.
-	out := make([]byte, 108)
-	putColumn(out, 4, &outValues)
-	putColumn(out, 20, &outKeys)
-	putList(out, 36, outHasKey, len(outHasKey))
-	stampsCopy := make([]byte, len(outStamps)+8)
-	base := (8 - int(uintptr(unsafe.Pointer(&stampsCopy[0])))%8) % 8
-	copy(stampsCopy[base:], outStamps)
-	keep = append(keep, stampsCopy)
-	le.PutUint32(out[44:], uint32(addr(stampsCopy[base:])))
-	le.PutUint32(out[48:], uint32(len(outStamps)/8))
-	putList(out, 52, u32s(outHeaderEnds), len(outHeaderEnds))
-	putColumn(out, 60, &outNames)
-	putColumn(out, 76, &outHValues)
-	putList(out, 92, u32s(origins), len(origins))
-	failures := make([]byte, 16*len(fails))
-	for i, f := range fails {
-		le.PutUint32(failures[i*16:], f.row)
-		failure(failures[i*16:], 4, f.err)
-	}
-	putList(out, 100, failures, len(fails))
-	endCall()
-	return result(out)
+// put writes the column as a `bytes-column` record at `at`.
+func (c *column) put(area []byte, at int) {
+	putList(area, at, addrOf(c.data), len(c.data))
+	putList(area, at+8, addrOf(c.ends), len(c.ends))
 }

@@ -13,11 +13,32 @@ interface FlowgateEvent {
   value: Uint8Array;
   /** Event time, milliseconds since the Unix epoch. */
   timestamp: bigint;
+  /** Headers in order; names may repeat. */
   headers: FlowgateHeader[];
 }
 
-/** Outputs the event with a new value (key, time and headers kept). */
-type FlowgateEmit = (value: Uint8Array | string) => void;
+/** A header of an output event; a string value is written as UTF-8. */
+interface FlowgateHeaderOut {
+  name: string;
+  value: Uint8Array | string;
+}
+
+/**
+ * An output event for `emit`. A field left out (or undefined) is the input's; `key: null` means
+ * no key (an empty key is a key). Strings are written as UTF-8.
+ */
+interface FlowgateOutput {
+  key?: Uint8Array | string | null;
+  value?: Uint8Array | string;
+  timestamp?: bigint | number;
+  headers?: FlowgateHeaderOut[];
+}
+
+/**
+ * Outputs an event: a value alone keeps the input's key, time and headers; an object sets the
+ * fields it has (so `emit(event)` outputs an event as it is).
+ */
+type FlowgateEmit = (out: Uint8Array | string | FlowgateOutput) => void;
 
 interface FlowgateFailure {
   flowgateFailure: true;
@@ -31,11 +52,63 @@ interface FlowgateWorld {
   onBatch(input: unknown): unknown;
 }
 
+/** A value JSON can hold. */
+type FlowgateJson = null | boolean | number | string | FlowgateJson[] | { [key: string]: FlowgateJson };
+
+/** A window's bounds, milliseconds since the Unix epoch (`end` exclusive). */
+interface FlowgateWindow {
+  start: bigint;
+  end: bigint;
+}
+
+/** An aggregation over windows, around an accumulator `A` of your own. */
+interface FlowgateAggregator<A> {
+  /** Checks the config once, at load time: a throw keeps the plugin from loading. */
+  init?(config: Map<string, string>): void;
+  /** The accumulator of an empty window. */
+  create(): A;
+  /**
+   * Adds an event: changes `acc` in place or returns the new accumulator. When it throws,
+   * the accumulator stays as it was.
+   */
+  add(acc: A, event: FlowgateEvent): A | void;
+  /** One accumulator holding both (session windows need it), or undefined when it cannot. */
+  merge?(a: A, b: A): A | undefined;
+  /** A window's value: a Uint8Array or string as it is, any other value as JSON. */
+  finish(acc: A, key: Uint8Array | undefined, window: FlowgateWindow): unknown;
+}
+
+/** `T` with every part JSON cannot hold (a BigInt, a function, undefined) as `never`. */
+type FlowgateAsJson<T> = T extends string | number | boolean | null
+  ? T
+  : T extends undefined | bigint | symbol | ((...args: never[]) => unknown)
+    ? never
+    : T extends readonly (infer U)[]
+      ? FlowgateAsJson<U>[]
+      : { [K in keyof T]: FlowgateAsJson<T[K]> };
+
+/** Refuses (at `create`) an accumulator that is neither JSON nor a Uint8Array, such as a BigInt. */
+type FlowgateEncodable<A> = [A] extends [Uint8Array]
+  ? unknown
+  : [A] extends [FlowgateAsJson<A>]
+    ? unknown
+    : { create(): FlowgateJson | Uint8Array };
+
+interface FlowgateAggregatorWorld {
+  init(config: [string, string][]): void;
+  create(): Uint8Array;
+  add(accumulators: Uint8Array[], input: unknown, slots: Uint32Array): unknown;
+  merge(a: Uint8Array, b: Uint8Array): Uint8Array | undefined;
+  finish(panes: unknown[]): Uint8Array[];
+}
+
 declare const flowgate: {
   stage(
     process: (event: FlowgateEvent, emit: FlowgateEmit) => void,
     init?: (config: Map<string, string>) => void,
   ): FlowgateWorld;
+  /** The world of an aggregator; its accumulators are JSON, or bytes when `create` returns a Uint8Array. */
+  aggregator<A>(aggregation: FlowgateAggregator<A> & FlowgateEncodable<A>): FlowgateAggregatorWorld;
   config: Map<string, string>;
   /** Fails one event: it goes to the dead-letter topic. */
   invalidInput(message: string): FlowgateFailure;
@@ -51,4 +124,9 @@ declare module 'flowgate:plugin/state@0.1.0' {
   function remove(key: Uint8Array): void;
   export { remove as delete };
   export function scan(start: Uint8Array, end: Uint8Array | undefined, limit: number): [Uint8Array, Uint8Array][];
+}
+
+declare module 'flowgate:plugin/log@0.1.0' {
+  /** Writes one line into the host's logs, tagged with the plugin's name. */
+  export function log(level: 'trace' | 'debug' | 'info' | 'warn' | 'error', message: string): void;
 }

@@ -16,7 +16,7 @@ use crate::flow::{Ctl, StageStats, Stopped};
 use crate::log::{EventLog, Fence};
 use crate::reload::{Probation, StageSlot, Verdict};
 use crate::runtime::StageInstance;
-use crate::state::{SharedState, WindowState};
+use crate::state::{SharedState, WindowState, fired_batch};
 
 /// What every worker of a stage shares.
 #[derive(Clone)]
@@ -518,28 +518,6 @@ fn over_record_limits(
         });
     }
     (event::finish(b), kept)
-}
-
-/// Window results as events: the window's key, the plugin's value, the window's last
-/// millisecond as time, and headers giving the bounds and which firing it is.
-fn fired_batch(fired: &[crate::state::Fired]) -> (Batch, Vec<u32>) {
-    let mut b = BatchBuilder::with_capacity(fired.len(), 64 * fired.len());
-    let mut origins = Vec::with_capacity(fired.len());
-    for f in fired {
-        let (start, end, fire) = (f.start.to_string(), f.end.to_string(), f.fire.to_string());
-        b.push(
-            f.key.as_deref(),
-            &f.value,
-            f.end - 1,
-            [
-                (&b"flowgate-window-start"[..], start.as_bytes()),
-                (&b"flowgate-window-end"[..], end.as_bytes()),
-                (&b"flowgate-window-fire"[..], fire.as_bytes()),
-            ],
-        );
-        origins.push(f.row);
-    }
-    (event::finish(b), origins)
 }
 
 /// At the end of a bounded input: fires every open window and drops them.

@@ -33,7 +33,7 @@ fn build(lang: &str, scratch: &Path) -> PathBuf {
     };
     let lang_value: project::Lang = clap::ValueEnum::from_str(lang, true).expect("a language");
     let sdk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
-    project::new(&dir, "uppercase", lang_value, &sdk).expect("project");
+    project::new(&dir, "uppercase", lang_value, project::Kind::Map, &sdk).expect("project");
     if aot {
         flowgate_tests::compile_ahead_of_time(&dir);
     }

@@ -99,7 +99,12 @@ pub fn bench_arg(name: &str, default: u64) -> u64 {
 pub fn compile_ahead_of_time(dir: &Path) {
     let manifest = dir.join("flowgate.toml");
     let text = std::fs::read_to_string(&manifest).expect("flowgate.toml");
-    std::fs::write(&manifest, format!("{text}aot = true\n")).expect("flowgate.toml");
+    // A top-level key: before the first table (`[test]` of an aggregator), if any.
+    let text = match text.find("\n[") {
+        Some(at) => format!("{}\naot = true{}", &text[..at], &text[at..]),
+        None => format!("{text}aot = true\n"),
+    };
+    std::fs::write(&manifest, text).expect("flowgate.toml");
 }
 
 /// The seed a randomised test uses: `$var` if set (to replay a run), else one from the clock.

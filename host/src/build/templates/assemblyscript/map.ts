@@ -2,8 +2,9 @@
 // headers. Build: `flowgate plugin build`; check against test/: `flowgate plugin test`.
 //
 // flowgate.ts (put next to this file by each build) turns this one function into the
-// `on-event` and `on-batch` entry points. Call out.emit(value) zero, one or more times; return
-// invalidInput("why") to fail one event (it goes to the dead-letter topic).
+// `on-event` and `on-batch` entry points. Call out.emit(value) zero, one or more times (key,
+// time and headers kept), or out.emitEvent(key, value, timestamp, headers) for a whole event
+// of your own; return invalidInput("why") to fail one event (it goes to the dead-letter topic).
 import { Emitter, Event, Failure, stage } from "./flowgate";
 export { cabi_realloc, init, on_batch, on_event } from "./flowgate";
 

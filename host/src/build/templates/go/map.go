@@ -2,7 +2,8 @@
 // Build: `flowgate plugin build`; check against test/: `flowgate plugin test`.
 //
 // flowgate.go (put next to this file by each build) turns this one function into the
-// `on-event` and `on-batch` entry points. Call emit(value) zero, one or more times; return
+// `on-event` and `on-batch` entry points. Call emit(value) zero, one or more times (key, time
+// and headers kept), or EmitEvent(Event{...}) for a whole event of your own; return
 // InvalidInput("why") to fail one event (it goes to the dead-letter topic).
 package main
 

@@ -3,17 +3,20 @@
 //
 // flowgate.h (written into build/include/ by each build, with the C bindings generated from
 // the WIT) turns this one function into the `on-event` and `on-batch` entry points. Emit zero,
-// one or more outputs with fg_emit / fg_emit_input; fail one event with
+// one or more outputs with fg_emit / fg_emit_input / fg_emit_event; fail one event with
 // `return fg_fail(err, FG_INVALID_INPUT, "why");` (it goes to the dead-letter topic).
-#include <string>
+#include <algorithm>
 
 #include "flowgate.h"
 
 extern "C" int fg_process(const fg_event *e, fg_out *out, fg_error *) {
-  std::string v(reinterpret_cast<const char *>(e->value), e->value_len);
-  for (char &c : v) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - ('a' - 'A'));
-  }
-  fg_emit(out, e, reinterpret_cast<const uint8_t *>(v.data()), v.size());
+  // The new value is written straight into the output buffer: no copy.
+  const uint8_t *in = e->value;
+  size_t n = e->value_len;
+  uint8_t *v = fg_value_reserve(out, n);
+  std::transform(in, in + n, v, [](uint8_t c) {
+    return (c >= 'a' && c <= 'z') ? static_cast<uint8_t>(c - ('a' - 'A')) : c;
+  });
+  fg_emit(out, e, v, n);
   return 0;
 }

@@ -1,0 +1,3 @@
+module flowgateplugin
+
+go 1.24
