@@ -35,15 +35,16 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Builds a conformance project (copied aside, so the sources stay clean); `uppercase` and
-/// `count-sum` are the projects `flowgate plugin new` writes (`--kind map` and `--kind
-/// aggregator`), so the templates are held to the suite too. `aot` turns on ahead-of-time
+/// Builds a conformance project (copied aside, so the sources stay clean); `uppercase`,
+/// `state-count` and `count-sum` are the projects `flowgate plugin new` writes (`--kind map`,
+/// `--kind stateful`, `--kind aggregator`), so the templates are held to the suite too. `aot` turns on ahead-of-time
 /// compilation (JavaScript and TypeScript). Fails with the install command when a toolchain is
 /// missing.
 fn build_project(src: &Path, scratch: &Path, aot: bool) -> PathBuf {
     let dir = scratch.join(src.file_name().unwrap());
     let template = match src.file_name().unwrap().to_str().unwrap() {
         "uppercase" => Some(project::Kind::Map),
+        "state-count" => Some(project::Kind::Stateful),
         "count-sum" => Some(project::Kind::Aggregator),
         _ => None,
     };

@@ -1,3 +1,0 @@
-module flowgateplugin
-
-go 1.24
