@@ -28,7 +28,8 @@ fuzz_target!(|data: &[u8]| {
         let mut line = Vec::new();
         ndjson::write_event(&mut line, &row).expect("writing to a Vec");
         let text = std::str::from_utf8(&line).expect("the writer writes UTF-8");
-        let again = ndjson::parse_event(text.trim_end(), 0).expect("what the writer wrote reads back");
+        let again =
+            ndjson::parse_event(text.trim_end(), 0).expect("what the writer wrote reads back");
         assert_eq!(&again, e, "{text}");
     }
 });
