@@ -10,13 +10,18 @@
 //   }
 //   stage(process);
 //
+// A filter (`world = "filter"` in flowgate.toml) registers one function that says whether to
+// keep an event, with `filter(keep)`, and exports `cabi_realloc, init, keep, keep_batch`: kept
+// events go on from the host's own copy.
+//
 // An aggregator over windows registers four functions with `aggregator(create, add, merge,
 // finish)` and exports `cabi_realloc, init, create, add, merge, finish` instead.
 //
 // `flowgate plugin build` puts this file next to your plugin.ts and compiles it with asc.
-// It implements the `flowgate:plugin` worlds' canonical ABI by hand (`on_event` and `on_batch`
-// become `on-event` and `on-batch` when Flowgate makes the component). Argument memory the
-// host allocates is freed after each call; results are freed at the next call.
+// It implements the `flowgate:plugin` worlds' canonical ABI by hand (`on_event`, `on_batch` and
+// `keep_batch` become `on-event`, `on-batch` and `keep-batch` when Flowgate makes the
+// component). Argument memory the host allocates is freed after each call; results are freed
+// at the next call.
 
 export class Header {
   constructor(public name: string, public value: Uint8Array) {}
@@ -72,13 +77,13 @@ export function onInit(check: () => Failure | null): void {
 
 // --- keyed state (stages with `state = true`) ------------------------------------------------
 
-@external("flowgate:plugin/state@0.1.0", "get")
+@external("flowgate:plugin/state@0.1.1", "get")
 declare function stateGet(keyPtr: usize, keyLen: usize, ret: usize): void;
 
-@external("flowgate:plugin/state@0.1.0", "put")
+@external("flowgate:plugin/state@0.1.1", "put")
 declare function statePut(keyPtr: usize, keyLen: usize, valPtr: usize, valLen: usize): void;
 
-@external("flowgate:plugin/state@0.1.0", "delete")
+@external("flowgate:plugin/state@0.1.1", "delete")
 declare function stateDelete(keyPtr: usize, keyLen: usize): void;
 
 /** The value stored under `key`, or null. */
@@ -107,7 +112,7 @@ export function deleteState(key: Uint8Array): void {
 
 export enum LogLevel { Trace, Debug, Info, Warn, Error }
 
-@external("flowgate:plugin/log@0.1.0", "log")
+@external("flowgate:plugin/log@0.1.1", "log")
 declare function logLine(level: i32, msgPtr: usize, msgLen: usize): void;
 
 /** Writes one line into the host's logs, tagged with the plugin's name. */
@@ -206,7 +211,7 @@ function putBytesList(at: usize, items: Uint8Array[]): void {
   putList(at, records, items.length);
 }
 
-// --- init (both worlds) ---------------------------------------------------------------------
+// --- init (every world) ---------------------------------------------------------------------
 
 export function init(ptr: usize, n: u32): usize {
   startCall(0);
@@ -226,6 +231,24 @@ export function init(ptr: usize, n: u32): usize {
     }
   }
   return area;
+}
+
+// --- events in ------------------------------------------------------------------------------
+
+/** An `event` passed flat (an on-event or keep call's arguments), copied into the reused input. */
+function readEvent(
+  keyTag: i32, keyPtr: usize, keyLen: u32, valPtr: usize, valLen: u32, ts: i64, hPtr: usize, hLen: u32,
+): Event {
+  const e = inEvent;
+  e.key = keyTag != 0 ? copyIn(keyPtr, keyLen) : null;
+  e.value = copyIn(valPtr, valLen);
+  e.timestamp = ts;
+  e.headers.length = 0;
+  for (let i: u32 = 0; i < hLen; i++) {
+    const h = hPtr + 16 * i;
+    e.headers.push(new Header(String.UTF8.decodeUnsafe(load<u32>(h), load<u32>(h, 4)), copyIn(load<u32>(h, 8), load<u32>(h, 12))));
+  }
+  return e;
 }
 
 // --- batches in -----------------------------------------------------------------------------
@@ -377,15 +400,7 @@ export function on_event(
 ): usize {
   startCall(1);
   outs.reset();
-  const e = inEvent;
-  e.key = keyTag != 0 ? copyIn(keyPtr, keyLen) : null;
-  e.value = copyIn(valPtr, valLen);
-  e.timestamp = ts;
-  e.headers.length = 0;
-  for (let i: u32 = 0; i < hLen; i++) {
-    const h = hPtr + 16 * i;
-    e.headers.push(new Header(String.UTF8.decodeUnsafe(load<u32>(h), load<u32>(h, 4)), copyIn(load<u32>(h, 8), load<u32>(h, 12))));
-  }
+  const e = readEvent(keyTag, keyPtr, keyLen, valPtr, valLen, ts, hPtr, hLen);
   endCall();
   emitter.row = 0;
   const failure = processFn!(e, emitter);
@@ -466,6 +481,93 @@ export function on_batch(ptr: usize): usize {
     putFailure(f + 16 * i + 4, failures[i]);
   }
   putList(area + 100, f, failures.length);
+  return area;
+}
+
+// --- filter ---------------------------------------------------------------------------------
+
+let keepFn: ((e: Event) => bool) | null = null;
+let rejected: Failure | null = null;
+
+/**
+ * Makes `k` the plugin, in the filter world (`world = "filter"`): `k` returns true to keep the
+ * event as it is (it goes on from the host's own copy: nothing is copied out of the plugin),
+ * false to drop it, or `reject(..)` to fail it.
+ */
+export function filter(k: (e: Event) => bool): void {
+  keepFn = k;
+}
+
+/**
+ * From a keep function: fails the event with `f` (`return reject(invalidInput("why"))`: to the
+ * dead-letter topic; `reject(fatal(..))`: the stage stops).
+ */
+export function reject(f: Failure): bool {
+  rejected = f;
+  return false;
+}
+
+/** result<bool, error>: the case byte, then at offset 4 the bool or the error; 16 bytes. */
+export function keep(
+  keyTag: i32, keyPtr: usize, keyLen: u32, valPtr: usize, valLen: u32, ts: i64, hPtr: usize, hLen: u32,
+): usize {
+  startCall(1);
+  const e = readEvent(keyTag, keyPtr, keyLen, valPtr, valLen, ts, hPtr, hLen);
+  endCall();
+  rejected = null;
+  const kept = keepFn!(e);
+  const area = alloc(16);
+  if (rejected != null) {
+    store<u8>(area, 1);
+    putFailure(area + 4, rejected!);
+    return area;
+  }
+  store<u8>(area, kept ? 1 : 0, 4);
+  return area;
+}
+
+/** The rows kept, reused from call to call: the host has read the last call's by the next one. */
+const keptRows: u32[] = [];
+
+/**
+ * result<selection, error>: the case byte, then at offset 4 the selection (kept at 4, failures
+ * at 12) or the error; 20 bytes.
+ */
+export function keep_batch(ptr: usize): usize {
+  startCall(1024);
+  const rows = load<u32>(ptr, 44);
+  keptRows.length = 0;
+  const failRows: u32[] = [];
+  const failures: Failure[] = [];
+  nextHeader = 0;
+  for (let row: u32 = 0; row < rows; row++) {
+    const e = readRow(ptr, row);
+    rejected = null;
+    const kept = keepFn!(e);
+    if (rejected != null) {
+      const f = rejected!;
+      if (f.kind == 2) {
+        endCall();
+        const area = alloc(20);
+        store<u8>(area, 1);
+        putFailure(area + 4, f);
+        return area;
+      }
+      failRows.push(row);
+      failures.push(f);
+      continue;
+    }
+    if (kept) keptRows.push(row);
+  }
+  endCall();
+  const area = alloc(20);
+  putList(area + 4, keptRows.dataStart, keptRows.length);
+  const f = alloc(16 * failures.length);
+  for (let i = 0; i < failures.length; i++) {
+    store<u32>(f + 16 * i, failRows[i]);
+    putFailure(f + 16 * i + 4, failures[i]);
+  }
+  putList(area + 12, f, failures.length);
   return area;
 }
 

@@ -28,6 +28,20 @@
 // `flowgate:plugin/aggregator` world instead, around fg_agg_create / fg_agg_add /
 // fg_agg_merge / fg_agg_finish (see the end of this header's declarations).
 //
+// With FG_FILTER defined (`world = "filter"` in flowgate.toml), it implements the
+// `flowgate:plugin/filter` world instead (build/include/filter.h), around one function that
+// says whether to keep an event:
+//
+//   int fg_keep(const fg_event *e, int *keep, fg_error *err) {
+//     *keep = e->value_len > 0;                  // *keep starts at 0: dropped
+//     return 0;                                  // or fg_fail(err, FG_INVALID_INPUT, "why")
+//   }
+//
+// `keep-batch` walks the batch's flat buffers and returns only the indices of the rows kept:
+// the host passes those rows on from its own copy, so no kept event is copied out of the plugin
+// and back. `keep` calls fg_keep on the one event, so both agree. A failing row is reported
+// alone (dead-letter topic); FG_FATAL fails the call.
+//
 // `flowgate plugin build` compiles the implementation (this header with FG_IMPLEMENTATION
 // defined) as C next to your sources; C++ sources include it the same way. To check the config
 // at load time, define `int fg_init(const fg_config *c, fg_error *err)` (return 0, or fail).
@@ -38,9 +52,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef FG_AGGREGATOR
+#if defined(FG_AGGREGATOR)
 #include "aggregator.h"
 #define FG_WORLD(name) aggregator_##name
+#elif defined(FG_FILTER)
+#include "filter.h"
+#define FG_WORLD(name) filter_##name
 #else
 #include "stage.h"
 #define FG_WORLD(name) stage_##name
@@ -69,6 +86,10 @@ typedef struct fg_event {
   // internal: its batch, and its headers there (entries h0_..h1_ of the header columns)
   const flowgate_plugin_types_batch_t *batch_;
   uint32_t h0_, h1_;
+#ifdef FG_FILTER
+  // internal: with batch_ NULL (`keep`'s one event), its own headers, entries h0_..h1_
+  const flowgate_plugin_types_header_t *headers_;
+#endif
 } fg_event;
 
 // One header: a name (UTF-8, not NUL-terminated) and raw bytes. Names may repeat.
@@ -138,11 +159,17 @@ uint8_t *fg_buf_extend(fg_buf *b, size_t n);
 static inline void fg_buf_clear(fg_buf *b) { b->len = 0; }
 
 // The headers of an input event, in order: fg_header_at(e, i) for i < fg_header_count(e).
-// The bytes stay valid while fg_process runs.
+// The bytes stay valid while fg_process (fg_keep, fg_agg_add) runs.
 size_t fg_header_count(const fg_event *e);
 fg_header fg_header_at(const fg_event *e, size_t i);
 
-#ifndef FG_AGGREGATOR
+#if defined(FG_FILTER)
+// Yours: called for each input event, with *keep 0. Set *keep to 1 to keep the event as it is
+// (it goes on unchanged; leave 0 to drop it) and return 0, or fail the event with
+// `return fg_fail(err, FG_INVALID_INPUT, "why")` (FG_FATAL fails the whole call). The event's
+// bytes stay valid while fg_keep runs.
+FG_SIMD int fg_keep(const fg_event *e, int *keep, fg_error *err);
+#elif !defined(FG_AGGREGATOR)
 // Yours: called for each input event.
 FG_SIMD int fg_process(const fg_event *e, fg_out *out, fg_error *err);
 // Emits `in` with its value replaced by `value` (key, time and headers kept).
@@ -260,6 +287,16 @@ size_t fg_header_count(const fg_event *e) { return e->h1_ - e->h0_; }
 
 fg_header fg_header_at(const fg_event *e, size_t i) {
   fg_header h;
+#ifdef FG_FILTER
+  if (!e->batch_) {
+    const flowgate_plugin_types_header_t *x = &e->headers_[e->h0_ + i];
+    h.name = (const char *)x->name.ptr;
+    h.name_len = x->name.len;
+    h.value = x->value.ptr;
+    h.value_len = x->value.len;
+    return h;
+  }
+#endif
   const flowgate_plugin_types_batch_t *b = e->batch_;
   h.name = (const char *)fg_col(&b->header_names, e->h0_ + i, &h.name_len);
   h.value = fg_col(&b->header_values, e->h0_ + i, &h.value_len);
@@ -329,7 +366,81 @@ static void fg_set_error_list(flowgate_plugin_types_list_row_error_t *fails, siz
     (list).len = (n);               \
   } while (0)
 
-#ifndef FG_AGGREGATOR
+#if defined(FG_FILTER)
+
+bool exports_filter_init(filter_list_tuple2_string_string_t *config, filter_error_t *e) {
+  fg_error err = {FG_FATAL, {0}};
+  int rc = fg_init(config, &err);
+  if (rc) fg_set_error(e, &err);
+  filter_list_tuple2_string_string_free(config);
+  return rc == 0;
+}
+
+// fg_keep on one event: 1 to keep, 0 to drop, -1 when it failed (`err` set).
+static inline int fg_keep_one(const fg_event *e, fg_error *err) {
+  int keep = 0;
+  err->kind = FG_INVALID_INPUT;  // set, not zeroed, as in the stage's loop
+  err->message[0] = 0;
+  if (fg_keep(e, &keep, err)) return -1;
+  return keep != 0;
+}
+
+// The rows of a batch, read in place: only the kept rows' indices and the failures go back.
+bool exports_filter_keep_batch(filter_batch_t *input, filter_selection_t *ret, filter_error_t *e) {
+  size_t rows = input->timestamps.len, kept = 0, fails_cap = 0;
+  uint32_t *rows_kept = rows ? (uint32_t *)malloc(rows * sizeof(uint32_t)) : NULL;
+  if (rows && !rows_kept) abort();
+  flowgate_plugin_types_list_row_error_t fails = {NULL, 0};
+  for (size_t i = 0; i < rows; i++) {
+    fg_event ev;
+    fg_event_at(input, i, &ev);
+    fg_error err;
+    int k = fg_keep_one(&ev, &err);
+    if (k > 0) {
+      rows_kept[kept++] = (uint32_t)i;
+    } else if (k < 0) {
+      if (err.kind == FG_FATAL) {
+        free(rows_kept);
+        flowgate_plugin_types_list_row_error_free(&fails);
+        filter_batch_free(input);
+        fg_set_error(e, &err);
+        return false;
+      }
+      fg_set_error_list(&fails, &fails_cap, (uint32_t)i, &err);
+    }
+  }
+  filter_batch_free(input);
+  FG_MOVE(ret->kept, rows_kept, kept, uint32_t);
+  ret->failures = fails;
+  return true;
+}
+
+// One event: viewed as an fg_event in place (its headers read from its own list).
+bool exports_filter_keep(filter_event_t *event, bool *ret, filter_error_t *e) {
+  fg_event ev;
+  ev.value = event->value.ptr;
+  ev.value_len = event->value.len;
+  if (event->key.is_some) {
+    ev.key = event->key.val.ptr ? event->key.val.ptr : (const uint8_t *)"";  // still a key
+    ev.key_len = event->key.val.len;
+  } else {
+    ev.key = NULL;
+    ev.key_len = 0;
+  }
+  ev.timestamp = event->timestamp;
+  ev.batch_ = NULL;
+  ev.h0_ = 0;
+  ev.h1_ = (uint32_t)event->headers.len;
+  ev.headers_ = event->headers.ptr;
+  fg_error err;
+  int k = fg_keep_one(&ev, &err);
+  if (k < 0) fg_set_error(e, &err);
+  else *ret = k != 0;
+  filter_event_free(event);
+  return k >= 0;
+}
+
+#elif !defined(FG_AGGREGATOR)
 
 // Room for one more output row in every per-row column: a check inline, the growing not.
 __attribute__((noinline)) static void fg_rows_grow(fg_out *o) {
@@ -835,7 +946,7 @@ bool exports_aggregator_finish(aggregator_list_pane_t *panes, aggregator_list_li
   return true;
 }
 
-#endif  // FG_AGGREGATOR
+#endif  // FG_FILTER, FG_AGGREGATOR
 
 #if defined(__wasm__) && defined(__clang__)
 #pragma clang attribute pop

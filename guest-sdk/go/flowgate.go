@@ -9,15 +9,22 @@
 //	func init() { Stage(process) }
 //	func main() {}
 //
+// A filter (`world = "filter"` in flowgate.toml) registers one function that says whether to
+// keep an event; kept events go on from the host's copy (see flowgate_filter.go):
+//
+//	func keep(e *Event) (bool, error) { return len(e.Value) > 0, nil }
+//
+//	func init() { Filter(keep) }
+//
 // An aggregator over windows registers four functions instead (see flowgate_aggregator.go):
 //
 //	func init() { Aggregator(create, add, merge, finish) }
 //
 // `flowgate plugin build` puts this file next to your plugin.go (one `main` package), with
-// flowgate_stage.go or flowgate_aggregator.go for the world in flowgate.toml, and builds it
-// with GOOS=wasip1 GOARCH=wasm -buildmode=c-shared. These files implement the
-// `flowgate:plugin` worlds' canonical ABI by hand (the Go module proxy, and with it the
-// generated bindings, is not needed); batches are read in place. Memory the host writes
+// flowgate_stage.go, flowgate_filter.go or flowgate_aggregator.go for the world in
+// flowgate.toml, and builds it with GOOS=wasip1 GOARCH=wasm -buildmode=c-shared. These files
+// implement the `flowgate:plugin` worlds' canonical ABI by hand (the Go module proxy, and with
+// it the generated bindings, is not needed); batches are read in place. Memory the host writes
 // arguments into comes from an arena that is reused after each call; results are kept until
 // the next call.
 package main
@@ -93,7 +100,7 @@ const ArenaSize = 16 << 20
 var (
 	arena     [ArenaSize]byte
 	arenaUsed int
-	keep      [][]byte
+	results   [][]byte // the last call's results, kept alive until the next call
 	zeroes    [16]uint64
 	le        = binary.LittleEndian
 )
@@ -153,10 +160,38 @@ func cabiRealloc(old, oldSize, align, size int32) int32 {
 	return addr(out)
 }
 
+// The WASI adapter (which turns the Go runtime's wasip1 imports into WASI 0.2) allocates its
+// stack and its state through this, from a static array. Without it the adapter would grow the
+// memory itself, behind the Go runtime, which takes memory.grow's new pages for its own heap
+// with no regard to who grew them: the adapter's stack and state would then lie in the Go heap,
+// and a WASI call would overwrite Go objects (seen as traps inside map lookups once the heap had
+// grown over them). The adapter calls this from within the runtime's own WASI calls, so it must
+// not allocate, call, or grow its stack.
+var (
+	adapterMemory [3 << 16]byte // two pages (stack, state), and room to align them
+	adapterUsed   uintptr
+)
+
+//go:wasmexport cabi_realloc_adapter
+//go:nosplit
+func cabiReallocAdapter(old, oldSize, align, size int32) int32 {
+	if old != 0 {
+		return 0 // the adapter only allocates anew; a 0 makes it trap
+	}
+	base := uintptr(unsafe.Pointer(&adapterMemory))
+	a := uintptr(align)
+	start := (base + adapterUsed + a - 1) &^ (a - 1)
+	if start+uintptr(size) > base+uintptr(len(adapterMemory)) {
+		return 0
+	}
+	adapterUsed = start + uintptr(size) - base
+	return int32(start)
+}
+
 // startCall drops the last call's results (the host has read them by now).
 func startCall() {
-	clear(keep)
-	keep = keep[:0]
+	clear(results)
+	results = results[:0]
 }
 
 // endCall frees the arguments' memory for the next call.
@@ -172,7 +207,7 @@ func bytesOf[T any](v []T, n int) []byte {
 // area is n bytes for a result, 8-aligned, kept until the next call.
 func area(n int) []byte {
 	b := bytesOf(make([]uint64, (n+7)/8), n)
-	keep = append(keep, b)
+	results = append(results, b)
 	return b
 }
 
@@ -186,20 +221,20 @@ func putList(area []byte, at int, ptr int32, n int) {
 func failure(area []byte, at int, err error) {
 	f := failureOf(err)
 	msg := []byte(f.message)
-	keep = append(keep, msg)
+	results = append(results, msg)
 	area[at] = f.kind
 	putList(area, at+4, addr(msg), len(msg))
 }
 
 // --- keyed state (stages with `state = true`) ------------------------------------------------
 
-//go:wasmimport flowgate:plugin/state@0.1.0 get
+//go:wasmimport flowgate:plugin/state@0.1.1 get
 func stateGet(keyPtr, keyLen, ret int32)
 
-//go:wasmimport flowgate:plugin/state@0.1.0 put
+//go:wasmimport flowgate:plugin/state@0.1.1 put
 func statePut(keyPtr, keyLen, valPtr, valLen int32)
 
-//go:wasmimport flowgate:plugin/state@0.1.0 delete
+//go:wasmimport flowgate:plugin/state@0.1.1 delete
 func stateDelete(keyPtr, keyLen int32)
 
 // StateGet is the value stored under key, if any.
@@ -233,7 +268,7 @@ const (
 	LogError
 )
 
-//go:wasmimport flowgate:plugin/log@0.1.0 log
+//go:wasmimport flowgate:plugin/log@0.1.1 log
 func logLine(level, msgPtr, msgLen int32)
 
 // Log writes one line into the host's logs, tagged with the plugin's name.
@@ -242,7 +277,7 @@ func Log(level LogLevel, message string) {
 	logLine(int32(level), addr(b), int32(len(b)))
 }
 
-// --- init (both worlds) ---------------------------------------------------------------------
+// --- init (every world) ---------------------------------------------------------------------
 
 //go:wasmexport init
 func wasmInit(ptr, n int32) int32 {
@@ -263,6 +298,36 @@ func wasmInit(ptr, n int32) int32 {
 		}
 	}
 	return addr(out)
+}
+
+// --- events in ------------------------------------------------------------------------------
+
+var (
+	inEvent   Event    // the input, reused: an Event is valid until its function returns
+	inHeaders []Header // its headers, reused likewise
+)
+
+// readEvent reads an `event` passed flat (an on-event or keep call's arguments) in place into
+// inEvent. The arguments stay in the arena until the call ends (imports allocate after them).
+func readEvent(keyTag, keyPtr, keyLen, valPtr, valLen int32, ts int64, hPtr, hLen int32) *Event {
+	e := &inEvent
+	*e = Event{Value: mem(valPtr, valLen), Timestamp: ts, HasKey: keyTag != 0}
+	if e.HasKey {
+		e.Key = mem(keyPtr, keyLen)
+	}
+	inHeaders = inHeaders[:0]
+	hs := mem(hPtr, hLen*16)
+	for i := 0; i < int(hLen); i++ {
+		h := hs[i*16:]
+		inHeaders = append(inHeaders, Header{
+			string(mem(int32(le.Uint32(h)), int32(le.Uint32(h[4:])))),
+			mem(int32(le.Uint32(h[8:])), int32(le.Uint32(h[12:]))),
+		})
+	}
+	if len(inHeaders) > 0 {
+		e.Headers = inHeaders
+	}
+	return e
 }
 
 // --- batches in -----------------------------------------------------------------------------
@@ -297,9 +362,6 @@ func readBatch(in []byte) batchIn {
 		rows:       int(rows),
 	}
 }
-
-// Reused for every row's headers: an input Event is valid until its function returns.
-var inHeaders []Header
 
 // next fills e with row `row`; rows are read in order.
 func (b *batchIn) next(row int, e *Event) {

@@ -48,7 +48,7 @@ func wasmCreate() int32 {
 	startCall()
 	out := area(8)
 	acc := append([]byte{}, aggCreate()...)
-	keep = append(keep, acc)
+	results = append(results, acc)
 	putList(out, 0, addr(acc), len(acc))
 	return addr(out)
 }
@@ -158,7 +158,7 @@ func wasmMerge(aPtr, aLen, bPtr, bLen int32) int32 {
 	if aggMerge != nil {
 		if m, ok := aggMerge(mem(aPtr, aLen), mem(bPtr, bLen)); ok {
 			m = append([]byte{}, m...)
-			keep = append(keep, m)
+			results = append(results, m)
 			out[0] = 1
 			putList(out, 4, addr(m), len(m))
 		}

@@ -35,7 +35,6 @@ type outputs struct {
 
 var (
 	outs       outputs
-	inEvent    Event  // the input, reused: an Event is valid until process returns
 	current    *Event // the input while process runs, else nil
 	currentRow uint32
 	emitFn     = func(v []byte) { outs.add(current, v, currentRow) }
@@ -102,24 +101,7 @@ var (
 func wasmOnEvent(keyTag, keyPtr, keyLen, valPtr, valLen int32, ts int64, hPtr, hLen int32) int32 {
 	startCall()
 	outs.reset()
-	// The arguments stay in the arena until the call ends (imports allocate after them).
-	e := &inEvent
-	*e = Event{Value: mem(valPtr, valLen), Timestamp: ts, HasKey: keyTag != 0}
-	if e.HasKey {
-		e.Key = mem(keyPtr, keyLen)
-	}
-	inHeaders = inHeaders[:0]
-	hs := mem(hPtr, hLen*16)
-	for i := 0; i < int(hLen); i++ {
-		h := hs[i*16:]
-		inHeaders = append(inHeaders, Header{
-			string(mem(int32(le.Uint32(h)), int32(le.Uint32(h[4:])))),
-			mem(int32(le.Uint32(h[8:])), int32(le.Uint32(h[12:]))),
-		})
-	}
-	if len(inHeaders) > 0 {
-		e.Headers = inHeaders
-	}
+	e := readEvent(keyTag, keyPtr, keyLen, valPtr, valLen, ts, hPtr, hLen)
 	err := run(e, 0)
 	endCall()
 	out := area(16)

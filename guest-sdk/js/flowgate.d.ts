@@ -52,6 +52,12 @@ interface FlowgateWorld {
   onBatch(input: unknown): unknown;
 }
 
+interface FlowgateFilterWorld {
+  init(config: [string, string][]): void;
+  keep(event: FlowgateEvent): boolean;
+  keepBatch(input: unknown): unknown;
+}
+
 /** A value JSON can hold. */
 type FlowgateJson = null | boolean | number | string | FlowgateJson[] | { [key: string]: FlowgateJson };
 
@@ -107,6 +113,14 @@ declare const flowgate: {
     process: (event: FlowgateEvent, emit: FlowgateEmit) => void,
     init?: (config: Map<string, string>) => void,
   ): FlowgateWorld;
+  /**
+   * The world of a filter (`world = "filter"`): `keep` returns true to keep the event as it is,
+   * false to drop it; a throw fails it. Only the indices of the rows kept leave the plugin.
+   */
+  filter(
+    keep: (event: FlowgateEvent) => boolean,
+    init?: (config: Map<string, string>) => void,
+  ): FlowgateFilterWorld;
   /** The world of an aggregator; its accumulators are JSON, or bytes when `create` returns a Uint8Array. */
   aggregator<A>(aggregation: FlowgateAggregator<A> & FlowgateEncodable<A>): FlowgateAggregatorWorld;
   config: Map<string, string>;
@@ -118,7 +132,7 @@ declare const flowgate: {
   fatal(message: string): FlowgateFailure;
 };
 
-declare module 'flowgate:plugin/state@0.1.0' {
+declare module 'flowgate:plugin/state@0.1.1' {
   export function get(key: Uint8Array): Uint8Array | undefined;
   export function put(key: Uint8Array, value: Uint8Array): void;
   function remove(key: Uint8Array): void;
@@ -126,7 +140,7 @@ declare module 'flowgate:plugin/state@0.1.0' {
   export function scan(start: Uint8Array, end: Uint8Array | undefined, limit: number): [Uint8Array, Uint8Array][];
 }
 
-declare module 'flowgate:plugin/log@0.1.0' {
+declare module 'flowgate:plugin/log@0.1.1' {
   /** Writes one line into the host's logs, tagged with the plugin's name. */
   export function log(level: 'trace' | 'debug' | 'info' | 'warn' | 'error', message: string): void;
 }

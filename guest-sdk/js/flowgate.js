@@ -17,12 +17,18 @@
 // dead-letter topic), `flowgate.retryable(..)` to have it retried, `flowgate.fatal(..)` to stop
 // the stage. `flowgate.config` is the stage's config (a Map).
 //
+// `flowgate.filter(f)` implements the `flowgate:plugin/filter` world (componentize-js
+// `-n filter`) around `f(event)`, which returns true to keep the event as it is and false to
+// drop it (or throws, as above, to fail it): `keep` per event, and `keep-batch`, which reads the
+// batch where it is and returns only the indices of the rows kept, so no kept event is copied
+// out and back. Name `f` anything but `keep` or `keepBatch`, the exports.
+//
 // `flowgate.aggregator({ create, add, merge, finish })` implements the
 // `flowgate:plugin/aggregator` world (componentize-js `-n aggregator`) around an accumulator
 // you define: any JSON value (encoded by this helper), or a Uint8Array when `create` returns one.
 
 // To log what a plugin threw before the call traps (its stdio is off).
-import { log as flowgateLog } from 'flowgate:plugin/log@0.1.0';
+import { log as flowgateLog } from 'flowgate:plugin/log@0.1.1';
 
 const flowgate = (() => {
   const encoder = new TextEncoder();
@@ -225,6 +231,47 @@ const flowgate = (() => {
     };
   }
 
+  // The world of a filter: `keep(event)` true keeps the event as it is, false drops it.
+  // `keepBatch` reads each row as `onBatch` does and collects only the indices of those kept.
+  function filter(keep, init) {
+    return {
+      init(pairs) {
+        runInit(pairs, init);
+      },
+      keep(event) {
+        try {
+          return !!keep(event);
+        } catch (e) {
+          rethrow(e);
+        }
+      },
+      keepBatch(input) {
+        const kept = [], failures = [];
+        const rows = input.timestamps.length;
+        let h = 0;
+        for (let row = 0; row < rows; row++) {
+          const headers = [];
+          for (; h < input.headerEnds[row]; h++) {
+            headers.push({ name: decoder.decode(slice(input.headerNames, h)), value: slice(input.headerValues, h) });
+          }
+          const event = {
+            key: input.hasKey[row] ? slice(input.keys, row) : undefined,
+            value: slice(input.values, row),
+            timestamp: input.timestamps[row],
+            headers,
+          };
+          try {
+            if (keep(event)) kept.push(row);
+          } catch (e) {
+            if (!(e && e.flowgateFailure) || e.tag === 'fatal') rethrow(e);
+            failures.push({ row, error: { tag: e.tag, val: e.val } });
+          }
+        }
+        return { kept: Uint32Array.from(kept), failures };
+      },
+    };
+  }
+
   // A copy of a JSON accumulator that `add` may change in place.
   const copy = (acc) => {
     if (acc === null || typeof acc !== 'object') return acc;
@@ -361,6 +408,7 @@ const flowgate = (() => {
 
   return {
     stage,
+    filter,
     aggregator,
     config,
     invalidInput: failure('invalid-input'),

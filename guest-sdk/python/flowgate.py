@@ -18,13 +18,18 @@ omitted one keeps the input's, `key=None` means no key, and `value` may be omitt
 `flowgate.InvalidInput("why")` to fail one event (to the dead-letter topic),
 `flowgate.Retryable` to have it retried, `flowgate.Fatal` to stop the stage.
 
+`filter(keep)` implements the `flowgate:plugin/filter` world (componentize-py `-w filter`)
+around `keep(event)`, which returns true to keep the event as it is and false to drop it (or
+raises, as above, to fail it): `keep` per event, and `keep-batch`, which walks the batch in place
+and returns only the indices of the rows kept, so no kept event is copied out and back.
+
 `aggregator(create=..., add=..., merge=None, finish=...)` implements the
 `flowgate:plugin/aggregator` world (componentize-py `-w aggregator`) around an accumulator you
 define: any JSON value (encoded by this helper), or bytes when `create` returns bytes.
 
 Keyed state (stages with `state = true`): `flowgate.state.get(key)`, `put(key, value)`,
 `delete(key)`, `scan(start, end, limit)`; config: `flowgate.config` (a dict), filled before
-`init(config)` is called if you pass one to `stage` or `aggregator`.
+`init(config)` is called if you pass one to `stage`, `filter` or `aggregator`.
 """
 
 import json
@@ -241,6 +246,46 @@ def stage(process, init=None):
                     out.rollback(mark)
                     failures.append(types.RowError(row, _error(f)))
             return types.BatchResult(out.batch(), out.origins, failures)
+
+    return World
+
+
+def filter(keep, init=None):
+    """The world class (assign it to `WitWorld`) of a filter (`world = "filter"`): `keep(event)`
+    returns true to keep the event as it is, false to drop it; raising `InvalidInput` or
+    `Retryable` fails the event, `Fatal` stops the stage. `keep-batch` reads each row of the
+    batch where it is and returns only the indices of the rows kept."""
+
+    class World(wit_world.WitWorld):
+        def init(self, pairs):
+            _run_init(pairs, init)
+
+        # In the methods, `keep` is the function given (a class body is no enclosing scope).
+        def keep(self, event):
+            e = Event(event.key, event.value, event.timestamp, [(h.name, h.value) for h in event.headers])
+            try:
+                return bool(keep(e))
+            except Failure as f:
+                raise Err(_error(f))
+
+        def keep_batch(self, input):
+            kept, failures = [], []
+            h = 0
+            for row in range(len(input.timestamps)):
+                headers = []
+                while h < input.header_ends[row]:
+                    headers.append((_column(input.header_names, h).decode(), _column(input.header_values, h)))
+                    h += 1
+                key = _column(input.keys, row) if input.has_key[row] else None
+                e = Event(key, _column(input.values, row), input.timestamps[row], headers)
+                try:
+                    if keep(e):
+                        kept.append(row)
+                except Fatal as f:
+                    raise Err(_error(f))
+                except Failure as f:
+                    failures.append(types.RowError(row, _error(f)))
+            return types.Selection(kept, failures)
 
     return World
 

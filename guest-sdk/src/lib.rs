@@ -32,15 +32,18 @@
 //! ```
 //!
 //! A stage that never reads input values can say so, `#[flowgate_sdk::map(values = false)]`: the
-//! host then passes its batches without values instead of copying them in (not for `filter`,
-//! which passes its input on).
+//! host then passes its batches without values instead of copying them in. A `filter` may say
+//! it too: it implements the `flowgate:plugin/filter` world, returns only the indices of the
+//! rows it keeps, and the host passes those rows on from its own copy, values included.
 //!
 //! Each may instead return `Result<…, E>` with `E: Into<Error>`: an error fails that one event
 //! (the host sends it to the dead-letter queue or retries it, by its [`Error`] kind), not the batch.
 //!
 //! The attribute implements both entry points of the `flowgate:plugin/stage` world: `on-event`,
 //! and `on-batch`, which walks the batch's flat buffers in place (no allocation per input event)
-//! and writes outputs straight into the output buffers. Both give the same output.
+//! and writes outputs straight into the output buffers. Both give the same output. `filter`
+//! implements the `flowgate:plugin/filter` world (since 0.1.1) instead: `keep` and
+//! `keep-batch`, which returns the kept rows' indices, so no kept event is copied out and back.
 //!
 //! Keyed state (get, put, delete, scan; checkpointed by the host with the stage's position) is
 //! in [`state`], for stages the pipeline grants `state = true`.
@@ -96,13 +99,36 @@ pub mod __private_agg {
         default_bindings_module: "::flowgate_sdk::__private_agg",
         runtime_path: "::flowgate_sdk::__private::wit_bindgen::rt",
         with: {
-            "flowgate:plugin/types@0.1.0": crate::__private::flowgate::plugin::types,
-            "flowgate:plugin/log@0.1.0": crate::__private::flowgate::plugin::log,
-            "flowgate:plugin/state@0.1.0": crate::__private::flowgate::plugin::state,
+            "flowgate:plugin/types@0.1.1": crate::__private::flowgate::plugin::types,
+            "flowgate:plugin/log@0.1.1": crate::__private::flowgate::plugin::log,
+            "flowgate:plugin/state@0.1.1": crate::__private::flowgate::plugin::state,
         },
     });
 
     pub use super::aggregate::{add, create, finish, init, merge};
+}
+
+#[doc(hidden)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "generated lifting of the 7-column batch record"
+)]
+pub mod __private_filter {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "filter",
+        pub_export_macro: true,
+        export_macro_name: "export_filter",
+        default_bindings_module: "::flowgate_sdk::__private_filter",
+        runtime_path: "::flowgate_sdk::__private::wit_bindgen::rt",
+        with: {
+            "flowgate:plugin/types@0.1.1": crate::__private::flowgate::plugin::types,
+            "flowgate:plugin/log@0.1.1": crate::__private::flowgate::plugin::log,
+            "flowgate:plugin/state@0.1.1": crate::__private::flowgate::plugin::state,
+        },
+    });
+
+    pub use super::{Keep, keep, keep_batch};
 }
 
 #[cfg(feature = "json")]
@@ -114,7 +140,7 @@ pub use flowgate_sdk_macros::aggregator;
 
 pub mod state;
 
-use __private::flowgate::plugin::types::{Batch, BatchResult, BytesColumn, RowError};
+use __private::flowgate::plugin::types::{Batch, BatchResult, BytesColumn, RowError, Selection};
 
 /// The error a stage returns for an event: its kind tells the host what to do.
 pub use __private::flowgate::plugin::types::Error;
@@ -345,9 +371,6 @@ pub mod kind {
     /// `map`: one output.
     #[derive(Debug)]
     pub struct Map<T>(pub T);
-    /// `filter`: keep or drop the input.
-    #[derive(Debug)]
-    pub struct Filter<T>(pub T);
     /// `filter_map`: zero or one output.
     #[derive(Debug)]
     pub struct FilterMap<T>(pub T);
@@ -385,17 +408,21 @@ pub mod kind {
         }
     }
 
-    impl Returned for Filter<bool> {
-        fn emit<S: Sink>(self, input: &EventRef<'_>, sink: &mut S) -> Result<(), Error> {
-            if self.0 {
-                sink.emit_input(input);
-            }
-            Ok(())
+    /// What a `filter` function returns: `bool` or `Result<bool, E>`.
+    pub trait Kept {
+        /// As a result.
+        fn into_kept(self) -> Result<bool, Error>;
+    }
+    impl Kept for bool {
+        #[inline]
+        fn into_kept(self) -> Result<bool, Error> {
+            Ok(self)
         }
     }
-    impl<E: Into<Error>> Returned for Filter<Result<bool, E>> {
-        fn emit<S: Sink>(self, input: &EventRef<'_>, sink: &mut S) -> Result<(), Error> {
-            Filter(self.0.map_err(Into::into)?).emit(input, sink)
+    impl<E: Into<Error>> Kept for Result<bool, E> {
+        #[inline]
+        fn into_kept(self) -> Result<bool, Error> {
+            self.map_err(Into::into)
         }
     }
 
@@ -497,23 +524,62 @@ fn owned_headers(input: &EventRef<'_>) -> Vec<Header> {
         .collect()
 }
 
-/// `on-event` for any stage.
-#[doc(hidden)]
-pub fn on_event<T: Stage>(event: Event) -> Result<Vec<Event>, Error> {
+/// Runs `f` on a borrowed view of an owned event.
+fn with_ref<R>(event: &Event, f: impl FnOnce(&EventRef<'_>) -> R) -> R {
     let pairs: Vec<(&[u8], &[u8])> = event
         .headers
         .iter()
         .map(|h| (h.name.as_bytes(), &h.value[..]))
         .collect();
-    let input = EventRef {
+    f(&EventRef {
         key: event.key.as_deref(),
         value: &event.value,
         timestamp: event.timestamp,
         headers: Headers::from_pairs(&pairs),
-    };
+    })
+}
+
+/// `on-event` for any stage.
+#[doc(hidden)]
+pub fn on_event<T: Stage>(event: Event) -> Result<Vec<Event>, Error> {
     let mut sink = VecSink(Vec::new());
-    T::process(&input, &mut sink)?;
+    with_ref(&event, |input| T::process(input, &mut sink))?;
     Ok(sink.0)
+}
+
+/// A filter as the `filter` attribute generates it: one function from an event to keep or not.
+#[doc(hidden)]
+pub trait Keep {
+    /// True to keep the event.
+    fn keep_ref(input: &EventRef<'_>) -> Result<bool, Error>;
+}
+
+/// `keep` of the `filter` world.
+#[doc(hidden)]
+pub fn keep<T: Keep>(event: Event) -> Result<bool, Error> {
+    with_ref(&event, |input| T::keep_ref(input))
+}
+
+/// `keep-batch` of the `filter` world: reads rows in place and returns the kept rows' indices
+/// (the host passes those rows on from its own copy; nothing is copied back).
+#[doc(hidden)]
+pub fn keep_batch<T: Keep>(input: Batch) -> Result<Selection, Error> {
+    let cols = Columns::new(flowgate_batch::parts_of!(input))
+        .map_err(|e| Error::fatal(format!("host sent a malformed batch: {e}")))?;
+    let mut kept = Vec::with_capacity(cols.len());
+    let mut failures = Vec::new();
+    for (i, event) in cols.rows().enumerate() {
+        match T::keep_ref(&event) {
+            Ok(true) => kept.push(i as u32),
+            Ok(false) => {}
+            Err(Error::Fatal(m)) => return Err(Error::Fatal(m)),
+            Err(error) => failures.push(RowError {
+                row: i as u32,
+                error,
+            }),
+        }
+    }
+    Ok(Selection { kept, failures })
 }
 
 /// Output buffers of `on-batch`.
@@ -698,6 +764,39 @@ mod tests {
             .map(|e| e.value)
             .collect();
         assert_eq!(per_event, [b"<A>".to_vec(), b"<C>".to_vec()]);
+    }
+
+    struct KeepOdd;
+    impl Keep for KeepOdd {
+        fn keep_ref(input: &EventRef<'_>) -> Result<bool, Error> {
+            match input.value {
+                b"bad" => Err(Error::invalid_input("bad row")),
+                b"fatal" => Err(Error::fatal("broken")),
+                v => Ok(v.len() % 2 == 1),
+            }
+        }
+    }
+
+    #[test]
+    fn a_filter_batch_returns_kept_rows_and_failures_as_keep_does_per_event() {
+        let inputs = [
+            event(b"a", 1),
+            event(b"bb", 2),
+            event(b"bad", 3),
+            event(b"ccc", 4),
+        ];
+        let s = keep_batch::<KeepOdd>(batch_of(&inputs)).unwrap();
+        assert_eq!(s.kept, [0, 3]);
+        assert_eq!(s.failures.len(), 1);
+        assert_eq!(s.failures[0].row, 2);
+        let per_event: Vec<Option<bool>> = inputs
+            .into_iter()
+            .map(|e| keep::<KeepOdd>(e).ok())
+            .collect();
+        assert_eq!(per_event, [Some(true), Some(false), None, Some(true)]);
+        // A fatal error fails the whole batch.
+        let fatal = keep_batch::<KeepOdd>(batch_of(&[event(b"a", 1), event(b"fatal", 2)]));
+        assert!(matches!(fatal, Err(Error::Fatal(_))));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! The lowest layer: `event` holds its types as the host's events and batches, and `runtime`
 //! implements its imports, one host file per imported WIT interface
 //! (`log.rs` for `flowgate:plugin/log`, `state.rs` for `flowgate:plugin/state`). The
-//! `aggregator` world shares the interfaces of the `stage` world.
+//! `filter` and `aggregator` worlds share the interfaces of the `stage` world.
 
 #![expect(
     missing_docs,
@@ -16,6 +16,24 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
     additional_derives: [PartialEq, Eq],
 });
+
+/// The `filter` world (since 0.1.1).
+pub mod filter {
+    #![expect(
+        missing_docs,
+        reason = "generated code: the WIT doc comments become docs, helper items have none"
+    )]
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "filter",
+        with: {
+            "flowgate:plugin/types": super::flowgate::plugin::types,
+            "flowgate:plugin/log": super::flowgate::plugin::log,
+            "flowgate:plugin/state": super::flowgate::plugin::state,
+        },
+        additional_derives: [PartialEq, Eq],
+    });
+}
 
 /// The `aggregator` world.
 pub mod aggregator {

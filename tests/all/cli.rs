@@ -116,7 +116,7 @@ fn plugin_inspect_shows_world_exports_imports_size_and_hash() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s = text(&out.stdout);
     let size = std::fs::metadata(UPPERCASE).unwrap().len();
-    assert!(s.contains("world:   flowgate:plugin/stage@0.1.0"), "{s}");
+    assert!(s.contains("world:   flowgate:plugin/stage@0.1.1"), "{s}");
     assert!(s.contains(&format!("size:    {size} bytes")), "{s}");
     assert!(s.contains("on-batch (func)"), "{s}");
     assert!(s.contains("wasi:cli/stderr"), "{s}");

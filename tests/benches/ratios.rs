@@ -3,7 +3,7 @@
 //! the workloads of the peer benchmark (`bench/workloads.rs`, one source for both). Prints
 //! Markdown rows: workload, size, native, WASM, ratio.
 //!
-//! Run: `cargo bench -p flowgate-tests --bench ratios` (`-- --records N --runs R`).
+//! Run: `cargo bench -p flowgate-tests --bench ratios` (`-- --records N --runs R [--work filter]`).
 #![expect(clippy::print_stdout, reason = "a benchmark prints its table")]
 
 use std::collections::HashMap;
@@ -16,9 +16,18 @@ use flowgate::runtime::Limits;
 mod workloads;
 use workloads::{BATCH, Work, flowgate_batches, flowgate_events, measure, native, records};
 
+/// Components built against contract 0.1.0 (see tests/all/runtime.rs).
+const CONTRACT_0_1_0: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/contract-0.1.0");
+
 fn main() {
     let n = flowgate_tests::bench_arg("--records", 200_000) as usize;
     let runs = (flowgate_tests::bench_arg("--runs", 3) as usize).max(1);
+    // `--work filter|map|count` runs one workload (to profile it).
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--work")
+        .and_then(|i| args.get(i + 1).cloned());
     let rt = flowgate_tests::runtime();
     let dir = std::path::Path::new(flowgate_tests::plugins::UPPERCASE)
         .parent()
@@ -34,6 +43,9 @@ fn main() {
         let events = records(n, size);
         let batches: Vec<Batch> = events.chunks(BATCH).map(event::batch_of).collect();
         for work in [Work::Filter, Work::Map, Work::Count] {
+            if only.as_deref().is_some_and(|w| w != work.name()) {
+                continue;
+            }
             let (stem, config, _) = work.modules();
             let plugin = rt
                 .load_file(&dir.join(format!("{stem}.wasm")))
@@ -51,6 +63,29 @@ fn main() {
             });
             assert_eq!(batch_out, native_out, "{}: per batch", work.name());
             let m = |r: f64| format!("{:.2} M/s", r / 1e6);
+            if work == Work::Filter {
+                // The same filter built against contract 0.1.0, a stage that copies each kept
+                // event out (the baseline of the filter world's selection, in this run).
+                let old = rt
+                    .load_file(&std::path::Path::new(CONTRACT_0_1_0).join("contains.wasm"))
+                    .expect("load the 0.1.0 build");
+                let (old_rate, old_out) = measure(
+                    n,
+                    runs,
+                    || {
+                        old.instantiate(limits.clone(), config.clone())
+                            .expect("instantiate")
+                    },
+                    |mut i| flowgate_batches(&mut i, &batches),
+                );
+                assert_eq!(old_out, native_out, "filter 0.1.0: per batch");
+                println!(
+                    "| filter per batch, 0.1.0 build (stage world) | {size} B | {} | {} | {:.2}× |",
+                    m(native_rate),
+                    m(old_rate),
+                    old_rate / native_rate
+                );
+            }
             println!(
                 "| {} per batch | {size} B | {} | {} | {:.2}× |",
                 work.name(),

@@ -164,7 +164,7 @@ impl Aggregate for NativeStats {
     }
     fn add(
         &mut self,
-        accs: Vec<Vec<u8>>,
+        accs: &[Vec<u8>],
         input: &Batch,
         slots: &[u32],
     ) -> Result<(Vec<Vec<u8>>, Vec<(u32, CallError)>), CallError> {

@@ -91,6 +91,58 @@ pub fn aggregator(args: TokenStream, item: TokenStream) -> TokenStream {
     .into()
 }
 
+/// A `filter` function as the `flowgate:plugin/filter` world: `keep` and `keep-batch`.
+fn filter_world(
+    func: &ItemFn,
+    reads: Option<proc_macro2::TokenStream>,
+    init: proc_macro2::TokenStream,
+) -> TokenStream {
+    let name = &func.sig.ident;
+    quote! {
+        #func
+
+        #reads
+
+        #[doc(hidden)]
+        struct __FlowgateFilter;
+
+        impl ::flowgate_sdk::__private_filter::Keep for __FlowgateFilter {
+            #[inline]
+            fn keep_ref(
+                input: &::flowgate_sdk::EventRef<'_>,
+            ) -> ::core::result::Result<bool, ::flowgate_sdk::Error> {
+                ::flowgate_sdk::kind::Kept::into_kept(#name(input))
+            }
+        }
+
+        impl ::flowgate_sdk::__private_filter::Guest for __FlowgateFilter {
+            fn init(
+                config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+            ) -> ::core::result::Result<(), ::flowgate_sdk::Error> {
+                ::flowgate_sdk::__private::run_init(config, #init)
+            }
+
+            fn keep(
+                event: ::flowgate_sdk::Event,
+            ) -> ::core::result::Result<bool, ::flowgate_sdk::Error> {
+                ::flowgate_sdk::__private_filter::keep::<Self>(event)
+            }
+
+            fn keep_batch(
+                input: ::flowgate_sdk::__private::flowgate::plugin::types::Batch,
+            ) -> ::core::result::Result<
+                ::flowgate_sdk::__private::flowgate::plugin::types::Selection,
+                ::flowgate_sdk::Error,
+            > {
+                ::flowgate_sdk::__private_filter::keep_batch::<Self>(input)
+            }
+        }
+
+        ::flowgate_sdk::__private_filter::export_filter!(__FlowgateFilter with_types_in ::flowgate_sdk::__private_filter);
+    }
+    .into()
+}
+
 /// The attribute's arguments.
 struct Args {
     /// `init = path`.
@@ -137,14 +189,6 @@ fn stage(kind: &str, args: TokenStream, item: TokenStream) -> TokenStream {
         .to_compile_error()
         .into();
     }
-    if !values && kind == "Filter" {
-        return syn::Error::new_spanned(
-            &func.sig,
-            "`values = false` does not fit a filter: a filter passes its input events on, values included",
-        )
-        .to_compile_error()
-        .into();
-    }
     // `values = false` is told to the host in a custom section, so that it does not copy the
     // input values into the plugin (they arrive empty).
     let reads = (!values).then(|| {
@@ -164,6 +208,13 @@ fn stage(kind: &str, args: TokenStream, item: TokenStream) -> TokenStream {
         .into();
     }
     let name = &func.sig.ident;
+    let init = match init {
+        Some(path) => quote! { ::core::option::Option::Some(#path) },
+        None => quote! { ::core::option::Option::None },
+    };
+    if kind == "Filter" {
+        return filter_world(&func, reads, init);
+    }
     let kind = format_ident!("{kind}");
     let body = if writes {
         quote! {
@@ -173,10 +224,6 @@ fn stage(kind: &str, args: TokenStream, item: TokenStream) -> TokenStream {
         quote! {
             ::flowgate_sdk::Returned::emit(::flowgate_sdk::kind::#kind(#name(input)), input, sink)
         }
-    };
-    let init = match init {
-        Some(path) => quote! { ::core::option::Option::Some(#path) },
-        None => quote! { ::core::option::Option::None },
     };
     quote! {
         #func

@@ -92,11 +92,11 @@ pub fn componentize(bytes: &[u8], world: &str) -> Result<Vec<u8>, ComponentizeEr
 }
 
 /// The world exports whose names have a dash, which some languages cannot spell (AssemblyScript
-/// exports `on_event` for `on-event`).
-const DASHED: [&str; 2] = ["on-event", "on-batch"];
+/// exports `on_event` for `on-event`, `keep_batch` for `keep-batch`).
+const DASHED: [&str; 3] = ["on-event", "on-batch", "keep-batch"];
 
-/// The module with its `on_event` / `on_batch` exports renamed `on-event` / `on-batch`, or
-/// `None` when there is nothing to rename.
+/// The module with its snake-case entry points (`on_event`, `keep_batch`, ...) renamed to the
+/// dashed names of [`DASHED`], or `None` when there is nothing to rename.
 fn dashed_exports(bytes: &[u8]) -> Result<Option<Vec<u8>>, ComponentizeError> {
     let bad =
         |e: wasmparser::BinaryReaderError| ComponentizeError(format!("malformed module: {e}"));

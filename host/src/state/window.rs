@@ -15,6 +15,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// The hasher of the panes' indexes: keys are the events' own, so seeded per process.
+type Hasher = foldhash::quality::RandomState;
+
 use super::{Reader, SnapshotError, StateFull, put_bytes, put_u64};
 use crate::event::{self, Batch, BatchBuilder, Columns};
 
@@ -67,7 +70,7 @@ struct Pane {
 pub struct WindowState {
     panes: BTreeMap<u64, Pane>,
     /// Per key: start → pane.
-    by_key: HashMap<Vec<u8>, BTreeMap<i64, u64>>,
+    by_key: HashMap<Vec<u8>, BTreeMap<i64, u64>, Hasher>,
     /// The same for events without a key.
     unkeyed: BTreeMap<i64, u64>,
     /// Panes that have not fired, by end.
@@ -206,7 +209,7 @@ pub trait Aggregate {
     #[expect(clippy::type_complexity, reason = "accumulators and failed rows")]
     fn add(
         &mut self,
-        accs: Vec<Vec<u8>>,
+        accs: &[Vec<u8>],
         input: &Batch,
         slots: &[u32],
     ) -> Result<(Vec<Vec<u8>>, Vec<(u32, Self::Error)>), Self::Error>;
@@ -244,7 +247,7 @@ struct Segment {
     rows: Vec<u32>,
     slots: Vec<u32>,
     panes: Vec<u64>,
-    slot_of: HashMap<u64, u32>,
+    slot_of: HashMap<u64, u32, Hasher>,
     /// Panes made in this batch that no row was added to yet: a pane whose every row fails
     /// is removed (it never existed).
     fresh: BTreeSet<u64>,
@@ -421,7 +424,8 @@ impl WindowState {
         self.of_key(key).and_then(|m| m.get(&start)).copied()
     }
 
-    fn find_or_create(
+    /// A new pane of `key` from `start` to `end`, made in this batch.
+    fn create(
         &mut self,
         key: Option<&[u8]>,
         start: i64,
@@ -429,9 +433,6 @@ impl WindowState {
         empty: &[u8],
         seg: &mut Segment,
     ) -> u64 {
-        if let Some(id) = self.find(key, start) {
-            return id;
-        }
         let id = self.insert(Pane {
             key: key.map(<[u8]>::to_vec),
             start,
@@ -460,6 +461,7 @@ impl WindowState {
         let expired = |end: i64, wm: i64| end.saturating_add(lateness) <= wm;
         let mut panes: Vec<u64> = Vec::with_capacity(4);
         let mut bounds: Vec<(i64, i64)> = Vec::with_capacity(4);
+        let mut found: Vec<Option<u64>> = Vec::with_capacity(4);
         for (i, row) in cols.rows().enumerate() {
             let i = i as u32;
             let ts = row.timestamp;
@@ -515,16 +517,18 @@ impl WindowState {
                 }
             } else {
                 // New panes count against the cap before they are made.
-                let new: usize = bounds
-                    .iter()
-                    .filter(|(start, _)| self.find(row.key, *start).is_none())
-                    .map(|_| pane_bytes(row.key, &empty))
-                    .sum();
+                found.clear();
+                found.extend(bounds.iter().map(|&(start, _)| self.find(row.key, start)));
+                let new =
+                    found.iter().filter(|f| f.is_none()).count() * pane_bytes(row.key, &empty);
                 if new > 0 && !self.fits(self.bytes + new) {
                     out.failures.push((i, self.full(self.bytes + new)));
                 } else {
-                    for &(start, end) in &bounds {
-                        panes.push(self.find_or_create(row.key, start, end, &empty, &mut seg));
+                    for (&(start, end), &f) in bounds.iter().zip(&found) {
+                        panes.push(match f {
+                            Some(id) => id,
+                            None => self.create(row.key, start, end, &empty, &mut seg),
+                        });
                     }
                 }
             }
@@ -735,12 +739,12 @@ impl WindowState {
             built = rows_of(input, &rows);
             &built
         };
-        let accs: Vec<Vec<u8>> = ids.iter().map(|&id| self.take_acc(id)).collect();
-        let saved = accs.clone();
+        // Taken out, lent to the plugin, and put back unless its new ones replace them.
+        let saved: Vec<Vec<u8>> = ids.iter().map(|&id| self.take_acc(id)).collect();
         let before = self.bytes;
         // Rows (by index into `rows`) that were added.
         let mut added = vec![false; rows.len()];
-        let row_by_row = match plugin.add(accs, batch, &slots) {
+        let row_by_row = match plugin.add(&saved, batch, &slots) {
             Ok((accs, failures)) if accs.len() == ids.len() => {
                 let grown: usize = accs.iter().map(Vec::len).sum();
                 if self.fits(before + grown) {
@@ -773,7 +777,7 @@ impl WindowState {
                 )));
             }
             Err(e) if e.is_fatal() => {
-                for (&id, acc) in ids.iter().zip(saved.iter().cloned()) {
+                for (&id, acc) in ids.iter().zip(saved) {
                     self.set_acc(id, acc);
                 }
                 return Err(e);
@@ -792,7 +796,7 @@ impl WindowState {
                     continue;
                 };
                 let one = rows_of(input, &[*r]);
-                match plugin.add(vec![acc.clone()], &one, &[0]) {
+                match plugin.add(std::slice::from_ref(&acc), &one, &[0]) {
                     Ok((mut accs, failures)) if accs.len() == 1 => {
                         if let Some((_, e)) = failures.into_iter().next() {
                             out.failures.push((*r, Failure::Plugin(e)));
@@ -836,24 +840,23 @@ impl WindowState {
         row: u32,
         out: &mut WindowOutput<E>,
     ) -> Result<(), E> {
-        let mut ids: Vec<u64> = ids
+        let mut due: Vec<(u64, &Pane)> = ids
             .iter()
-            .copied()
-            .filter(|id| self.panes.contains_key(id))
+            .filter_map(|id| self.panes.get(id).map(|p| (*id, p)))
             .collect();
-        if ids.is_empty() {
+        if due.is_empty() {
             return Ok(());
         }
-        // By end, key and start: not by pane id, which depends on the batching (a pane whose
-        // only row failed is removed at once per event, but kept for the next row of a batch).
-        ids.sort_by(|a, b| {
-            let (a, b) = (&self.panes[a], &self.panes[b]);
+        // By end, key and start (unique per pane): not by pane id, which depends on the
+        // batching (a pane whose only row failed is removed at once per event, but kept for the
+        // next row of a batch).
+        due.sort_unstable_by(|(_, a), (_, b)| {
             (a.end, &a.key, a.start).cmp(&(b.end, &b.key, b.start))
         });
-        let panes: Vec<DuePane<'_>> = ids
+        let ids: Vec<u64> = due.iter().map(|(id, _)| *id).collect();
+        let panes: Vec<DuePane<'_>> = due
             .iter()
-            .filter_map(|id| self.panes.get(id))
-            .map(|p| (p.key.as_deref(), p.start, p.end, &p.acc[..]))
+            .map(|(_, p)| (p.key.as_deref(), p.start, p.end, &p.acc[..]))
             .collect();
         let values = match plugin.finish(&panes) {
             Ok(v) if v.len() == ids.len() => v,
@@ -1040,10 +1043,11 @@ mod tests {
         }
         fn add(
             &mut self,
-            mut accs: Vec<Vec<u8>>,
+            accs: &[Vec<u8>],
             input: &Batch,
             slots: &[u32],
         ) -> Result<(Vec<Vec<u8>>, Vec<(u32, SumError)>), SumError> {
+            let mut accs = accs.to_vec();
             let cols = event::columns(input).unwrap();
             let mut failures = Vec::new();
             for (i, (row, &slot)) in cols.rows().zip(slots).enumerate() {

@@ -2,8 +2,8 @@
 // top-level field "keep" that is true; a value that is not a JSON object fails with
 // invalid-input "not a JSON object". A small scanner over strings and nesting (AssemblyScript
 // has no JSON parser in its standard library).
-import { Emitter, Event, Failure, invalidInput, stage } from "./flowgate";
-export { cabi_realloc, init, on_batch, on_event } from "./flowgate";
+import { Event, filter, invalidInput, reject } from "./flowgate";
+export { cabi_realloc, init, keep, keep_batch } from "./flowgate";
 
 function space(c: u8): bool {
   return c == 32 || c == 9 || c == 10 || c == 13;
@@ -32,15 +32,17 @@ function matches(v: Uint8Array, at: i32, what: u8[]): bool {
   return true;
 }
 
-function process(e: Event, out: Emitter): Failure | null {
+function hasKeepFlag(e: Event): bool {
   const v = e.value;
   const first = skipWs(v, 0);
   let last = v.length;
   while (last > 0 && space(v[last - 1])) last--;
-  if (first >= last || v[first] != 123 || v[last - 1] != 125) return invalidInput("not a JSON object");
+  if (first >= last || v[first] != 123 || v[last - 1] != 125) {
+    return reject(invalidInput("not a JSON object"));
+  }
   let depth = 0;
   let expectKey = true;
-  let keep = false;
+  let flag = false;
   for (let i = 0; i < v.length; i++) {
     const c = v[i];
     if (c == 34) {
@@ -51,7 +53,7 @@ function process(e: Event, out: Emitter): Failure | null {
         if (j < v.length && v[j] == 58) {
           j = skipWs(v, j + 1);
           if (isKeep) {
-            keep = matches(v, j, TRUE) && (j + 4 == v.length || v[j + 4] == 44 || v[j + 4] == 125 || space(v[j + 4]));
+            flag = matches(v, j, TRUE) && (j + 4 == v.length || v[j + 4] == 44 || v[j + 4] == 125 || space(v[j + 4]));
           }
           expectKey = false;
           i = j - 1;
@@ -68,8 +70,7 @@ function process(e: Event, out: Emitter): Failure | null {
       expectKey = true;
     }
   }
-  if (keep) out.emit(v);
-  return null;
+  return flag;
 }
 
-stage(process);
+filter(hasKeepFlag);

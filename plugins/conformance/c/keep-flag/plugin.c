@@ -18,13 +18,13 @@ static size_t skip_string(const uint8_t *p, size_t i, size_t n) {
   return n;
 }
 
-int fg_process(const fg_event *e, fg_out *out, fg_error *err) {
+int fg_keep(const fg_event *e, int *keep, fg_error *err) {
   const uint8_t *p = e->value;
   size_t n = e->value_len, i = skip_ws(p, 0, n);
   size_t last = n;
   while (last > 0 && (p[last - 1] == ' ' || p[last - 1] == '\n' || p[last - 1] == '\t' || p[last - 1] == '\r')) last--;
   if (i >= n || p[i] != '{' || p[last - 1] != '}') return fg_fail(err, FG_INVALID_INPUT, "not a JSON object");
-  int depth = 0, keep = 0;
+  int depth = 0;
   int expect_key = 1;
   for (; i < n; i++) {
     uint8_t c = p[i];
@@ -36,8 +36,8 @@ int fg_process(const fg_event *e, fg_out *out, fg_error *err) {
         if (j < n && p[j] == ':') {
           j = skip_ws(p, j + 1, n);
           if (is_keep) {
-            keep = j + 4 <= n && !memcmp(p + j, "true", 4) &&
-                   (j + 4 == n || p[j + 4] == ',' || p[j + 4] == '}' || p[j + 4] == ' ' || p[j + 4] == '\n');
+            *keep = j + 4 <= n && !memcmp(p + j, "true", 4) &&
+                    (j + 4 == n || p[j + 4] == ',' || p[j + 4] == '}' || p[j + 4] == ' ' || p[j + 4] == '\n');
           }
           expect_key = 0;
           i = j - 1;
@@ -56,6 +56,5 @@ int fg_process(const fg_event *e, fg_out *out, fg_error *err) {
       // a comma inside a nested object starts a key there, not at the top
     }
   }
-  if (keep) fg_emit_input(out, e);
   return 0;
 }

@@ -2,8 +2,8 @@
 // "bad event" (to the dead-letter topic); the others pass unchanged.
 #include "flowgate.h"
 
-int fg_process(const fg_event *e, fg_out *out, fg_error *err) {
+int fg_keep(const fg_event *e, int *keep, fg_error *err) {
   if (e->value_len >= 3 && !memcmp(e->value, "bad", 3)) return fg_fail(err, FG_INVALID_INPUT, "bad event");
-  fg_emit_input(out, e);
+  *keep = 1;
   return 0;
 }

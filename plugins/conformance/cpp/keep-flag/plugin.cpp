@@ -59,13 +59,13 @@ bool keeps(std::string_view s) {
 
 }  // namespace
 
-extern "C" int fg_process(const fg_event *e, fg_out *out, fg_error *err) {
+extern "C" int fg_keep(const fg_event *e, int *keep, fg_error *err) {
   std::string_view v(reinterpret_cast<const char *>(e->value), e->value_len);
   size_t first = skip_ws(v, 0), last = v.size();
   while (last > 0 && space(v[last - 1])) last--;
   if (first >= last || v[first] != '{' || v[last - 1] != '}') {
     return fg_fail(err, FG_INVALID_INPUT, "not a JSON object");
   }
-  if (keeps(v)) fg_emit_input(out, e);
+  *keep = keeps(v);
   return 0;
 }

@@ -4,9 +4,9 @@
 
 #include "flowgate.h"
 
-extern "C" int fg_process(const fg_event *e, fg_out *out, fg_error *err) {
+extern "C" int fg_keep(const fg_event *e, int *keep, fg_error *err) {
   std::string_view v(reinterpret_cast<const char *>(e->value), e->value_len);
   if (v.substr(0, 3) == "bad") return fg_fail(err, FG_INVALID_INPUT, "bad event");
-  fg_emit_input(out, e);
+  *keep = 1;
   return 0;
 }

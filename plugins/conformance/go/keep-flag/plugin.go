@@ -5,21 +5,19 @@ package main
 
 import "encoding/json"
 
-func process(e *Event, emit func(value []byte)) error {
+func keep(e *Event) (bool, error) {
 	var v any
 	if json.Unmarshal(e.Value, &v) != nil {
-		return InvalidInput("not a JSON object")
+		return false, InvalidInput("not a JSON object")
 	}
 	o, ok := v.(map[string]any)
 	if !ok {
-		return InvalidInput("not a JSON object")
+		return false, InvalidInput("not a JSON object")
 	}
-	if keep, _ := o["keep"].(bool); keep {
-		emit(e.Value)
-	}
-	return nil
+	flag, _ := o["keep"].(bool)
+	return flag, nil
 }
 
-func init() { Stage(process) }
+func init() { Filter(keep) }
 
 func main() {}

@@ -4,14 +4,13 @@ package main
 
 import "bytes"
 
-func process(e *Event, emit func(value []byte)) error {
+func keep(e *Event) (bool, error) {
 	if bytes.HasPrefix(e.Value, []byte("bad")) {
-		return InvalidInput("bad event")
+		return false, InvalidInput("bad event")
 	}
-	emit(e.Value)
-	return nil
+	return true, nil
 }
 
-func init() { Stage(process) }
+func init() { Filter(keep) }
 
 func main() {}

@@ -1,11 +1,11 @@
 // Conformance: a per-row error. A value that starts with "bad" fails with invalid-input
 // "bad event" (to the dead-letter topic); the others pass unchanged.
-function process(event, emit) {
+function notBad(event) {
   const v = event.value;
   if (v.length >= 3 && v[0] === 98 && v[1] === 97 && v[2] === 100) {
     throw flowgate.invalidInput('bad event');
   }
-  emit(v);
+  return true;
 }
 
-export const { init, onEvent, onBatch } = flowgate.stage(process);
+export const { init, keep, keepBatch } = flowgate.filter(notBad);

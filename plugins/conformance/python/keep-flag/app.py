@@ -7,15 +7,19 @@ import json
 import flowgate
 
 
-def process(event, emit):
+def _no_constant(name):
+    raise ValueError(name)
+
+
+def keep(event):
     try:
-        value = json.loads(event.value)
+        # Text first: JSON is UTF-8 (no other encoding, no byte-order mark); NaN is not JSON.
+        value = json.loads(event.value.decode(), parse_constant=_no_constant)
     except ValueError:
         value = None
     if not isinstance(value, dict):
         raise flowgate.InvalidInput("not a JSON object")
-    if value.get("keep") is True:
-        emit(event.value)
+    return value.get("keep") is True
 
 
-WitWorld = flowgate.stage(process)
+WitWorld = flowgate.filter(keep)

@@ -4,10 +4,10 @@
 import flowgate
 
 
-def process(event, emit):
+def keep(event):
     if event.value.startswith(b"bad"):
         raise flowgate.InvalidInput("bad event")
-    emit(event.value)
+    return True
 
 
-WitWorld = flowgate.stage(process)
+WitWorld = flowgate.filter(keep)

@@ -4,14 +4,16 @@
 const std = @import("std");
 const fg = @import("flowgate_c.zig");
 
-export fn fg_process(e: *const fg.fg_event, out: *fg.fg_out, err: *fg.fg_error) c_int {
-    const parsed = std.json.parseFromSlice(std.json.Value, std.heap.c_allocator, e.value[0..e.value_len], .{}) catch
+export fn fg_keep(e: *const fg.fg_event, keep: *c_int, err: *fg.fg_error) c_int {
+    const parsed = std.json.parseFromSlice(std.json.Value, std.heap.c_allocator, e.value[0..e.value_len], .{
+        .duplicate_field_behavior = .use_last, // a repeated key: the last one counts
+    }) catch
         return fg.fg_fail(err, fg.FG_INVALID_INPUT, "not a JSON object");
     defer parsed.deinit();
     switch (parsed.value) {
         .object => |o| {
             if (o.get("keep")) |k| {
-                if (k == .bool and k.bool) fg.fg_emit_input(out, e);
+                if (k == .bool and k.bool) keep.* = 1;
             }
             return 0;
         },

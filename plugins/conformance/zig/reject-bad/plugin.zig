@@ -3,10 +3,10 @@
 const std = @import("std");
 const fg = @import("flowgate_c.zig");
 
-export fn fg_process(e: *const fg.fg_event, out: *fg.fg_out, err: *fg.fg_error) c_int {
+export fn fg_keep(e: *const fg.fg_event, keep: *c_int, err: *fg.fg_error) c_int {
     if (std.mem.startsWith(u8, e.value[0..e.value_len], "bad")) {
         return fg.fg_fail(err, fg.FG_INVALID_INPUT, "bad event");
     }
-    fg.fg_emit_input(out, e);
+    keep.* = 1;
     return 0;
 }

@@ -1,13 +1,13 @@
-// A filter stage in AssemblyScript: keeps the events whose value contains `error`, unchanged.
-// Build: `flowgate plugin build`; check against test/: `flowgate plugin test`.
+// A filter in AssemblyScript: keeps the events whose value contains `error`, unchanged, and
+// drops the others. Build: `flowgate plugin build`; check against test/: `flowgate plugin test`.
 //
-// flowgate.ts (put next to this file by each build) turns this one function into the
-// `on-event` and `on-batch` entry points. Call out.emit(value) to keep an event with a value
-// (key, time and headers kept), out.emitEvent(key, value, timestamp, headers) for a whole
-// event of your own, nothing to drop it; return invalidInput("why") to fail one event (it goes
-// to the dead-letter topic).
-import { Emitter, Event, Failure, stage } from "./flowgate";
-export { cabi_realloc, init, on_batch, on_event } from "./flowgate";
+// flowgate.ts (put next to this file by each build) turns this one function into the `keep`
+// and `keep-batch` entry points of the filter world (`world = "filter"` in flowgate.toml).
+// Return true to keep an event as it is (it goes on from the host's own copy: nothing is copied
+// out of the plugin), false to drop it; return reject(invalidInput("why")) to fail one event
+// (it goes to the dead-letter topic).
+import { Event, filter } from "./flowgate";
+export { cabi_realloc, init, keep, keep_batch } from "./flowgate";
 
 // `error` as bytes.
 const WORD: u8[] = [101, 114, 114, 111, 114];
@@ -21,9 +21,8 @@ function contains(v: Uint8Array, word: u8[]): bool {
   return false;
 }
 
-function process(e: Event, out: Emitter): Failure | null {
-  if (contains(e.value, WORD)) out.emit(e.value);
-  return null;
+function hasError(e: Event): bool {
+  return contains(e.value, WORD);
 }
 
-stage(process);
+filter(hasError);

@@ -1,11 +1,11 @@
-// A filter stage in JavaScript: keeps the events whose value contains `error` (case-sensitive),
+// A filter in JavaScript: keeps the events whose value contains `error` (case-sensitive),
 // unchanged. Build: `flowgate plugin build`; check against test/: `flowgate plugin test`.
 //
 // The `flowgate` helper (put before this file by each build) turns this one function into the
-// `on-event` and `on-batch` entry points. `emit(event)` outputs an event as it is; `emit(value)`
-// outputs the input with a new value, and `emit({ key, value, timestamp, headers })` sets any of
-// those fields (the others are the input's; `key: null`: no key). Throw
-// `flowgate.invalidInput("why")` to fail one event (it goes to the dead-letter topic).
+// `keep` and `keep-batch` entry points of the filter world (`world = "filter"` in
+// flowgate.toml): the plugin only says which events it keeps, and they go on from the host's own
+// copy. Return true to keep the event as it is, false to drop it; throw
+// `flowgate.invalidInput("why")` to fail it (it goes to the dead-letter topic).
 const ERROR = new TextEncoder().encode('error');
 
 // Whether `needle` occurs in `hay`.
@@ -19,8 +19,8 @@ function contains(hay, needle) {
   return false;
 }
 
-function process(event, emit) {
-  if (contains(event.value, ERROR)) emit(event);
+function isError(event) {
+  return contains(event.value, ERROR);
 }
 
-export const { init, onEvent, onBatch } = flowgate.stage(process);
+export const { init, keep, keepBatch } = flowgate.filter(isError);

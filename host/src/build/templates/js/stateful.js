@@ -10,7 +10,7 @@
 // are imported from the host. Call `emit(value)` (key, time and headers kept) or
 // `emit({ key, value, timestamp, headers })`; throw `flowgate.invalidInput("why")` to fail one
 // event (it goes to the dead-letter topic).
-import { get, put } from 'flowgate:plugin/state@0.1.0';
+import { get, put } from 'flowgate:plugin/state@0.1.1';
 
 function process(event, emit) {
   const key = event.key || new Uint8Array(0);
