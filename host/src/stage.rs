@@ -344,7 +344,7 @@ fn call(
             let mut b = BatchBuilder::with_capacity(n, input.batch.values.data.len());
             let mut origins = Vec::with_capacity(n);
             for (i, row) in cols.rows().enumerate() {
-                match part.instance.on_event(&event::to_owned(&row)) {
+                match part.instance.on_event_owned(event::to_owned(&row)) {
                     Ok(events) => {
                         for e in &events {
                             event::push_event(&mut b, e);

@@ -9,7 +9,7 @@ use flowgate::event::{self, Event};
 use flowgate::runtime::{CallErrorKind, Interrupt, Limits, Runtime, RuntimeConfig, StageInstance};
 use flowgate_tests::plugins::{
     HOSTILE_CHATTY, HOSTILE_EXIT, HOSTILE_FLOOD, HOSTILE_INIT_TRAP, HOSTILE_LOOP, HOSTILE_MEMORY,
-    HOSTILE_RECURSE, HOSTILE_SLEEP, HOSTILE_TRAP_ON, UPPERCASE,
+    HOSTILE_RECURSE, HOSTILE_RESULT, HOSTILE_SELECT, HOSTILE_SLEEP, HOSTILE_TRAP_ON, UPPERCASE,
 };
 use flowgate_tests::{runtime, test_config, text};
 
@@ -171,6 +171,89 @@ fn trap_on_one_event_fails_that_event_only() {
         .map(|r| r.value)
         .collect();
     assert_eq!(values, [&b"a"[..], b"c", b"e"]);
+    host_still_serves(&rt);
+}
+
+/// The message of the `BadOutput` error `process_batch` returns for `forge`, or a failure
+/// naming what came back instead.
+fn forged(inst: &mut StageInstance, forge: &str, inputs: &[Event]) -> String {
+    match inst.process_batch(&event::batch_of(inputs)) {
+        Err(e) => match e.kind {
+            CallErrorKind::BadOutput { message } => message,
+            other => panic!("{forge}: {other:?}"),
+        },
+        Ok(out) => panic!(
+            "{forge}: taken, with origins {:?} and failures {:?}",
+            out.origins,
+            out.failures.iter().map(|f| f.row).collect::<Vec<_>>()
+        ),
+    }
+}
+
+#[test]
+fn a_forged_filter_selection_is_refused_with_the_rule_it_breaks() {
+    let rt = runtime();
+    let inputs: Vec<Event> = (0..4).map(|i| text(&format!("e{i}"), i)).collect();
+    for (forge, expected) in [
+        (
+            "unordered",
+            "kept rows must be increasing input rows below 4",
+        ),
+        (
+            "repeated-kept",
+            "kept rows must be increasing input rows below 4",
+        ),
+        (
+            "kept-out-of-range",
+            "kept rows must be increasing input rows below 4",
+        ),
+        ("failure-out-of-range", "failure names row 4 of 4"),
+        ("failure-kept", "failure names row 0, which is kept"),
+        ("failure-twice", "failure names row 0 twice"),
+    ] {
+        let mut inst = instance(&rt, HOSTILE_SELECT, Limits::default(), &[("forge", forge)]);
+        assert_eq!(forged(&mut inst, forge, &inputs), expected, "{forge}");
+        // Not a trap: the same instance goes on, and its per-event path keeps each event.
+        assert_eq!(inst.restarts(), 0, "{forge}");
+        let out = inst.on_event(&inputs[2]).unwrap();
+        assert_eq!(out.len(), 1, "{forge}");
+        assert_eq!(out[0].value, b"e2", "{forge}");
+    }
+    host_still_serves(&rt);
+}
+
+#[test]
+fn a_forged_stage_result_is_refused_and_failures_in_any_order_count_once() {
+    let rt = runtime();
+    let inputs: Vec<Event> = (0..4).map(|i| text(&format!("e{i}"), i)).collect();
+    for (forge, expected) in [
+        ("failure-twice", "failure names row 0 twice"),
+        (
+            "failure-with-output",
+            "failure names row 0, which has outputs",
+        ),
+        ("failure-out-of-range", "failure names row 4 of 4"),
+        (
+            "origins-decreasing",
+            "origins must be non-decreasing input rows below 4",
+        ),
+    ] {
+        let mut inst = instance(&rt, HOSTILE_RESULT, Limits::default(), &[("forge", forge)]);
+        assert_eq!(forged(&mut inst, forge, &inputs), expected, "{forge}");
+        assert_eq!(inst.restarts(), 0, "{forge}");
+    }
+    // Failures out of row order keep the contract: each row fails once, in row order.
+    let mut inst = instance(
+        &rt,
+        HOSTILE_RESULT,
+        Limits::default(),
+        &[("forge", "unordered-failures")],
+    );
+    let out = inst.process_batch(&event::batch_of(&inputs)).unwrap();
+    let rows: Vec<u32> = out.failures.iter().map(|f| f.row).collect();
+    assert_eq!(rows, [0, 1]);
+    assert_eq!(out.origins, [2, 3]);
+    assert_eq!(values(&out.output), ["e2", "e3"]);
     host_still_serves(&rt);
 }
 

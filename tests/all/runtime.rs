@@ -41,11 +41,13 @@ fn compiled_code_is_cached_by_content_hash_and_survives_a_bad_entry() {
 #[test]
 fn every_plugin_loads_as_a_stage_filter_or_aggregator_with_no_filesystem_or_network_grant() {
     let rt = flowgate_tests::runtime();
-    // The SDK's `filter` attribute builds the filter world.
+    // The SDK's `filter` attribute builds the filter world (and so does hostile-select, by
+    // hand).
     let filters = [
         "contains",
         "dedup",
         "filter-json",
+        "hostile-select",
         "json-schema",
         "keep-flag",
         "reject-bad",

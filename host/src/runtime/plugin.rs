@@ -591,13 +591,27 @@ impl StageInstance {
 
     /// Calls `on-event` (a filter's `keep`: the event, or nothing).
     pub fn on_event(&mut self, event: &Event) -> Result<Vec<Event>, CallError> {
+        Ok(self
+            .event_call(event)?
+            .unwrap_or_else(|| vec![event.clone()]))
+    }
+
+    /// [`on_event`](Self::on_event) on an event the caller gives up: a filter's kept event is
+    /// returned as it is, not copied.
+    pub fn on_event_owned(&mut self, event: Event) -> Result<Vec<Event>, CallError> {
+        Ok(self.event_call(&event)?.unwrap_or_else(|| vec![event]))
+    }
+
+    /// One `on-event` (or `keep`) call, its outputs checked against the limits; `None` for an
+    /// event a filter kept, which goes on as it came.
+    fn event_call(&mut self, event: &Event) -> Result<Option<Vec<Event>>, CallError> {
         let mark = self.state_mark();
         let out = self
             .call(
-                |stage, store| stage.call_on_event(store, event),
+                |stage, store| Ok(stage.call_on_event(store, event)?.map(Some)),
                 |filter, store| {
                     let keep = filter.call_keep(store, event)?;
-                    Ok(keep.map(|k| if k { vec![event.clone()] } else { Vec::new() }))
+                    Ok(keep.map(|k| if k { None } else { Some(Vec::new()) }))
                 },
             )?
             .map_err(|e| {
@@ -605,6 +619,11 @@ impl StageInstance {
                 self.state_roll_back(mark);
                 self.error(CallErrorKind::Plugin(e.into()))
             })?;
+        let Some(out) = out else {
+            // A kept event is the input as it came, not the plugin's output: like the kept
+            // rows of a batch, it is not counted against the output caps.
+            return Ok(None);
+        };
         let max = self.limits.max_outputs_per_event;
         if out.len() > max {
             return Err(self.error(CallErrorKind::OutputLimit {
@@ -615,7 +634,7 @@ impl StageInstance {
             }));
         }
         self.check_bytes(event_bytes(&out))?;
-        Ok(out)
+        Ok(Some(out))
     }
 
     fn check_bytes(&self, bytes: usize) -> Result<(), CallError> {
@@ -664,7 +683,7 @@ impl StageInstance {
                 self.state_roll_back(mark);
                 self.error(CallErrorKind::Plugin(e.into()))
             })?;
-        let result = match result {
+        let mut result = match result {
             Returned::Rows(r) => r,
             Returned::Kept(s) => return self.selected(whole, s),
         };
@@ -684,9 +703,7 @@ impl StageInstance {
                 "origins must be non-decreasing input rows below {rows}"
             )));
         }
-        if let Some(f) = result.failures.iter().find(|f| f.row as usize >= rows) {
-            return Err(bad(format!("failure names row {} of {rows}", f.row)));
-        }
+        check_failures(&mut result.failures, rows, &result.origins, "has outputs").map_err(bad)?;
         let max = self
             .limits
             .max_outputs_per_event
@@ -712,7 +729,8 @@ impl StageInstance {
         })
     }
 
-    /// The rows a plugin reported as failed, as the host's errors.
+    /// The rows a plugin reported as failed, as the host's errors (in row order, each once:
+    /// see [`check_failures`]).
     fn row_failures(&self, failures: Vec<RowError>) -> Vec<RowFailure> {
         failures
             .into_iter()
@@ -725,7 +743,7 @@ impl StageInstance {
 
     /// The output of a filter's batch: the rows it kept, taken from the host's own copy of the
     /// input (values included, for a filter that reads none).
-    fn selected(&self, input: &Batch, s: Selection) -> Result<BatchOutput, CallError> {
+    fn selected(&self, input: &Batch, mut s: Selection) -> Result<BatchOutput, CallError> {
         let rows = input.values.ends.len();
         let bad = |message: String| self.error(CallErrorKind::BadOutput { message });
         if s.kept.windows(2).any(|w| w[0] >= w[1])
@@ -735,16 +753,7 @@ impl StageInstance {
                 "kept rows must be increasing input rows below {rows}"
             )));
         }
-        if let Some(f) = s
-            .failures
-            .iter()
-            .find(|f| f.row as usize >= rows || s.kept.binary_search(&f.row).is_ok())
-        {
-            return Err(bad(format!(
-                "failure names row {} of {rows}, which is out of range or kept",
-                f.row
-            )));
-        }
+        check_failures(&mut s.failures, rows, &s.kept, "is kept").map_err(bad)?;
         let output = event::select(input, &s.kept).map_err(|e| bad(format!("input batch: {e}")))?;
         let failures = self.row_failures(s.failures);
         Ok(BatchOutput {
@@ -894,4 +903,34 @@ impl Aggregate for StageInstance {
         self.call_aggregator(|a, store| a.call_finish(store, &panes))?
             .map_err(|e| self.error(CallErrorKind::Plugin(e.into())))
     }
+}
+
+/// Checks the failures a plugin returned for a batch of `rows` input rows, and puts them in row
+/// order: each must name an input row, once (a row named twice would be dead-lettered twice),
+/// and none a row in `passed` (non-decreasing: the rows whose events went on, which `what`
+/// describes), since a failed row has no outputs. The contract asks no order of failures, so
+/// any order is taken.
+fn check_failures(
+    failures: &mut [RowError],
+    rows: usize,
+    passed: &[u32],
+    what: &str,
+) -> Result<(), String> {
+    if !failures.is_sorted_by_key(|f| f.row) {
+        failures.sort_by_key(|f| f.row);
+    }
+    if let Some(w) = failures.windows(2).find(|w| w[0].row == w[1].row) {
+        return Err(format!("failure names row {} twice", w[0].row));
+    }
+    if let Some(f) = failures.last().filter(|f| f.row as usize >= rows) {
+        return Err(format!("failure names row {} of {rows}", f.row));
+    }
+    let mut passed = passed.iter().peekable();
+    for f in failures.iter() {
+        while passed.next_if(|&&p| p < f.row).is_some() {}
+        if passed.peek() == Some(&&f.row) {
+            return Err(format!("failure names row {}, which {what}", f.row));
+        }
+    }
+    Ok(())
 }

@@ -745,7 +745,10 @@ impl WindowState {
         // Rows (by index into `rows`) that were added.
         let mut added = vec![false; rows.len()];
         let row_by_row = match plugin.add(&saved, batch, &slots) {
-            Ok((accs, failures)) if accs.len() == ids.len() => {
+            Ok((accs, failures))
+                if accs.len() == ids.len()
+                    && failures.iter().all(|(r, _)| (*r as usize) < rows.len()) =>
+            {
                 let grown: usize = accs.iter().map(Vec::len).sum();
                 if self.fits(before + grown) {
                     for (&id, acc) in ids.iter().zip(accs) {
@@ -756,25 +759,30 @@ impl WindowState {
                         if let Some(a) = added.get_mut(r as usize) {
                             *a = false;
                         }
-                        out.failures.push((
-                            rows.get(r as usize).copied().unwrap_or(0),
-                            Failure::Plugin(e),
-                        ));
+                        out.failures.push((rows[r as usize], Failure::Plugin(e)));
                     }
                     false
                 } else {
                     true
                 }
             }
-            Ok((accs, _)) => {
+            Ok((accs, failures)) => {
                 for (&id, acc) in ids.iter().zip(saved) {
                     self.set_acc(id, acc);
                 }
-                return Err(plugin.fatal(format!(
-                    "the aggregator's add returned {} accumulators for {} passed in",
-                    accs.len(),
-                    ids.len()
-                )));
+                return Err(plugin.fatal(
+                    match failures.iter().find(|(r, _)| *r as usize >= rows.len()) {
+                        Some((r, _)) => format!(
+                            "the aggregator's add named row {r} as failed, of {} passed in",
+                            rows.len()
+                        ),
+                        None => format!(
+                            "the aggregator's add returned {} accumulators for {} passed in",
+                            accs.len(),
+                            ids.len()
+                        ),
+                    },
+                ));
             }
             Err(e) if e.is_fatal() => {
                 for (&id, acc) in ids.iter().zip(saved) {
@@ -1183,6 +1191,56 @@ mod tests {
 
     /// Panes count against the cap: a row that would make a pane past it fails with
     /// `state-limit`, the panes held stay under it, and once panes fire and go, rows fit again.
+    /// `Sum`, but its `add` also names a row past the batch as failed.
+    struct ForgedFailure;
+
+    impl Aggregate for ForgedFailure {
+        type Error = SumError;
+        fn fatal(&self, message: String) -> SumError {
+            SumError(message)
+        }
+        fn empty(&mut self) -> Vec<u8> {
+            Sum.empty()
+        }
+        fn add(
+            &mut self,
+            accs: &[Vec<u8>],
+            input: &Batch,
+            slots: &[u32],
+        ) -> Result<(Vec<Vec<u8>>, Vec<(u32, SumError)>), SumError> {
+            let (accs, mut failures) = Sum.add(accs, input, slots)?;
+            failures.push((slots.len() as u32, SumError("forged".into())));
+            Ok((accs, failures))
+        }
+        fn merge(&mut self, a: &[u8], b: &[u8]) -> Result<Option<Vec<u8>>, SumError> {
+            Sum.merge(a, b)
+        }
+        fn finish(&mut self, panes: &[DuePane<'_>]) -> Result<Vec<Vec<u8>>, SumError> {
+            Sum.finish(panes)
+        }
+    }
+
+    #[test]
+    fn an_add_that_names_a_row_past_its_input_stops_the_stage_and_changes_nothing() {
+        let mut s = WindowState::default();
+        let first = batch(&[("a", 1, 1), ("a", 2, 2)]);
+        let cols = event::columns(&first).unwrap();
+        s.process(&TUMBLING_10, &mut Sum, &first, &cols).unwrap();
+        let forged = batch(&[("a", 3, 10), ("a", 4, 20)]);
+        let cols = event::columns(&forged).unwrap();
+        let Err(e) = s.process(&TUMBLING_10, &mut ForgedFailure, &forged, &cols) else {
+            panic!("a forged failure row was taken");
+        };
+        assert_eq!(
+            e.to_string(),
+            "fatal error: the aggregator's add named row 2 as failed, of 2 passed in"
+        );
+        // The accumulator is as the first batch left it.
+        let fired = s.close_all(&mut Sum).unwrap();
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].value, b"3");
+    }
+
     #[test]
     fn window_panes_past_the_cap_fail_their_rows() {
         let mut s = WindowState {
