@@ -195,6 +195,41 @@ function putFailure(at: usize, f: Failure): void {
   putBytes(at + 4, Uint8Array.wrap(String.UTF8.encode(f.message)));
 }
 
+/** The rows of a batch that failed, for `on-batch` and `keep-batch`. */
+class RowFailures {
+  rows: u32[] = [];
+  failures: Failure[] = [];
+
+  /**
+   * Records that `row` failed with `f`. A fatal failure ends the call instead: the error
+   * result (`size` bytes, the case byte then the error at 4) is returned, to be returned at
+   * once; otherwise 0.
+   */
+  fail(row: u32, f: Failure, size: usize): usize {
+    if (f.kind == 2) {
+      endCall();
+      const area = alloc(size);
+      store<u8>(area, 1);
+      putFailure(area + 4, f);
+      return area;
+    }
+    this.rows.push(row);
+    this.failures.push(f);
+    return 0;
+  }
+
+  /** The list<row-error> at `at`. */
+  put(at: usize): void {
+    const n = this.failures.length;
+    const f = alloc(16 * n);
+    for (let i = 0; i < n; i++) {
+      store<u32>(f + 16 * i, this.rows[i]);
+      putFailure(f + 16 * i + 4, this.failures[i]);
+    }
+    putList(at, f, n);
+  }
+}
+
 /** list<list<u8>> as a result: one buffer and the records into it. */
 function putBytesList(at: usize, items: Uint8Array[]): void {
   let total = 0;
@@ -443,8 +478,7 @@ export function on_batch(ptr: usize): usize {
   startCall(1024);
   outs.reset();
   const rows = load<u32>(ptr, 44);
-  const failRows: u32[] = [];
-  const failures: Failure[] = [];
+  const fails = new RowFailures();
   nextHeader = 0;
   for (let row: u32 = 0; row < rows; row++) {
     const e = readRow(ptr, row);
@@ -452,16 +486,9 @@ export function on_batch(ptr: usize): usize {
     emitter.row = row;
     const failure = processFn!(e, emitter);
     if (failure != null) {
-      if (failure.kind == 2) {
-        endCall();
-        const area = alloc(108);
-        store<u8>(area, 1);
-        putFailure(area + 4, failure);
-        return area;
-      }
+      const fatal = fails.fail(row, failure, 108);
+      if (fatal) return fatal;
       outs.truncate(mark);
-      failRows.push(row);
-      failures.push(failure);
     }
   }
   endCall();
@@ -475,12 +502,7 @@ export function on_batch(ptr: usize): usize {
   o.names.put(area + 60);
   o.hvalues.put(area + 76);
   putList(area + 92, o.origins.dataStart, o.origins.length);
-  const f = alloc(16 * failures.length);
-  for (let i = 0; i < failures.length; i++) {
-    store<u32>(f + 16 * i, failRows[i]);
-    putFailure(f + 16 * i + 4, failures[i]);
-  }
-  putList(area + 100, f, failures.length);
+  fails.put(area + 100);
   return area;
 }
 
@@ -537,24 +559,15 @@ export function keep_batch(ptr: usize): usize {
   startCall(1024);
   const rows = load<u32>(ptr, 44);
   keptRows.length = 0;
-  const failRows: u32[] = [];
-  const failures: Failure[] = [];
+  const fails = new RowFailures();
   nextHeader = 0;
   for (let row: u32 = 0; row < rows; row++) {
     const e = readRow(ptr, row);
     rejected = null;
     const kept = keepFn!(e);
     if (rejected != null) {
-      const f = rejected!;
-      if (f.kind == 2) {
-        endCall();
-        const area = alloc(20);
-        store<u8>(area, 1);
-        putFailure(area + 4, f);
-        return area;
-      }
-      failRows.push(row);
-      failures.push(f);
+      const fatal = fails.fail(row, rejected!, 20);
+      if (fatal) return fatal;
       continue;
     }
     if (kept) keptRows.push(row);
@@ -562,12 +575,7 @@ export function keep_batch(ptr: usize): usize {
   endCall();
   const area = alloc(20);
   putList(area + 4, keptRows.dataStart, keptRows.length);
-  const f = alloc(16 * failures.length);
-  for (let i = 0; i < failures.length; i++) {
-    store<u32>(f + 16 * i, failRows[i]);
-    putFailure(f + 16 * i + 4, failures[i]);
-  }
-  putList(area + 12, f, failures.length);
+  fails.put(area + 12);
   return area;
 }
 

@@ -418,3 +418,37 @@ func (c *column) put(area []byte, at int) {
 	putList(area, at, addrOf(c.data), len(c.data))
 	putList(area, at+8, addrOf(c.ends), len(c.ends))
 }
+
+// rowFailure is a row of a batch that failed, and why.
+type rowFailure struct {
+	row uint32
+	err error
+}
+
+// rowFailures are the rows of a batch that failed, for on-batch and keep-batch.
+type rowFailures []rowFailure
+
+// fail records that row failed with err. A fatal err ends the call instead: it returns the
+// address of the error result (size bytes: the case byte, then the error at 4), to be returned
+// at once; otherwise 0.
+func (fs *rowFailures) fail(row int, err error, size int) int32 {
+	if isFatal(err) {
+		endCall()
+		out := area(size)
+		out[0] = 1
+		failure(out, 4, err)
+		return addr(out)
+	}
+	*fs = append(*fs, rowFailure{uint32(row), err})
+	return 0
+}
+
+// put writes the list<row-error> at `at` of out.
+func (fs rowFailures) put(out []byte, at int) {
+	failures := area(16 * len(fs))
+	for i, f := range fs {
+		le.PutUint32(failures[i*16:], f.row)
+		failure(failures[i*16:], 4, f.err)
+	}
+	putList(out, at, addrOf(failures), len(fs))
+}

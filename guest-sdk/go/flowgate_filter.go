@@ -46,24 +46,15 @@ func wasmKeepBatch(ptr int32) int32 {
 	startCall()
 	in := readBatch(mem(ptr, 88))
 	keptRows = keptRows[:0]
-	type rowFailure struct {
-		row uint32
-		err error
-	}
-	var fails []rowFailure
+	var fails rowFailures
 	e := &inEvent
 	for row := 0; row < in.rows; row++ {
 		in.next(row, e)
 		kept, err := filterKeep(e)
 		if err != nil {
-			if isFatal(err) {
-				endCall()
-				out := area(20)
-				out[0] = 1
-				failure(out, 4, err)
-				return addr(out)
+			if fatal := fails.fail(row, err, 20); fatal != 0 {
+				return fatal
 			}
-			fails = append(fails, rowFailure{uint32(row), err})
 			continue
 		}
 		if kept {
@@ -73,11 +64,6 @@ func wasmKeepBatch(ptr int32) int32 {
 	endCall()
 	out := area(20)
 	putList(out, 4, addrOf(keptRows), len(keptRows))
-	failures := area(16 * len(fails))
-	for i, f := range fails {
-		le.PutUint32(failures[i*16:], f.row)
-		failure(failures[i*16:], 4, f.err)
-	}
-	putList(out, 12, addrOf(failures), len(fails))
+	fails.put(out, 12)
 	return addr(out)
 }

@@ -159,25 +159,16 @@ func wasmOnBatch(ptr int32) int32 {
 	startCall()
 	outs.reset()
 	in := readBatch(mem(ptr, 88))
-	type rowFailure struct {
-		row uint32
-		err error
-	}
-	var fails []rowFailure
+	var fails rowFailures
 	e := &inEvent
 	for row := 0; row < in.rows; row++ {
 		in.next(row, e)
 		mark := len(outs.origins)
 		if err := run(e, row); err != nil {
-			if isFatal(err) {
-				endCall()
-				out := area(108)
-				out[0] = 1
-				failure(out, 4, err)
-				return addr(out)
+			if fatal := fails.fail(row, err, 108); fatal != 0 {
+				return fatal
 			}
 			outs.rollback(mark)
-			fails = append(fails, rowFailure{uint32(row), err})
 		}
 	}
 	endCall()
@@ -191,11 +182,6 @@ func wasmOnBatch(ptr int32) int32 {
 	o.names.put(out, 60)
 	o.hvalues.put(out, 76)
 	putList(out, 92, addrOf(o.origins), len(o.origins))
-	failures := area(16 * len(fails))
-	for i, f := range fails {
-		le.PutUint32(failures[i*16:], f.row)
-		failure(failures[i*16:], 4, f.err)
-	}
-	putList(out, 100, addrOf(failures), len(fails))
+	fails.put(out, 100)
 	return addr(out)
 }

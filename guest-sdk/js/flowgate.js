@@ -232,7 +232,7 @@ const flowgate = (() => {
   }
 
   // The world of a filter: `keep(event)` true keeps the event as it is, false drops it.
-  // `keepBatch` reads each row as `onBatch` does and collects only the indices of those kept.
+  // `keepBatch` reads each row (`forRows`) and collects only the indices of those kept.
   function filter(keep, init) {
     return {
       init(pairs) {
@@ -247,26 +247,14 @@ const flowgate = (() => {
       },
       keepBatch(input) {
         const kept = [], failures = [];
-        const rows = input.timestamps.length;
-        let h = 0;
-        for (let row = 0; row < rows; row++) {
-          const headers = [];
-          for (; h < input.headerEnds[row]; h++) {
-            headers.push({ name: decoder.decode(slice(input.headerNames, h)), value: slice(input.headerValues, h) });
-          }
-          const event = {
-            key: input.hasKey[row] ? slice(input.keys, row) : undefined,
-            value: slice(input.values, row),
-            timestamp: input.timestamps[row],
-            headers,
-          };
+        forRows(input, (row, event) => {
           try {
             if (keep(event)) kept.push(row);
           } catch (e) {
             if (!(e && e.flowgateFailure) || e.tag === 'fatal') rethrow(e);
             failures.push({ row, error: { tag: e.tag, val: e.val } });
           }
-        }
+        });
         return { kept: Uint32Array.from(kept), failures };
       },
     };

@@ -68,7 +68,8 @@ struct Pane {
 /// The panes of one stage instance and its watermark; saved in the stage's checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WindowState {
-    panes: BTreeMap<u64, Pane>,
+    /// Every pane by id (ids grow; `encode` writes them in id order).
+    panes: HashMap<u64, Pane, Hasher>,
     /// Per key: start → pane.
     by_key: HashMap<Vec<u8>, BTreeMap<i64, u64>, Hasher>,
     /// The same for events without a key.
@@ -919,8 +920,11 @@ impl WindowState {
         }
         put_u64(out, self.next_id);
         put_u64(out, self.panes.len() as u64);
-        for (id, p) in &self.panes {
-            put_u64(out, *id);
+        let mut ids: Vec<u64> = self.panes.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let p = &self.panes[&id];
+            put_u64(out, id);
             match &p.key {
                 Some(k) => {
                     out.push(1);
@@ -951,6 +955,7 @@ impl WindowState {
             max_ts,
             ..WindowState::default()
         };
+        let mut last = None;
         for _ in 0..n {
             let id = r.u64("a pane id")?;
             let key = match r.u8("a pane's key flag")? {
@@ -967,12 +972,10 @@ impl WindowState {
             if id >= next_id {
                 return bad(format!("pane id {id} is not below the next id {next_id}"));
             }
-            if s.panes
-                .last_key_value()
-                .is_some_and(|(&last, _)| last >= id)
-            {
+            if last.is_some_and(|last| last >= id) {
                 return bad(format!("pane id {id} repeats or is out of order"));
             }
+            last = Some(id);
             if start >= end {
                 return bad(format!(
                     "pane {id} ends at {end}, not after its start {start}"

@@ -8,12 +8,8 @@
 //! - `origins-decreasing`: passes rows 1 and 0 on, in that order;
 //! - `unordered-failures`: fails rows 1 and 0, in that order, and passes the rest on. This one
 //!   keeps the contract, which asks no order of failures: each row fails once.
-use std::sync::OnceLock;
-
 use flowgate_sdk::__private::flowgate::plugin::types::{Batch, BatchResult, BytesColumn, RowError};
 use flowgate_sdk::{Error, Event};
-
-static FORGE: OnceLock<String> = OnceLock::new();
 
 struct Forger;
 
@@ -59,12 +55,7 @@ fn rows_of(input: &Batch, rows: &[u32]) -> Batch {
 
 impl flowgate_sdk::__private::Guest for Forger {
     fn init(config: Vec<(String, String)>) -> Result<(), Error> {
-        let forge = config
-            .into_iter()
-            .find(|(k, _)| k == "forge")
-            .map(|(_, v)| v)
-            .ok_or_else(|| Error::fatal("config `forge` is required"))?;
-        FORGE.set(forge).map_err(|_| Error::fatal("init twice"))
+        flowgate_sdk::__private::run_init(config, Some(|c| c.require("forge").map(|_| ())))
     }
 
     fn on_event(event: Event) -> Result<Vec<Event>, Error> {
@@ -73,7 +64,7 @@ impl flowgate_sdk::__private::Guest for Forger {
 
     fn on_batch(input: Batch) -> Result<BatchResult, Error> {
         let rows = input.timestamps.len() as u32;
-        let (origins, failures) = match FORGE.get().map(String::as_str) {
+        let (origins, failures) = match flowgate_sdk::config().get("forge") {
             Some("failure-twice") => (vec![], vec![fail(0), fail(0)]),
             Some("failure-with-output") => ((0..rows).collect(), vec![fail(0)]),
             Some("failure-out-of-range") => (vec![], vec![fail(rows)]),

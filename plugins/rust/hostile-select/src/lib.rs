@@ -8,23 +8,14 @@
 //! - `failure-out-of-range`: fails the row one past the batch's last;
 //! - `failure-kept`: keeps row 0 and fails it too;
 //! - `failure-twice`: fails row 0 twice (each failure would dead-letter the event again).
-use std::sync::OnceLock;
-
 use flowgate_sdk::__private::flowgate::plugin::types::{Batch, RowError, Selection};
 use flowgate_sdk::{Error, Event};
-
-static FORGE: OnceLock<String> = OnceLock::new();
 
 struct Forger;
 
 impl flowgate_sdk::__private_filter::Guest for Forger {
     fn init(config: Vec<(String, String)>) -> Result<(), Error> {
-        let forge = config
-            .into_iter()
-            .find(|(k, _)| k == "forge")
-            .map(|(_, v)| v)
-            .ok_or_else(|| Error::fatal("config `forge` is required"))?;
-        FORGE.set(forge).map_err(|_| Error::fatal("init twice"))
+        flowgate_sdk::__private::run_init(config, Some(|c| c.require("forge").map(|_| ())))
     }
 
     fn keep(_event: Event) -> Result<bool, Error> {
@@ -37,7 +28,7 @@ impl flowgate_sdk::__private_filter::Guest for Forger {
             row,
             error: Error::InvalidInput("forged".into()),
         };
-        let (kept, failures) = match FORGE.get().map(String::as_str) {
+        let (kept, failures) = match flowgate_sdk::config().get("forge") {
             Some("unordered") => (vec![1, 0], vec![]),
             Some("repeated-kept") => (vec![0, 0], vec![]),
             Some("kept-out-of-range") => (vec![0, rows], vec![]),
