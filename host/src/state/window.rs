@@ -254,6 +254,14 @@ struct Segment {
     fresh: BTreeSet<u64>,
     /// Panes a row was added to since they last fired (only those fire again as an update).
     added: BTreeSet<u64>,
+    /// Session windows: the gap.
+    gap: Option<i64>,
+    /// Session windows: each pane a row waits to be added to, with its bounds before the
+    /// first such row (none: made by one). A row whose add fails must not widen its session,
+    /// so the flush shapes a pane with a failed row again from these bounds and the rows that
+    /// were added; and a row that touches a pane only through such waiting rows is not put in
+    /// it before they are added (see `session`).
+    settled: HashMap<u64, Option<(i64, i64)>, Hasher>,
 }
 
 impl Segment {
@@ -455,7 +463,13 @@ impl WindowState {
         cols: &Columns<'_>,
     ) -> Result<WindowOutput<E>, E> {
         let mut out = WindowOutput::default();
-        let mut seg = Segment::default();
+        let mut seg = Segment {
+            gap: match w.spec {
+                WindowSpec::Session { gap } => Some(gap),
+                _ => None,
+            },
+            ..Segment::default()
+        };
         let mut refire: BTreeSet<u64> = BTreeSet::new();
         let empty = plugin.empty();
         let lateness = w.allowed_lateness;
@@ -510,10 +524,18 @@ impl WindowState {
                 out.failures.push((i, e));
                 continue;
             }
+            // A session pane the row went into already (see `session`).
+            let mut added_to = None;
             if let WindowSpec::Session { gap } = w.spec {
                 match self.session(w, plugin, &mut seg, &mut out, row.key, ts, gap, i, input)? {
-                    Some(id) => panes.push(id),
-                    None if out.failures.last().is_some_and(|(r, _)| *r == i) => {}
+                    Some((id, false)) => panes.push(id),
+                    Some((id, true)) => {
+                        seg.added.insert(id);
+                        if self.panes.get(&id).is_some_and(|p| p.fires > 0) {
+                            refire.insert(id);
+                        }
+                        added_to = Some(id);
+                    }
                     None => {}
                 }
             } else {
@@ -534,7 +556,7 @@ impl WindowState {
                 }
             }
             let failed = out.failures.last().is_some_and(|(r, _)| *r == i);
-            if panes.is_empty() && !failed {
+            if panes.is_empty() && added_to.is_none() && !failed {
                 out.late.push(i);
                 continue;
             }
@@ -600,8 +622,10 @@ impl WindowState {
         Ok(out.fired)
     }
 
-    /// The session pane of an event (merging sessions it bridges); `None` when it is late or
-    /// failed (a failure is pushed to `out`).
+    /// The session pane of an event (merging sessions it bridges), and whether the event is
+    /// in its accumulator already (it is when it bridged sessions: it was added alone, so
+    /// that a failed add leaves the sessions apart); `None` when it is late or failed (a
+    /// failure is pushed to `out`).
     #[expect(clippy::too_many_arguments, reason = "the batch's working state")]
     fn session<E: AggregateError>(
         &mut self,
@@ -614,7 +638,7 @@ impl WindowState {
         gap: i64,
         row: u32,
         input: &Batch,
-    ) -> Result<Option<u64>, E> {
+    ) -> Result<Option<(u64, bool)>, E> {
         let end = ts.saturating_add(gap);
         let touching = |s: &WindowState| -> Vec<u64> {
             match s.of_key(key) {
@@ -628,9 +652,20 @@ impl WindowState {
             }
         };
         let mut found = touching(self);
-        if found.len() > 1 {
-            // The adds so far go in before accumulators merge; a pane whose every row failed
-            // is gone after it, so the sessions are found again.
+        // Whether the event reaches a pane only through rows still waiting to be added (a pane
+        // made by one, or the part a waiting row widened it by): if one of those fails, the
+        // pane will not reach the event.
+        let through_waiting = |found: &[u64], seg: &Segment| {
+            found.iter().any(|id| match seg.settled.get(id) {
+                None => false,
+                Some(None) => true,
+                Some(Some((s, e))) => !(*s < end && *e > ts),
+            })
+        };
+        if found.len() > 1 || through_waiting(&found, seg) {
+            // The adds so far go in before accumulators merge or the event joins on their
+            // account; a pane whose every row failed is gone after it, and one a failed row
+            // widened is shaped again, so the sessions are found again.
             self.flush(plugin, seg, out, input)?;
             found = touching(self);
         }
@@ -653,15 +688,17 @@ impl WindowState {
                     fires: 0,
                 });
                 seg.fresh.insert(id);
-                Ok(Some(id))
+                seg.settled.insert(id, None);
+                Ok(Some((id, false)))
             }
             [id] => {
                 let Some(p) = self.panes.get(id) else {
                     return Ok(None);
                 };
                 let (start, new_end) = (p.start.min(ts), p.end.max(end));
+                seg.settled.entry(*id).or_insert(Some((p.start, p.end)));
                 self.reshape(*id, start, new_end);
-                Ok(Some(*id))
+                Ok(Some((*id, false)))
             }
             many => {
                 let panes: Vec<&Pane> = many.iter().filter_map(|id| self.panes.get(id)).collect();
@@ -690,6 +727,14 @@ impl WindowState {
                         }
                     }
                 }
+                // The bridging event is added now, alone: if it fails, the sessions stay apart.
+                let acc = match add_one(plugin, acc, input, row)? {
+                    Ok(acc) => acc,
+                    Err(e) => {
+                        out.failures.push((row, Failure::Plugin(e)));
+                        return Ok(None);
+                    }
+                };
                 let freed: usize = many
                     .iter()
                     .filter_map(|id| self.panes.get(id))
@@ -703,13 +748,14 @@ impl WindowState {
                 for id in many {
                     self.remove(*id);
                 }
-                Ok(Some(self.insert(Pane {
+                let id = self.insert(Pane {
                     key: key.map(<[u8]>::to_vec),
                     start: start.min(ts),
                     end: new_end.max(end),
                     acc,
                     fires,
-                })))
+                });
+                Ok(Some((id, true)))
             }
         }
     }
@@ -804,24 +850,49 @@ impl WindowState {
                 let Some(acc) = self.panes.get(&id).map(|p| p.acc.clone()) else {
                     continue;
                 };
-                let one = rows_of(input, &[*r]);
-                match plugin.add(std::slice::from_ref(&acc), &one, &[0]) {
-                    Ok((mut accs, failures)) if accs.len() == 1 => {
-                        if let Some((_, e)) = failures.into_iter().next() {
-                            out.failures.push((*r, Failure::Plugin(e)));
-                        } else if let Some(new) = accs.pop() {
-                            let would = self.bytes - acc.len() + new.len();
-                            if new.len() > acc.len() && !self.fits(would) {
-                                out.failures.push((*r, self.full(would)));
-                            } else {
-                                self.set_acc(id, new);
-                                added[j] = true;
-                            }
+                let old = acc.len();
+                match add_one(plugin, acc, input, *r)? {
+                    Ok(new) => {
+                        let would = self.bytes - old + new.len();
+                        if new.len() > old && !self.fits(would) {
+                            out.failures.push((*r, self.full(would)));
+                        } else {
+                            self.set_acc(id, new);
+                            added[j] = true;
                         }
                     }
-                    Ok(_) => {}
-                    Err(e) if e.is_fatal() => return Err(e),
                     Err(e) => out.failures.push((*r, Failure::Plugin(e))),
+                }
+            }
+        }
+        // A session a failed row widened takes the shape of its rows that were added.
+        let settled = std::mem::take(&mut seg.settled);
+        if let Some(gap) = seg.gap
+            && added.contains(&false)
+        {
+            let mut shapes: HashMap<u64, Option<(i64, i64)>, Hasher> = HashMap::default();
+            for (j, slot) in slots.iter().enumerate() {
+                let Some(&id) = ids.get(*slot as usize) else {
+                    continue;
+                };
+                let shape = shapes
+                    .entry(id)
+                    .or_insert_with(|| settled.get(&id).copied().flatten());
+                if added[j] {
+                    let ts = input.timestamps[rows[j] as usize];
+                    let end = ts.saturating_add(gap);
+                    *shape = Some(shape.map_or((ts, end), |(s, e)| (s.min(ts), e.max(end))));
+                }
+            }
+            for (id, shape) in shapes {
+                // A pane no row went into is removed below.
+                if let Some((start, end)) = shape
+                    && self
+                        .panes
+                        .get(&id)
+                        .is_some_and(|p| (p.start, p.end) != (start, end))
+                {
+                    self.reshape(id, start, end);
                 }
             }
         }
@@ -997,6 +1068,28 @@ impl WindowState {
         }
         s.next_id = next_id;
         Ok(s)
+    }
+}
+
+/// Adds input row `row` alone to `acc`: the new accumulator, or the row's failure; `Err` for a
+/// fatal error (the plugin's, or an `add` that returns other than one accumulator).
+fn add_one<E: AggregateError>(
+    plugin: &mut dyn Aggregate<Error = E>,
+    acc: Vec<u8>,
+    input: &Batch,
+    row: u32,
+) -> Result<Result<Vec<u8>, E>, E> {
+    match plugin.add(std::slice::from_ref(&acc), &rows_of(input, &[row]), &[0]) {
+        Ok((mut accs, failures)) if accs.len() == 1 => Ok(match failures.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(accs.pop().expect("one accumulator")),
+        }),
+        Ok((accs, _)) => Err(plugin.fatal(format!(
+            "the aggregator's add returned {} accumulators for 1 passed in",
+            accs.len()
+        ))),
+        Err(e) if e.is_fatal() => Err(e),
+        Err(e) => Ok(Err(e)),
     }
 }
 
@@ -1541,6 +1634,90 @@ mod tests {
                 (10, 20, b"2".to_vec())
             ]
         );
+    }
+
+    /// A session result: key, start, end, value.
+    type Session = (String, i64, i64, String);
+
+    /// Runs text rows through session windows of gap 5 in batches of `split` rows: the results
+    /// as (key, start, end, value), and the failed rows (by event time).
+    fn sessions_of(rows: &[(&str, i64, &str)], split: usize) -> (Vec<Session>, Vec<i64>) {
+        let w = Windowing {
+            spec: WindowSpec::Session { gap: 5 },
+            out_of_orderness: 100,
+            allowed_lateness: 0,
+        };
+        let mut s = WindowState::default();
+        let mut fired = Vec::new();
+        let mut failed = Vec::new();
+        for chunk in rows.chunks(split) {
+            let rows: Vec<(&str, i64, String)> = chunk
+                .iter()
+                .map(|(k, t, v)| (*k, *t, v.to_string()))
+                .collect();
+            let b = text_batch(&rows);
+            let cols = event::columns(&b).unwrap();
+            let out = s.process(&w, &mut Sum, &b, &cols).unwrap();
+            fired.extend(out.fired);
+            failed.extend(out.failures.iter().map(|(r, _)| chunk[*r as usize].1));
+        }
+        fired.extend(s.close_all(&mut Sum).unwrap());
+        let fired = fired
+            .into_iter()
+            .map(|f| {
+                (
+                    String::from_utf8(f.key.unwrap()).unwrap(),
+                    f.start,
+                    f.end,
+                    String::from_utf8(f.value).unwrap(),
+                )
+            })
+            .collect();
+        (fired, failed)
+    }
+
+    #[test]
+    fn an_event_that_fails_neither_widens_nor_bridges_a_session_however_batched() {
+        let r = |k: &str, s, e, v: &str| (k.to_owned(), s, e, v.to_owned());
+        // The event at 4 fails: the session of 0 stays [0,5), so the event at 8 starts a
+        // session of its own, which the event at 12 joins.
+        let widening = [
+            ("a", 0, "1"),
+            ("a", 4, "oops"),
+            ("a", 8, "2"),
+            ("a", 12, "3"),
+        ];
+        // Sessions [0,5) and [8,13); the event at 4 would bridge them, but it fails.
+        let bridging = [
+            ("a", 0, "1"),
+            ("a", 8, "2"),
+            ("a", 4, "oops"),
+            ("b", 1, "7"),
+        ];
+        // A session whose first event fails is none; the next event starts one of its own.
+        let first = [("a", 0, "oops"), ("a", 4, "2"), ("a", 6, "3")];
+        for split in [1, 2, 4] {
+            assert_eq!(
+                sessions_of(&widening, split),
+                (vec![r("a", 0, 5, "1"), r("a", 8, 17, "5")], vec![4]),
+                "split {split}"
+            );
+            let (mut fired, failed) = sessions_of(&bridging, split);
+            fired.sort();
+            assert_eq!(
+                (fired, failed),
+                (
+                    vec![r("a", 0, 5, "1"), r("a", 8, 13, "2"), r("b", 1, 6, "7")],
+                    vec![4]
+                ),
+                "split {split}"
+            );
+            assert_eq!(
+                sessions_of(&first, split),
+                (vec![r("a", 4, 11, "5")], vec![0]),
+                "split {split}"
+            );
+        }
     }
 
     #[test]
