@@ -201,12 +201,12 @@ path = "out.ndjson"
     }
 
     let done = eventually(Duration::from_secs(60), || {
-        f.lines("out.ndjson").len() >= 500
+        f.lines_so_far("out.ndjson").len() >= 500
     });
     assert!(
         done,
         "{} of 500 events reached the sink",
-        f.lines("out.ndjson").len()
+        f.lines_so_far("out.ndjson").len()
     );
     let mut seqs: Vec<u64> = f
         .lines("out.ndjson")

@@ -40,11 +40,13 @@ fn seq_and_mark(e: &Value) -> (u64, String) {
 
 /// Waits for `n` lines in the sink, then stops the run (SIGTERM, exit 0).
 fn finish(f: &Fixture, child: &mut Child, n: usize) -> Vec<Value> {
-    let ok = eventually(Duration::from_secs(90), || f.lines("out.ndjson").len() >= n);
+    let ok = eventually(Duration::from_secs(90), || {
+        f.lines_so_far("out.ndjson").len() >= n
+    });
     assert!(
         ok,
         "{} of {n} events arrived: {}",
-        f.lines("out.ndjson").len(),
+        f.lines_so_far("out.ndjson").len(),
         f.stderr(0)
     );
     sigterm(child);
@@ -275,7 +277,7 @@ fn a_pipeline_edit_adds_a_stage_and_rewires_another_while_events_flow() {
     let f = Fixture::new(&v1);
     let (mut child, addr) = start(&f);
     let some = eventually(Duration::from_secs(30), || {
-        f.lines("out.ndjson").len() > 500
+        f.lines_so_far("out.ndjson").len() > 500
     });
     assert!(some, "{}", f.stderr(0));
     // `mark` now writes to `mid`, and a new stage upper-cases `mid` into `out`.

@@ -596,11 +596,11 @@ path = "counts.ndjson"
     post(300);
     let wait_for = |lines: usize| {
         let until = Instant::now() + Duration::from_secs(30);
-        while f.lines("counts.ndjson").len() < lines {
+        while f.lines_so_far("counts.ndjson").len() < lines {
             assert!(
                 Instant::now() < until,
                 "only {} outputs",
-                f.lines("counts.ndjson").len()
+                f.lines_so_far("counts.ndjson").len()
             );
             std::thread::sleep(Duration::from_millis(20));
         }

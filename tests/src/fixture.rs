@@ -137,14 +137,29 @@ impl Fixture {
         kills
     }
 
-    /// The JSON lines of a file in the directory (none if it is missing).
+    /// The JSON lines of a file in the directory (none if it is missing), every one of them:
+    /// for a file no run is writing any more, where a torn line is a defect.
     pub fn lines(&self, name: &str) -> Vec<Value> {
-        std::fs::read_to_string(self.path(name))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-            .collect()
+        json_lines(&std::fs::read_to_string(self.path(name)).unwrap_or_default())
     }
+
+    /// The whole JSON lines of a file a run is still writing (none if it is missing): a line
+    /// being written, after the last newline, is left for the next look.
+    pub fn lines_so_far(&self, name: &str) -> Vec<Value> {
+        let bytes = std::fs::read(self.path(name)).unwrap_or_default();
+        let whole = bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(&bytes[..0], |i| &bytes[..=i]);
+        json_lines(std::str::from_utf8(whole).expect("whole lines of UTF-8"))
+    }
+}
+
+/// Each line of `text` as JSON.
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
 }
 
 /// `flowgate run --no-watch` of the fixture's pipeline (which has an `[http]` section), its
