@@ -144,3 +144,13 @@ declare module 'flowgate:plugin/log@0.1.1' {
   /** Writes one line into the host's logs, tagged with the plugin's name. */
   export function log(level: 'trace' | 'debug' | 'info' | 'warn' | 'error', message: string): void;
 }
+
+// Sources written against contract 0.1.0 import the same interfaces by their old version: the
+// build takes them as 0.1.1, which only adds to 0.1.0.
+declare module 'flowgate:plugin/state@0.1.0' {
+  export * from 'flowgate:plugin/state@0.1.1';
+}
+
+declare module 'flowgate:plugin/log@0.1.0' {
+  export * from 'flowgate:plugin/log@0.1.1';
+}

@@ -3,7 +3,8 @@
 //! the workloads of the peer benchmark (`bench/workloads.rs`, one source for both). Prints
 //! Markdown rows: workload, size, native, WASM, ratio.
 //!
-//! Run: `cargo bench -p flowgate-tests --bench ratios` (`-- --records N --runs R [--work filter]`).
+//! Run: `cargo bench -p flowgate-tests --bench ratios` (`-- --records N --runs R [--work filter]
+//! [--size 1024]`).
 #![expect(clippy::print_stdout, reason = "a benchmark prints its table")]
 
 use std::collections::HashMap;
@@ -39,7 +40,15 @@ fn main() {
     };
     println!("| stage workload | size | native | WASM | WASM / native |");
     println!("|---|---:|---:|---:|---:|");
+    // `--size 64|1024` runs one record size (to profile it).
+    let size_only = args
+        .iter()
+        .position(|a| a == "--size")
+        .and_then(|i| args.get(i + 1)?.parse::<usize>().ok());
     for size in [64usize, 1024] {
+        if size_only.is_some_and(|s| s != size) {
+            continue;
+        }
         let events = records(n, size);
         let batches: Vec<Batch> = events.chunks(BATCH).map(event::batch_of).collect();
         for work in [Work::Filter, Work::Map, Work::Count] {

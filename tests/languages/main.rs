@@ -542,6 +542,24 @@ fn new_project_passes_its_test(scratch: &Path, lang: &str, kind: &str) {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("per event and per batch"));
+        if lang == "ts" && kind == "stateful" {
+            // A source written against contract 0.1.0 imports the state interface at that
+            // version: it builds (and type-checks) unchanged, and passes the same test.
+            let app = dir.join("app.ts");
+            let text = std::fs::read_to_string(&app).unwrap();
+            assert!(text.contains("'flowgate:plugin/state@0.1.1'"), "{text}");
+            std::fs::write(&app, text.replace("state@0.1.1", "state@0.1.0")).unwrap();
+            let out = flowgate(&dir, &["plugin", "build"]);
+            let text = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "ts stateful against 0.1.0: {text}");
+            let out = flowgate(&dir, &["plugin", "test"]);
+            assert!(
+                out.status.success(),
+                "ts stateful against 0.1.0: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         if kind != "map" {
             return;
         }

@@ -511,6 +511,21 @@ pub const AS_INSTALL: &str = "npm install -g assemblyscript@0.28.20";
 pub const TS_INSTALL: &str =
     "npm install -g typescript@5.9 @bytecodealliance/componentize-js@0.23.0";
 
+/// A JavaScript source with its imports of the contract's interfaces at an older 0.1 version
+/// (`flowgate:plugin/state@0.1.0`) made imports of the current one: 0.1.1 only adds to 0.1.0,
+/// so a source written against 0.1.0 builds unchanged (componentize-js resolves an import
+/// against the bundled WIT, which has the current version only).
+fn current_imports(source: &str) -> String {
+    let mut out = source.to_owned();
+    for iface in ["state", "log", "types"] {
+        out = out.replace(
+            &format!("flowgate:plugin/{iface}@0.1.0"),
+            &format!("flowgate:plugin/{iface}@0.1.1"),
+        );
+    }
+    out
+}
+
 /// The componentize-js release the JavaScript helper is written against.
 pub const JS_INSTALL: &str = "npm install -g @bytecodealliance/componentize-js@0.23.0";
 
@@ -978,7 +993,7 @@ pub fn build(dir: &Path) -> Result<PathBuf, ProjectError> {
             } else {
                 "app.js"
             };
-            let app = fs::read_to_string(dir.join(source))?;
+            let app = current_imports(&fs::read_to_string(dir.join(source))?);
             let js = helper("js/flowgate.js", JS_HELPER)?;
             fs::write(dir.join("build/js/app.js"), format!("{js}\n{app}"))?;
             // Without stdio, random, clocks and HTTP the component imports none of them.
