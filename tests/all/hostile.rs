@@ -242,6 +242,20 @@ fn a_forged_stage_result_is_refused_and_failures_in_any_order_count_once() {
         assert_eq!(forged(&mut inst, forge, &inputs), expected, "{forge}");
         assert_eq!(inst.restarts(), 0, "{forge}");
     }
+    // A refused result keeps none of the batch's state writes.
+    let mut inst = instance(
+        &rt,
+        HOSTILE_RESULT,
+        Limits::default(),
+        &[("forge", "state-then-failure-twice")],
+    );
+    let state = flowgate::state::SharedState::new(1 << 20);
+    inst.attach_state(state.clone());
+    assert_eq!(
+        forged(&mut inst, "state-then-failure-twice", &inputs),
+        "failure names row 0 twice"
+    );
+    assert_eq!(state.lock().get(b"forged"), None);
     // Failures out of row order keep the contract: each row fails once, in row order.
     let mut inst = instance(
         &rt,

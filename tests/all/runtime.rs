@@ -78,6 +78,7 @@ fn every_plugin_loads_as_a_stage_filter_or_aggregator_with_no_filesystem_or_netw
             "dedup",
             "linear-regression",
             "count-then-fail",
+            "hostile-result",
         ]
         .contains(name);
         assert_eq!(p.info().uses_state, stateful, "{name}");

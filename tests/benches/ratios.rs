@@ -45,6 +45,10 @@ fn main() {
         .iter()
         .position(|a| a == "--size")
         .and_then(|i| args.get(i + 1)?.parse::<usize>().ok());
+    assert!(
+        size_only.is_none_or(|s| s == 64 || s == 1024),
+        "--size takes 64 or 1024"
+    );
     for size in [64usize, 1024] {
         if size_only.is_some_and(|s| s != size) {
             continue;

@@ -517,7 +517,7 @@ pub const TS_INSTALL: &str =
 /// against the bundled WIT, which has the current version only).
 fn current_imports(source: &str) -> String {
     let mut out = source.to_owned();
-    for iface in ["state", "log", "types"] {
+    for iface in ["state", "log"] {
         out = out.replace(
             &format!("flowgate:plugin/{iface}@0.1.0"),
             &format!("flowgate:plugin/{iface}@0.1.1"),

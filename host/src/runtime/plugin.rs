@@ -683,6 +683,22 @@ impl StageInstance {
                 self.state_roll_back(mark);
                 self.error(CallErrorKind::Plugin(e.into()))
             })?;
+        let out = self.checked(whole, rows, result);
+        if out.is_err() {
+            // A result the host refuses fails every row: none keeps its state writes.
+            self.state_roll_back(mark);
+        }
+        out
+    }
+
+    /// What a batch call returned, checked against the contract (origins, kept rows,
+    /// failures) and the output limits; `whole` is the input as the host holds it.
+    fn checked(
+        &self,
+        whole: &Batch,
+        rows: usize,
+        result: Returned,
+    ) -> Result<BatchOutput, CallError> {
         let mut result = match result {
             Returned::Rows(r) => r,
             Returned::Kept(s) => return self.selected(whole, s),
@@ -804,7 +820,7 @@ impl StageInstance {
         let mut timeouts = 0;
         for (row, e) in cols.rows().enumerate() {
             let row = row as u32;
-            match self.on_event(&event::to_owned(&e)) {
+            match self.on_event_owned(event::to_owned(&e)) {
                 Ok(events) => {
                     for ev in &events {
                         event::push_event(&mut out, ev);

@@ -11,7 +11,12 @@
 //!
 //! Processing is defined row by row, so the results do not depend on how input is batched; the
 //! plugin is still called once per batch for the adds, except where a pane must fire or merge
-//! part-way (then the adds so far are flushed first).
+//! part-way (then the adds so far are flushed first). Sessions flush too where an add that may
+//! still fail decides a row's session: an event that reaches a session only through events not
+//! yet added (the second event of a session the batch opened, or one past the part of the
+//! session added so far), and a session due by its bounds before the waiting events widened it.
+//! An event that bridges sessions is added alone, to their merged accumulator, before the
+//! sessions are replaced by the merge.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -262,6 +267,9 @@ struct Segment {
     /// were added; and a row that touches a pane only through such waiting rows is not put in
     /// it before they are added (see `session`).
     settled: HashMap<u64, Option<(i64, i64)>, Hasher>,
+    /// The smallest end of the bounds in `settled`: a session that ends there may be due
+    /// though waiting rows widened it.
+    settled_end: Option<i64>,
 }
 
 impl Segment {
@@ -570,14 +578,18 @@ impl WindowState {
             self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
             let wm = self.watermark(w);
             let cut = wm.saturating_sub(lateness).saturating_add(1);
+            // A session waiting rows widened may be due by the bounds it had before them.
+            let settled_due = seg.settled_end.is_some_and(|end| end <= wm);
             let nothing_due = refire.is_empty()
+                && !settled_due
                 && self.unfired.first().is_none_or(|&(end, _)| end > wm)
                 && self.alive.first().is_none_or(|&(end, _)| end >= cut);
             if nothing_due {
                 continue;
             }
-            let any_due =
-                !refire.is_empty() || self.unfired.first().is_some_and(|&(end, _)| end <= wm);
+            let any_due = !refire.is_empty()
+                || settled_due
+                || self.unfired.first().is_some_and(|&(end, _)| end <= wm);
             if any_due {
                 // The adds so far first: a pane whose every row failed is gone after it.
                 self.flush(plugin, &mut seg, &mut out, input)?;
@@ -696,7 +708,10 @@ impl WindowState {
                     return Ok(None);
                 };
                 let (start, new_end) = (p.start.min(ts), p.end.max(end));
-                seg.settled.entry(*id).or_insert(Some((p.start, p.end)));
+                if !seg.settled.contains_key(id) {
+                    seg.settled.insert(*id, Some((p.start, p.end)));
+                    seg.settled_end = Some(seg.settled_end.map_or(p.end, |e| e.min(p.end)));
+                }
                 self.reshape(*id, start, new_end);
                 Ok(Some((*id, false)))
             }
@@ -867,6 +882,7 @@ impl WindowState {
         }
         // A session a failed row widened takes the shape of its rows that were added.
         let settled = std::mem::take(&mut seg.settled);
+        seg.settled_end = None;
         if let Some(gap) = seg.gap
             && added.contains(&false)
         {
@@ -1080,14 +1096,19 @@ fn add_one<E: AggregateError>(
     row: u32,
 ) -> Result<Result<Vec<u8>, E>, E> {
     match plugin.add(std::slice::from_ref(&acc), &rows_of(input, &[row]), &[0]) {
-        Ok((mut accs, failures)) if accs.len() == 1 => Ok(match failures.into_iter().next() {
-            Some((_, e)) => Err(e),
-            None => Ok(accs.pop().expect("one accumulator")),
-        }),
-        Ok((accs, _)) => Err(plugin.fatal(format!(
-            "the aggregator's add returned {} accumulators for 1 passed in",
-            accs.len()
-        ))),
+        Ok((mut accs, failures)) if accs.len() == 1 && failures.iter().all(|(r, _)| *r == 0) => {
+            Ok(match failures.into_iter().next() {
+                Some((_, e)) => Err(e),
+                None => Ok(accs.pop().expect("one accumulator")),
+            })
+        }
+        Ok((accs, failures)) => Err(plugin.fatal(match failures.iter().find(|(r, _)| *r != 0) {
+            Some((r, _)) => format!("the aggregator's add named row {r} as failed, of 1 passed in"),
+            None => format!(
+                "the aggregator's add returned {} accumulators for 1 passed in",
+                accs.len()
+            ),
+        })),
         Err(e) if e.is_fatal() => Err(e),
         Err(e) => Ok(Err(e)),
     }
@@ -1285,8 +1306,6 @@ mod tests {
         );
     }
 
-    /// Panes count against the cap: a row that would make a pane past it fails with
-    /// `state-limit`, the panes held stay under it, and once panes fire and go, rows fit again.
     /// `Sum`, but its `add` also names a row past the batch as failed.
     struct ForgedFailure;
 
@@ -1317,7 +1336,7 @@ mod tests {
     }
 
     #[test]
-    fn an_add_that_names_a_row_past_its_input_stops_the_stage_and_changes_nothing() {
+    fn an_add_that_names_a_row_past_its_input_stops_the_stage_and_keeps_the_accumulator() {
         let mut s = WindowState::default();
         let first = batch(&[("a", 1, 1), ("a", 2, 2)]);
         let cols = event::columns(&first).unwrap();
@@ -1337,6 +1356,8 @@ mod tests {
         assert_eq!(fired[0].value, b"3");
     }
 
+    /// Panes count against the cap: a row that would make a pane past it fails with
+    /// `state-limit`, the panes held stay under it, and once panes fire and go, rows fit again.
     #[test]
     fn window_panes_past_the_cap_fail_their_rows() {
         let mut s = WindowState {
@@ -1639,12 +1660,17 @@ mod tests {
     /// A session result: key, start, end, value.
     type Session = (String, i64, i64, String);
 
-    /// Runs text rows through session windows of gap 5 in batches of `split` rows: the results
-    /// as (key, start, end, value), and the failed rows (by event time).
-    fn sessions_of(rows: &[(&str, i64, &str)], split: usize) -> (Vec<Session>, Vec<i64>) {
+    /// Runs text rows through session windows of gap 5 and the given out-of-orderness in
+    /// batches of `split` rows: the results as (key, start, end, value), and the failed rows
+    /// (by event time).
+    fn sessions_of(
+        rows: &[(&str, i64, &str)],
+        out_of_orderness: i64,
+        split: usize,
+    ) -> (Vec<Session>, Vec<i64>) {
         let w = Windowing {
             spec: WindowSpec::Session { gap: 5 },
-            out_of_orderness: 100,
+            out_of_orderness,
             allowed_lateness: 0,
         };
         let mut s = WindowState::default();
@@ -1696,13 +1722,31 @@ mod tests {
         ];
         // A session whose first event fails is none; the next event starts one of its own.
         let first = [("a", 0, "oops"), ("a", 4, "2"), ("a", 6, "3")];
+        // With no out-of-orderness the event at 7 makes [0,5) due: it fires and goes though the
+        // failing event at 4 had widened it while waiting, so the event at 3 starts a session.
+        let due = [
+            ("a", 0, "1"),
+            ("a", 4, "oops"),
+            ("b", 7, "1"),
+            ("a", 3, "2"),
+        ];
         for split in [1, 2, 4] {
+            let (mut fired, failed) = sessions_of(&due, 0, split);
+            fired.sort();
             assert_eq!(
-                sessions_of(&widening, split),
+                (fired, failed),
+                (
+                    vec![r("a", 0, 5, "1"), r("a", 3, 8, "2"), r("b", 7, 12, "1")],
+                    vec![4]
+                ),
+                "split {split}"
+            );
+            assert_eq!(
+                sessions_of(&widening, 100, split),
                 (vec![r("a", 0, 5, "1"), r("a", 8, 17, "5")], vec![4]),
                 "split {split}"
             );
-            let (mut fired, failed) = sessions_of(&bridging, split);
+            let (mut fired, failed) = sessions_of(&bridging, 100, split);
             fired.sort();
             assert_eq!(
                 (fired, failed),
@@ -1713,7 +1757,7 @@ mod tests {
                 "split {split}"
             );
             assert_eq!(
-                sessions_of(&first, split),
+                sessions_of(&first, 100, split),
                 (vec![r("a", 4, 11, "5")], vec![0]),
                 "split {split}"
             );

@@ -7,7 +7,9 @@
 //! - `failure-out-of-range`: fails the row one past the batch's last;
 //! - `origins-decreasing`: passes rows 1 and 0 on, in that order;
 //! - `unordered-failures`: fails rows 1 and 0, in that order, and passes the rest on. This one
-//!   keeps the contract, which asks no order of failures: each row fails once.
+//!   keeps the contract, which asks no order of failures: each row fails once;
+//! - `state-then-failure-twice`: writes the keyed-state entry `forged` (the stage must grant
+//!   state), then fails row 0 twice: a result the host refuses must leave no state write.
 use flowgate_sdk::__private::flowgate::plugin::types::{Batch, BatchResult, BytesColumn, RowError};
 use flowgate_sdk::{Error, Event};
 
@@ -70,6 +72,10 @@ impl flowgate_sdk::__private::Guest for Forger {
             Some("failure-out-of-range") => (vec![], vec![fail(rows)]),
             Some("origins-decreasing") => (vec![1, 0], vec![]),
             Some("unordered-failures") => ((2..rows).collect(), vec![fail(1), fail(0)]),
+            Some("state-then-failure-twice") => {
+                flowgate_sdk::state::put(b"forged", b"1");
+                (vec![], vec![fail(0), fail(0)])
+            }
             other => return Err(Error::fatal(format!("unknown forge {other:?}"))),
         };
         Ok(BatchResult {
