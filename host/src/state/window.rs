@@ -1661,8 +1661,8 @@ mod tests {
     type Session = (String, i64, i64, String);
 
     /// Runs text rows through session windows of gap 5 and the given out-of-orderness in
-    /// batches of `split` rows: the results as (key, start, end, value), and the failed rows
-    /// (by event time).
+    /// batches of `split` rows: the results as (key, start, end, value), sorted, and the failed
+    /// rows (by event time).
     fn sessions_of(
         rows: &[(&str, i64, &str)],
         out_of_orderness: i64,
@@ -1688,7 +1688,7 @@ mod tests {
             failed.extend(out.failures.iter().map(|(r, _)| chunk[*r as usize].1));
         }
         fired.extend(s.close_all(&mut Sum).unwrap());
-        let fired = fired
+        let mut fired: Vec<Session> = fired
             .into_iter()
             .map(|f| {
                 (
@@ -1699,6 +1699,7 @@ mod tests {
                 )
             })
             .collect();
+        fired.sort();
         (fired, failed)
     }
 
@@ -1730,37 +1731,37 @@ mod tests {
             ("b", 7, "1"),
             ("a", 3, "2"),
         ];
-        for split in [1, 2, 4] {
-            let (mut fired, failed) = sessions_of(&due, 0, split);
-            fired.sort();
-            assert_eq!(
-                (fired, failed),
-                (
-                    vec![r("a", 0, 5, "1"), r("a", 3, 8, "2"), r("b", 7, 12, "1")],
-                    vec![4]
-                ),
-                "split {split}"
-            );
-            assert_eq!(
-                sessions_of(&widening, 100, split),
-                (vec![r("a", 0, 5, "1"), r("a", 8, 17, "5")], vec![4]),
-                "split {split}"
-            );
-            let (mut fired, failed) = sessions_of(&bridging, 100, split);
-            fired.sort();
-            assert_eq!(
-                (fired, failed),
-                (
-                    vec![r("a", 0, 5, "1"), r("a", 8, 13, "2"), r("b", 1, 6, "7")],
-                    vec![4]
-                ),
-                "split {split}"
-            );
-            assert_eq!(
-                sessions_of(&first, 100, split),
-                (vec![r("a", 4, 11, "5")], vec![0]),
-                "split {split}"
-            );
+        // Rows, out-of-orderness, and what `sessions_of` gives for them.
+        type Case<'a> = (&'a [(&'a str, i64, &'a str)], i64, Vec<Session>, Vec<i64>);
+        let cases: [Case<'_>; 4] = [
+            (
+                &due,
+                0,
+                vec![r("a", 0, 5, "1"), r("a", 3, 8, "2"), r("b", 7, 12, "1")],
+                vec![4],
+            ),
+            (
+                &widening,
+                100,
+                vec![r("a", 0, 5, "1"), r("a", 8, 17, "5")],
+                vec![4],
+            ),
+            (
+                &bridging,
+                100,
+                vec![r("a", 0, 5, "1"), r("a", 8, 13, "2"), r("b", 1, 6, "7")],
+                vec![4],
+            ),
+            (&first, 100, vec![r("a", 4, 11, "5")], vec![0]),
+        ];
+        for (rows, out_of_orderness, fired, failed) in cases {
+            for split in [1, 2, 4] {
+                assert_eq!(
+                    sessions_of(rows, out_of_orderness, split),
+                    (fired.clone(), failed.clone()),
+                    "{rows:?} in batches of {split}"
+                );
+            }
         }
     }
 
