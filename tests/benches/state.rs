@@ -8,7 +8,8 @@
 //!    1 ms apart with up to 50 ms of disorder, 10 s and 60 s tumbling windows (about one and six
 //!    events per key and window), through the stage's window
 //!    path (`WindowState::process`) with the `window-stats` plugin (count, sum, avg, min, max of a
-//!    JSON field); against a native Rust aggregator doing the same on the same path. Reported:
+//!    JSON field); then sessions of gap 10 s over the same events; against a native Rust
+//!    aggregator doing the same on the same path. Reported:
 //!    events/s, windows fired, panes held at most, their bytes, the checkpoint snapshot size and
 //!    time, and the process's peak resident memory.
 //!
@@ -182,8 +183,13 @@ impl Aggregate for NativeStats {
         }
         Ok((decoded.into_iter().map(bytes_of).collect(), Vec::new()))
     }
-    fn merge(&mut self, _a: &[u8], _b: &[u8]) -> Result<Option<Vec<u8>>, CallError> {
-        Ok(None)
+    fn merge(&mut self, a: &[u8], b: &[u8]) -> Result<Option<Vec<u8>>, CallError> {
+        let (a, b) = (acc_of(a), acc_of(b));
+        Ok(Some(bytes_of(match (a.0, b.0) {
+            (0, _) => b,
+            (_, 0) => a,
+            _ => (a.0 + b.0, a.1 + b.1, a.2.min(b.2), a.3.max(b.3)),
+        })))
     }
     fn finish(&mut self, panes: &[DuePane<'_>]) -> Result<Vec<Vec<u8>>, CallError> {
         Ok(panes
@@ -237,12 +243,12 @@ fn window_pass(
     )
 }
 
-fn windows(events: u64, keys: u64, runs: u64, size_ms: i64) {
+fn windows(events: u64, keys: u64, runs: u64, spec: WindowSpec) {
     let rt = flowgate_tests::runtime();
     let plugin = rt.load_file(WINDOW_STATS.as_ref()).expect("window-stats");
     let input = batches(events, keys);
     let w = Windowing {
-        spec: WindowSpec::Tumbling { size: size_ms },
+        spec,
         out_of_orderness: 100,
         allowed_lateness: 0,
     };
@@ -261,10 +267,12 @@ fn windows(events: u64, keys: u64, runs: u64, size_ms: i64) {
     }
     let (_, fired, panes, bytes, snapshot, encode) = last.expect("a run");
     let (wv, nv) = (median(wasm), median(native));
-    println!(
-        "windowed aggregate, {events} events over {keys} keys, tumbling {} s windows, median of {runs}:",
-        size_ms / 1000
-    );
+    let what = match spec {
+        WindowSpec::Tumbling { size } => format!("tumbling {} s windows", size / 1000),
+        WindowSpec::Session { gap } => format!("sessions of gap {} s", gap / 1000),
+        WindowSpec::Hopping { .. } => "hopping windows".to_owned(),
+    };
+    println!("windowed aggregate, {events} events over {keys} keys, {what}, median of {runs}:");
     println!("  WASM window-stats {:>7.2} M events/s", wv / 1e6);
     println!("  native Rust       {:>7.2} M events/s", nv / 1e6);
     println!("  ratio WASM/native {:>7.2}", wv / nv);
@@ -289,9 +297,12 @@ fn main() {
     let runs = arg("--runs", 3);
     keyed_state(keys, runs);
     // Events are 1 ms apart: 10 s windows hold about one event per key, 60 s ones about six.
-    for size_ms in [10_000, 60_000] {
-        windows(events, keys, runs, size_ms);
+    for size in [10_000, 60_000] {
+        windows(events, keys, runs, WindowSpec::Tumbling { size });
     }
+    // A key's events are about 10 s apart: with a gap of 10 s, sessions hold a few events and
+    // often merge when a late event bridges two.
+    windows(events, keys, runs, WindowSpec::Session { gap: 10_000 });
     let sample = batches(1, 1).remove(0);
     println!(
         "  (event values look like {})",
