@@ -434,10 +434,7 @@ type rowFailures []rowFailure
 func (fs *rowFailures) fail(row int, err error, size int) int32 {
 	if isFatal(err) {
 		endCall()
-		out := area(size)
-		out[0] = 1
-		failure(out, 4, err)
-		return addr(out)
+		return errResult(size, err)
 	}
 	*fs = append(*fs, rowFailure{uint32(row), err})
 	return 0
@@ -451,4 +448,13 @@ func (fs rowFailures) put(out []byte, at int) {
 		failure(failures[i*16:], 4, f.err)
 	}
 	putList(out, at, addrOf(failures), len(fs))
+}
+
+// errResult writes the error case of a result of size bytes (the case byte 1, the error at 4)
+// and returns its address.
+func errResult(size int, err error) int32 {
+	out := area(size)
+	out[0] = 1
+	failure(out, 4, err)
+	return addr(out)
 }

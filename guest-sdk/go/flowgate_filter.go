@@ -21,12 +21,10 @@ func wasmKeep(keyTag, keyPtr, keyLen, valPtr, valLen int32, ts int64, hPtr, hLen
 	e := readEvent(keyTag, keyPtr, keyLen, valPtr, valLen, ts, hPtr, hLen)
 	kept, err := filterKeep(e)
 	endCall()
-	out := area(16)
 	if err != nil {
-		out[0] = 1
-		failure(out, 4, err)
-		return addr(out)
+		return errResult(16, err)
 	}
+	out := area(16)
 	if kept {
 		out[4] = 1
 	}

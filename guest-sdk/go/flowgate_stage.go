@@ -104,12 +104,10 @@ func wasmOnEvent(keyTag, keyPtr, keyLen, valPtr, valLen int32, ts int64, hPtr, h
 	e := readEvent(keyTag, keyPtr, keyLen, valPtr, valLen, ts, hPtr, hLen)
 	err := run(e, 0)
 	endCall()
-	out := area(16)
 	if err != nil {
-		out[0] = 1
-		failure(out, 4, err)
-		return addr(out)
+		return errResult(16, err)
 	}
+	out := area(16)
 	// The output events, pointing into the columns.
 	o := &outs
 	n := len(o.origins)
