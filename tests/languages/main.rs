@@ -5,8 +5,10 @@
 //! The C plugins are built here from `plugins/conformance/c/` with Flowgate's own build (clang
 //! 19 and the WASI libc; a missing toolchain fails with the command that installs it).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use flowgate::build::project::{self, ProjectError};
 use flowgate::event::{self, Event, Header};
@@ -181,66 +183,159 @@ fn run(plugin: &Path, per_batch: bool, state: bool) -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// The languages held to the Rust plugins' output: folder under `plugins/conformance`, name,
-/// whether compiled ahead of time.
-const LANGUAGES: [(&str, &str, bool); 9] = [
-    ("c", "C", false),
-    ("zig", "Zig", false),
-    ("go", "Go", false),
-    ("assemblyscript", "AssemblyScript", false),
-    ("cpp", "C++", false),
-    ("python", "Python", false),
-    ("js", "JavaScript", false),
-    ("js", "JavaScript (aot)", true),
-    ("ts", "TypeScript", false),
-];
+/// A language the suite holds to Rust: its folder under `plugins/conformance` (and its
+/// `plugin new --lang`), its name, whether it is compiled ahead of time, and for the compiled
+/// languages the memory cap (MiB) its map plugin keeps to over a long run.
+struct Language {
+    dir: &'static str,
+    name: &'static str,
+    aot: bool,
+    memory_cap_mib: Option<usize>,
+}
 
-#[test]
-fn every_language_gives_the_same_output_per_event_and_per_batch() {
+/// One test per language, so that the languages build side by side and a failure names its
+/// language. Each builds every template as a plugin author does (`plugin new`, `plugin build`,
+/// `plugin test`), then holds the conformance plugins to Rust's output per event and per batch,
+/// the `count-sum` aggregator to Rust's windows, and for the compiled languages a long run to a
+/// small memory cap. The `map`, `stateful` and `aggregator` templates are the conformance
+/// suite's `uppercase`, `state-count` and `count-sum`: one build serves both.
+mod language {
+    use super::{Language, held_to_rust, templates_pass};
+
+    macro_rules! languages {
+        ($($test:ident: $dir:literal, $name:literal, $aot:literal, $cap:expr;)*) => {$(
+            #[test]
+            fn $test() {
+                held_to_rust(&Language { dir: $dir, name: $name, aot: $aot, memory_cap_mib: $cap });
+            }
+        )*};
+    }
+
+    // Go's runtime takes about 19 MB of heap arenas as it starts (docs/languages/go.md).
+    languages! {
+        c: "c", "C", false, Some(8);
+        cpp: "cpp", "C++", false, Some(8);
+        zig: "zig", "Zig", false, Some(8);
+        go: "go", "Go", false, Some(32);
+        assemblyscript: "assemblyscript", "AssemblyScript", false, Some(8);
+        python: "python", "Python", false, None;
+        javascript: "js", "JavaScript", false, None;
+        javascript_ahead_of_time: "js", "JavaScript (aot)", true, None;
+        typescript: "ts", "TypeScript", false, None;
+    }
+
+    /// Rust is what the others are held to: its templates pass as written.
+    #[test]
+    fn rust() {
+        templates_pass("rust");
+    }
+}
+
+/// The kinds `plugin new --kind` writes.
+const KINDS: [&str; 5] = ["map", "filter", "flat-map", "aggregator", "stateful"];
+
+/// Every template of a language builds and passes its test as written; their components by
+/// kind.
+fn templates_pass(lang: &str) -> (tempfile::TempDir, HashMap<&'static str, PathBuf>) {
     let scratch = tempfile::tempdir().unwrap();
-    for (name, rust, state) in PLUGINS {
-        let want = run(rust.as_ref(), false, state);
-        assert!(
-            want.lines().count() > 100,
-            "{name}: {} lines",
-            want.lines().count()
-        );
-        assert_eq!(
-            run(rust.as_ref(), true, state),
-            want,
-            "{name}: Rust per batch vs per event"
-        );
-        for (dir, lang, aot) in LANGUAGES {
-            // Compiling ahead of time changes how the plugin's code runs, not the helper's
-            // paths these three take besides the others (full events out): the other five
-            // hold it to the suite, and its weval builds are the slowest of all.
-            if aot && ["rekey", "tag-route", "retime"].contains(&name) {
-                continue;
-            }
-            let path = build_project(
-                &repo().join("plugins/conformance").join(dir).join(name),
-                &scratch.path().join(if aot { "js-aot" } else { dir }),
-                aot,
-            );
-            if name == "tag-route" {
-                follows_the_route_header(&path, lang);
-            }
-            for per_batch in [false, true] {
-                let got = run(path.as_ref(), per_batch, state);
-                if got != want {
-                    let at = got
-                        .lines()
-                        .zip(want.lines())
-                        .position(|(a, b)| a != b)
-                        .unwrap_or(got.lines().count().min(want.lines().count()));
-                    panic!(
-                        "{name} in {lang} (per {}) differs from Rust at line {}:\n  {lang}: {:?}\n  Rust: {:?}",
-                        if per_batch { "batch" } else { "event" },
-                        at + 1,
-                        got.lines().nth(at),
-                        want.lines().nth(at)
-                    );
-                }
+    let built = KINDS
+        .iter()
+        .map(|kind| {
+            (
+                *kind,
+                new_project_passes_its_test(scratch.path(), lang, kind),
+            )
+        })
+        .collect();
+    (scratch, built)
+}
+
+/// What one language is held to (see [`language`]).
+fn held_to_rust(lang: &Language) {
+    // Ahead-of-time builds are not a template's: their conformance plugins are built below.
+    let (scratch, templates) = if lang.aot {
+        (tempfile::tempdir().unwrap(), HashMap::new())
+    } else {
+        templates_pass(lang.dir)
+    };
+    let build = |name: &str| -> PathBuf {
+        let kind = match name {
+            "uppercase" => "map",
+            "state-count" => "stateful",
+            "count-sum" => "aggregator",
+            _ => "",
+        };
+        match templates.get(kind) {
+            Some(path) => path.clone(),
+            None => build_project(
+                &repo().join("plugins/conformance").join(lang.dir).join(name),
+                &scratch.path().join("conformance"),
+                lang.aot,
+            ),
+        }
+    };
+    gives_rusts_output_per_event_and_per_batch(lang, &build);
+    aggregates_windows_as_rust_does(lang, &build("count-sum"));
+    if let Some(mib) = lang.memory_cap_mib {
+        stays_within_a_small_memory_cap(lang, &build("uppercase"), mib);
+    }
+}
+
+/// The line at which two outputs part, 1-based.
+fn first_difference(got: &str, want: &str) -> usize {
+    got.lines()
+        .zip(want.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.lines().count().min(want.lines().count()))
+        + 1
+}
+
+/// The Rust conformance plugins' outputs (per event; per batch is checked to be the same),
+/// computed once for every language's test.
+fn rust_outputs() -> &'static [String] {
+    static OUTPUTS: OnceLock<Vec<String>> = OnceLock::new();
+    OUTPUTS.get_or_init(|| {
+        PLUGINS
+            .iter()
+            .map(|(name, rust, state)| {
+                let want = run(rust.as_ref(), false, *state);
+                let lines = want.lines().count();
+                assert!(lines > 100, "{name}: {lines} lines");
+                assert_eq!(
+                    run(rust.as_ref(), true, *state),
+                    want,
+                    "{name}: Rust per batch vs per event"
+                );
+                want
+            })
+            .collect()
+    })
+}
+
+fn gives_rusts_output_per_event_and_per_batch(lang: &Language, build: &dyn Fn(&str) -> PathBuf) {
+    for ((name, _, state), want) in PLUGINS.iter().zip(rust_outputs()) {
+        // Compiling ahead of time changes how the plugin's code runs, not the helper's paths
+        // these three take besides the others (full events out): the other five hold it to
+        // the suite, and its weval builds are the slowest of all.
+        if lang.aot && ["rekey", "tag-route", "retime"].contains(name) {
+            continue;
+        }
+        let path = build(name);
+        if *name == "tag-route" {
+            follows_the_route_header(&path, lang.name);
+        }
+        for per_batch in [false, true] {
+            let got = run(path.as_ref(), per_batch, *state);
+            if &got != want {
+                let at = first_difference(&got, want);
+                panic!(
+                    "{name} in {} (per {}) differs from Rust at line {at}:\n  {}: {:?}\n  Rust: {:?}",
+                    lang.name,
+                    if per_batch { "batch" } else { "event" },
+                    lang.name,
+                    got.lines().nth(at - 1),
+                    want.lines().nth(at - 1)
+                );
             }
         }
     }
@@ -403,64 +498,58 @@ fn window_input() -> Vec<Event> {
         .collect()
 }
 
-#[test]
-fn every_language_aggregates_windows_as_rust_does() {
-    let scratch = tempfile::tempdir().unwrap();
-    let windows = [
-        ("tumbling", WindowSpec::Tumbling { size: 50 }),
-        ("session", WindowSpec::Session { gap: 5 }),
-    ];
-    let sizes: [&[usize]; 2] = [&[1], &[1, 7, 64, 13, 100, 55]];
-    let mut want = Vec::new();
-    for (kind, spec) in windows {
-        let w = Windowing {
-            spec,
-            out_of_orderness: 400,
-            allowed_lateness: 0,
-        };
-        let rust = run_windows(COUNT_SUM.as_ref(), &w, sizes[0]);
-        assert!(
-            rust.lines().filter(|l| l.starts_with('{')).count() > 20,
-            "{kind}: {rust}"
-        );
-        assert!(rust.contains("not an integer"), "{kind}: {rust}");
-        let batched = run_windows(COUNT_SUM.as_ref(), &w, sizes[1]);
-        // Known: a session that a failing row widened keeps its new bounds when that row was
-        // batched with others (per event it does not), so per batch and per event differ for
-        // sessions; each language is held to Rust's output of the same batching.
-        if kind == "tumbling" {
-            if let Some((a, b)) = batched.lines().zip(rust.lines()).find(|(a, b)| a != b) {
-                panic!("{kind}: Rust per batch vs per event:\n  per batch: {a}\n  per event: {b}");
-            }
-            assert_eq!(batched, rust, "{kind}: Rust per batch vs per event");
-        }
-        want.push((kind, w, [rust, batched]));
-    }
-    for (dir, lang, aot) in LANGUAGES {
-        let path = build_project(
-            &repo()
-                .join("plugins/conformance")
-                .join(dir)
-                .join("count-sum"),
-            &scratch.path().join(if aot { "js-aot" } else { dir }),
-            aot,
-        );
-        for (kind, w, wants) in &want {
-            for ((per, sizes), want) in ["event", "batch"].iter().zip(sizes).zip(wants) {
-                let got = run_windows(&path, w, sizes);
-                if &got != want {
-                    let at = got
-                        .lines()
-                        .zip(want.lines())
-                        .position(|(a, b)| a != b)
-                        .unwrap_or(got.lines().count().min(want.lines().count()));
-                    panic!(
-                        "count-sum in {lang} ({kind} windows, per {per}) differs from Rust at line {}:\n  {lang}: {:?}\n  Rust: {:?}",
-                        at + 1,
-                        got.lines().nth(at),
-                        want.lines().nth(at)
-                    );
-                }
+/// Batch sizes of the window runs: per event, and uneven batches.
+const WINDOW_BATCHES: [&[usize]; 2] = [&[1], &[1, 7, 64, 13, 100, 55]];
+
+/// The Rust `count-sum` aggregator's window results, per event and per batch, for tumbling
+/// and session windows; computed once for every language's test.
+fn rust_windows() -> &'static [(&'static str, Windowing, [String; 2])] {
+    static WINDOWS: OnceLock<Vec<(&'static str, Windowing, [String; 2])>> = OnceLock::new();
+    WINDOWS.get_or_init(|| {
+        [
+            ("tumbling", WindowSpec::Tumbling { size: 50 }),
+            ("session", WindowSpec::Session { gap: 5 }),
+        ]
+        .into_iter()
+        .map(|(kind, spec)| {
+            let w = Windowing {
+                spec,
+                out_of_orderness: 400,
+                allowed_lateness: 0,
+            };
+            let rust = run_windows(COUNT_SUM.as_ref(), &w, WINDOW_BATCHES[0]);
+            assert!(
+                rust.lines().filter(|l| l.starts_with('{')).count() > 20,
+                "{kind}: {rust}"
+            );
+            assert!(rust.contains("not an integer"), "{kind}: {rust}");
+            let batched = run_windows(COUNT_SUM.as_ref(), &w, WINDOW_BATCHES[1]);
+            // A failing row neither widens nor bridges a session, batched or not: per batch
+            // and per event fire the same windows.
+            let at = first_difference(&batched, &rust);
+            assert_eq!(
+                batched, rust,
+                "{kind}: Rust per batch vs per event, from line {at}"
+            );
+            (kind, w, [rust, batched])
+        })
+        .collect()
+    })
+}
+
+fn aggregates_windows_as_rust_does(lang: &Language, plugin: &Path) {
+    for (kind, w, wants) in rust_windows() {
+        for ((per, sizes), want) in ["event", "batch"].iter().zip(WINDOW_BATCHES).zip(wants) {
+            let got = run_windows(plugin, w, sizes);
+            if &got != want {
+                let at = first_difference(&got, want);
+                panic!(
+                    "count-sum in {} ({kind} windows, per {per}) differs from Rust at line {at}:\n  {}: {:?}\n  Rust: {:?}",
+                    lang.name,
+                    lang.name,
+                    got.lines().nth(at - 1),
+                    want.lines().nth(at - 1)
+                );
             }
         }
     }
@@ -483,21 +572,9 @@ fn flowgate(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
-fn a_new_project_of_every_kind_builds_and_passes_its_test_as_written_in_every_language() {
-    let scratch = tempfile::tempdir().unwrap();
-    let languages = LANGUAGES.iter().filter(|(_, _, aot)| !aot);
-    let kinds = ["map", "filter", "flat-map", "aggregator", "stateful"];
-    for lang in std::iter::once("rust").chain(languages.map(|(dir, _, _)| *dir)) {
-        for kind in kinds {
-            new_project_passes_its_test(scratch.path(), lang, kind);
-        }
-    }
-}
-
 /// `plugin new --lang <lang> --kind <kind>`, `plugin build`, `plugin test`; for a map, also
 /// that a broken expectation is reported with its line.
-fn new_project_passes_its_test(scratch: &Path, lang: &str, kind: &str) {
+fn new_project_passes_its_test(scratch: &Path, lang: &str, kind: &str) -> PathBuf {
     {
         let name = format!("my-{lang}-{kind}");
         let out = flowgate(
@@ -542,6 +619,9 @@ fn new_project_passes_its_test(scratch: &Path, lang: &str, kind: &str) {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("per event and per batch"));
+        // The component as the template builds it, kept aside from the changes below.
+        let kept = scratch.join(format!("{name}.wasm"));
+        std::fs::copy(&component, &kept).unwrap();
         if lang == "ts" && kind == "stateful" {
             // A source written against contract 0.1.0 imports the state interface at that
             // version: it builds (and type-checks) unchanged, and passes the same test.
@@ -561,7 +641,7 @@ fn new_project_passes_its_test(scratch: &Path, lang: &str, kind: &str) {
             );
         }
         if kind != "map" {
-            return;
+            return kept;
         }
 
         // A change that breaks the expectation is reported, with the line.
@@ -575,6 +655,7 @@ fn new_project_passes_its_test(scratch: &Path, lang: &str, kind: &str) {
             err.contains("differs from test/expected.ndjson at line 1"),
             "{err}"
         );
+        kept
     }
 }
 
@@ -674,12 +755,10 @@ fn a_core_module_that_is_not_a_plugin_is_refused_with_the_reason() {
     );
 }
 
-/// Over 100,000 events per event and 100,000 per batch, the map plugin of each compiled
-/// language stays within a small memory cap, 8 MiB (32 MiB for Go): its helper frees each
-/// call's memory, or its collector runs. And it gives the right output to the last event.
-#[test]
-fn a_long_run_stays_within_a_small_memory_cap() {
-    let scratch = tempfile::tempdir().unwrap();
+/// Over 100,000 events per event and 100,000 per batch, a compiled language's map plugin stays
+/// within a small memory cap (8 MiB; 32 MiB for Go): its helper frees each call's memory, or
+/// its collector runs. And it gives the right output to the last event.
+fn stays_within_a_small_memory_cap(lang: &Language, plugin: &Path, mib: usize) {
     let events: Vec<Event> = (0..100_000u32)
         .map(|i| Event {
             key: (i % 2 == 0).then(|| i.to_be_bytes().to_vec()),
@@ -692,49 +771,33 @@ fn a_long_run_stays_within_a_small_memory_cap() {
         })
         .collect();
     let want = |e: &Event| e.value.to_ascii_uppercase();
-    // Go's runtime takes about 19 MB of heap arenas as it starts (docs/languages/go.md).
-    for (dir, lang, mib) in [
-        ("c", "C", 8),
-        ("cpp", "C++", 8),
-        ("zig", "Zig", 8),
-        ("go", "Go", 32),
-        ("assemblyscript", "AssemblyScript", 8),
-    ] {
-        let limits = flowgate::runtime::Limits {
-            memory_bytes: mib << 20,
-            ..Default::default()
-        };
-        let path = build_project(
-            &repo()
-                .join("plugins/conformance")
-                .join(dir)
-                .join("uppercase"),
-            &scratch.path().join(dir),
-            false,
-        );
-        let rt = flowgate_tests::runtime();
-        let plugin = rt.load_file(&path).unwrap();
-        let mut inst = plugin
-            .instantiate(limits, Vec::new())
-            .unwrap_or_else(|err| panic!("{lang}: {err}"));
-        for (i, e) in events.iter().enumerate() {
-            let out = inst
-                .on_event(e)
-                .unwrap_or_else(|err| panic!("{lang}, event {i}: {err}"));
-            assert_eq!(out.len(), 1, "{lang}, event {i}");
-            assert_eq!(out[0].value, want(e), "{lang}, event {i}");
-            assert_eq!((&out[0].key, &out[0].headers), (&e.key, &e.headers));
-        }
-        for (n, chunk) in events.chunks(1024).enumerate() {
-            let r = inst
-                .on_batch(&event::batch_of(chunk))
-                .unwrap_or_else(|err| panic!("{lang}, batch {n}: {err}"));
-            let cols = event::columns(&r.output).unwrap();
-            assert_eq!(cols.len(), chunk.len(), "{lang}, batch {n}");
-            for (row, e) in cols.rows().zip(chunk) {
-                assert_eq!(row.value, want(e), "{lang}, batch {n}");
-                assert_eq!(row.key, e.key.as_deref(), "{lang}, batch {n}");
-            }
+    let lang = lang.name;
+    let limits = flowgate::runtime::Limits {
+        memory_bytes: mib << 20,
+        ..Default::default()
+    };
+    let rt = flowgate_tests::runtime();
+    let plugin = rt.load_file(plugin).unwrap();
+    let mut inst = plugin
+        .instantiate(limits, Vec::new())
+        .unwrap_or_else(|err| panic!("{lang}: {err}"));
+    for (i, e) in events.iter().enumerate() {
+        let out = inst
+            .on_event(e)
+            .unwrap_or_else(|err| panic!("{lang}, event {i}: {err}"));
+        assert_eq!(out.len(), 1, "{lang}, event {i}");
+        assert_eq!(out[0].value, want(e), "{lang}, event {i}");
+        assert_eq!((&out[0].key, &out[0].headers), (&e.key, &e.headers));
+    }
+    for (n, chunk) in events.chunks(1024).enumerate() {
+        let r = inst
+            .on_batch(&event::batch_of(chunk))
+            .unwrap_or_else(|err| panic!("{lang}, batch {n}: {err}"));
+        let cols = event::columns(&r.output).unwrap();
+        assert_eq!(cols.len(), chunk.len(), "{lang}, batch {n}");
+        for (row, e) in cols.rows().zip(chunk) {
+            assert_eq!(row.value, want(e), "{lang}, batch {n}");
+            assert_eq!(row.key, e.key.as_deref(), "{lang}, batch {n}");
         }
     }
 }
