@@ -37,6 +37,16 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The `plugin new --kind` whose template a conformance plugin is, if it is one.
+fn template_kind(plugin: &str) -> Option<&'static str> {
+    match plugin {
+        "uppercase" => Some("map"),
+        "state-count" => Some("stateful"),
+        "count-sum" => Some("aggregator"),
+        _ => None,
+    }
+}
+
 /// Builds a conformance project (copied aside, so the sources stay clean); `uppercase`,
 /// `state-count` and `count-sum` are the projects `flowgate plugin new` writes (`--kind map`,
 /// `--kind stateful`, `--kind aggregator`), so the templates are held to the suite too. `aot` turns on ahead-of-time
@@ -44,14 +54,9 @@ fn repo() -> PathBuf {
 /// missing.
 fn build_project(src: &Path, scratch: &Path, aot: bool) -> PathBuf {
     let dir = scratch.join(src.file_name().unwrap());
-    let template = match src.file_name().unwrap().to_str().unwrap() {
-        "uppercase" => Some(project::Kind::Map),
-        "state-count" => Some(project::Kind::Stateful),
-        "count-sum" => Some(project::Kind::Aggregator),
-        _ => None,
-    };
-    if let Some(kind) = template {
-        let name = src.file_name().unwrap().to_str().unwrap();
+    let name = src.file_name().unwrap().to_str().unwrap();
+    if let Some(kind) = template_kind(name) {
+        let kind: project::Kind = clap::ValueEnum::from_str(kind, true).unwrap();
         let lang = src.parent().unwrap().file_name().unwrap().to_str().unwrap();
         let lang: project::Lang = clap::ValueEnum::from_str(lang, true).unwrap();
         project::new(&dir, name, lang, kind, &repo().join("guest-sdk")).unwrap();
@@ -259,13 +264,7 @@ fn held_to_rust(lang: &Language) {
         templates_pass(lang.dir)
     };
     let build = |name: &str| -> PathBuf {
-        let kind = match name {
-            "uppercase" => "map",
-            "state-count" => "stateful",
-            "count-sum" => "aggregator",
-            _ => "",
-        };
-        match templates.get(kind) {
+        match template_kind(name).and_then(|kind| templates.get(kind)) {
             Some(path) => path.clone(),
             None => build_project(
                 &repo().join("plugins/conformance").join(lang.dir).join(name),
